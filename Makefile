@@ -1,0 +1,17 @@
+# Convenience targets. The README's commands work without make.
+IMAGE ?= cork:dev
+GO ?= go
+
+.PHONY: build test image bench clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cork ./cmd/cork
+
+test:
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+image: build
+	docker build -t $(IMAGE) .
+
+clean:
+	rm -rf bin

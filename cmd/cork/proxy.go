@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/proxy"
+	"github.com/cork-sh/cork/resolve"
+)
+
+// DefaultShutdownTimeout bounds how long in-flight requests may take to
+// finish after SIGTERM or SIGINT.
+const DefaultShutdownTimeout = 10 * time.Second
+
+func runProxy(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
+	settings, err := loadProxySettings(environ)
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet("proxy", "[flags]", stderr)
+	settings.registerFlags(fs)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("proxy: unexpected argument %q", fs.Arg(0))
+	}
+	settings.set = setFlags(fs)
+	opts, err := settings.validate(true, stderr)
+	if err != nil {
+		return err
+	}
+	policy, err := proxy.LoadPolicy(opts.policyFile)
+	if err != nil {
+		return &usageError{fmt.Errorf("%s: %w", settings.name("policy-file"), err)}
+	}
+	var tokens resolve.Tokens
+	if opts.tokensFile != "-" {
+		data, err := os.ReadFile(opts.tokensFile)
+		if err != nil {
+			return &usageError{fmt.Errorf("%s: %v", settings.name("tokens-file"), pathError(err))}
+		}
+		if tokens, err = resolve.ParseTokens(data); err != nil {
+			return &usageError{fmt.Errorf("%s: %s: %v", settings.name("tokens-file"), opts.tokensFile, err)}
+		}
+	}
+	log := opts.logger
+	p, err := proxy.New(proxy.Config{
+		Policy:          policy,
+		Tokens:          tokens,
+		CA:              opts.ca,
+		Logger:          &log,
+		UpstreamRootCAs: opts.upstreamRoots,
+		AllowPrivate:    opts.allowPrivate,
+		Resolve:         opts.resolve,
+	})
+	if err != nil {
+		return &usageError{fmt.Errorf("proxy: %w", err)}
+	}
+	defer p.Close()
+	if opts.caOut != "" {
+		if err := writeFileAtomic(opts.caOut, p.CACertPEM(), 0o644); err != nil {
+			return &usageError{fmt.Errorf("%s: %v", settings.name("ca-out"), err)}
+		}
+	}
+	return serveProxy(ctx, p, opts, stdin, log, func() error {
+		np, err := proxy.LoadPolicy(opts.policyFile)
+		if err != nil {
+			return err
+		}
+		return p.SetPolicy(np)
+	})
+}
+
+// serveProxy listens, serves until ctx is done, and shuts down cleanly:
+// stop accepting, let in-flight requests finish (bounded), close tunnels.
+// SIGHUP calls reload. With tokens file "-", token maps are read from stdin.
+func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin io.Reader, log zerolog.Logger, reload func() error) error {
+	ln, err := net.Listen("tcp", opts.listen)
+	if err != nil {
+		return &usageError{fmt.Errorf("listen %s: %v", opts.listen, errors.Unwrap(err))}
+	}
+	srv := &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          nil,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+
+	var admin *http.Server
+	if opts.adminListen != "" {
+		aln, err := net.Listen("tcp", opts.adminListen)
+		if err != nil {
+			srv.Close()
+			return &usageError{fmt.Errorf("listen %s: %v", opts.adminListen, errors.Unwrap(err))}
+		}
+		admin = &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- admin.Serve(aln) }()
+		log.Info().Str("addr", aln.Addr().String()).Msg("admin listening")
+	}
+	log.Info().Str("addr", ln.Addr().String()).Str("policy", opts.policyFile).Msg("proxy listening")
+
+	if opts.tokensFile == "-" {
+		go readTokenStream(stdin, p, log)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	for {
+		select {
+		case <-hup:
+			if err := reload(); err != nil {
+				log.Error().Str("error", err.Error()).Msg("policy reload rejected; keeping the current policy")
+			} else {
+				log.Info().Msg("policy reloaded")
+			}
+			continue
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve: %w", err)
+			}
+		case <-ctx.Done():
+		}
+		break
+	}
+	log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
+	defer cancel()
+	if admin != nil {
+		admin.Shutdown(sctx)
+	}
+	err = srv.Shutdown(sctx)
+	p.Close()
+	if err != nil {
+		srv.Close()
+		log.Warn().Msg("in-flight requests cut at the shutdown deadline")
+	}
+	log.Info().Msg("stopped")
+	return nil
+}
+
+// readTokenStream applies each token map read from r. A malformed object
+// ends the stream (the decoder cannot resynchronise); the last good map
+// stays in force.
+func readTokenStream(r io.Reader, p *proxy.Proxy, log zerolog.Logger) {
+	dec := resolve.NewTokenDecoder(r)
+	for {
+		t, err := dec.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				log.Debug().Msg("token stream closed")
+			} else {
+				log.Error().Str("error", err.Error()).Msg("token stream: stopped reading; keeping the current tokens")
+			}
+			return
+		}
+		p.SetTokens(t)
+		log.Info().Strs("slots", t.Slots()).Msg("tokens updated")
+	}
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so readers never see a partial file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".cork-*")
+	if err != nil {
+		return pathError(err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return pathError(err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return pathError(err)
+	}
+	if err := f.Close(); err != nil {
+		return pathError(err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return pathError(err)
+	}
+	return nil
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/proxy"
+)
+
+// Defaults for the proxy settings.
+const (
+	DefaultListen    = "127.0.0.1:3128"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "json"
+)
+
+// proxySettings are the CORK_* settings shared by `cork proxy` and the
+// proxy that `cork run` starts. Every field is a string so that each bad
+// value gets an error naming its variable or flag.
+type proxySettings struct {
+	Listen         string `env:"CORK_LISTEN" envDefault:"127.0.0.1:3128"`
+	AdminListen    string `env:"CORK_ADMIN_LISTEN"`
+	PolicyFile     string `env:"CORK_POLICY_FILE"`
+	TokensFile     string `env:"CORK_TOKENS_FILE" envDefault:"-"`
+	CACertFile     string `env:"CORK_CA_CERT_FILE"`
+	CAKeyFile      string `env:"CORK_CA_KEY_FILE"`
+	CAOut          string `env:"CORK_CA_OUT"`
+	UpstreamCAFile string `env:"CORK_UPSTREAM_CA_FILE"`
+	AllowPrivate   string `env:"CORK_ALLOW_PRIVATE"`
+	Resolve        string `env:"CORK_RESOLVE"`
+	LogLevel       string `env:"CORK_LOG_LEVEL" envDefault:"info"`
+	LogFormat      string `env:"CORK_LOG_FORMAT" envDefault:"json"`
+
+	set map[string]bool // flags given on the command line
+}
+
+// settingFlags maps each flag name to its variable.
+var settingFlags = []struct{ flag, env, usage string }{
+	{"listen", "CORK_LISTEN", "proxy address"},
+	{"admin-listen", "CORK_ADMIN_LISTEN", "address for /healthz, /readyz and /metrics (empty: off)"},
+	{"policy-file", "CORK_POLICY_FILE", "policy file (YAML or JSON)"},
+	{"tokens-file", "CORK_TOKENS_FILE", "token map file {\"slot\":\"value\"} (mode 0600); - reads a stream of JSON objects from stdin"},
+	{"ca-cert-file", "CORK_CA_CERT_FILE", "CA certificate (PEM); empty with --ca-key-file empty: generate a session CA"},
+	{"ca-key-file", "CORK_CA_KEY_FILE", "CA private key (PEM)"},
+	{"ca-out", "CORK_CA_OUT", "write the CA certificate (never the key) here for the sandbox to trust"},
+	{"upstream-ca-file", "CORK_UPSTREAM_CA_FILE", "extra PEM roots for upstream TLS"},
+	{"allow-private", "CORK_ALLOW_PRIVATE", "comma-separated CIDRs exempt from the private-address guard"},
+	{"resolve", "CORK_RESOLVE", "host:port=addr:port,... dial overrides, like curl --resolve"},
+	{"log-level", "CORK_LOG_LEVEL", "trace, debug, info, warn or error"},
+	{"log-format", "CORK_LOG_FORMAT", "json or console"},
+}
+
+// field returns a pointer to the setting behind a flag name.
+func (s *proxySettings) field(flagName string) *string {
+	switch flagName {
+	case "listen":
+		return &s.Listen
+	case "admin-listen":
+		return &s.AdminListen
+	case "policy-file":
+		return &s.PolicyFile
+	case "tokens-file":
+		return &s.TokensFile
+	case "ca-cert-file":
+		return &s.CACertFile
+	case "ca-key-file":
+		return &s.CAKeyFile
+	case "ca-out":
+		return &s.CAOut
+	case "upstream-ca-file":
+		return &s.UpstreamCAFile
+	case "allow-private":
+		return &s.AllowPrivate
+	case "resolve":
+		return &s.Resolve
+	case "log-level":
+		return &s.LogLevel
+	case "log-format":
+		return &s.LogFormat
+	}
+	panic("unknown setting flag " + flagName)
+}
+
+// loadProxySettings reads the CORK_* variables from env. Flags registered
+// with registerFlags and parsed afterwards override them.
+func loadProxySettings(environ map[string]string) (*proxySettings, error) {
+	s, err := env.ParseAsWithOptions[proxySettings](env.Options{Environment: environ})
+	if err != nil {
+		return nil, &usageError{err}
+	}
+	return &s, nil
+}
+
+// registerFlags adds one flag per setting to fs, each defaulting to the
+// value from the environment.
+func (s *proxySettings) registerFlags(fs *flag.FlagSet) {
+	for _, f := range settingFlags {
+		fs.StringVar(s.field(f.flag), f.flag, *s.field(f.flag), f.usage+" ($"+f.env+")")
+	}
+}
+
+// name returns how the user gave a setting: "--flag" if on the command
+// line, else its variable.
+func (s *proxySettings) name(flagName string) string {
+	if s.set[flagName] {
+		return "--" + flagName
+	}
+	for _, f := range settingFlags {
+		if f.flag == flagName {
+			return f.env
+		}
+	}
+	return flagName
+}
+
+// proxyOptions is the validated form of proxySettings.
+type proxyOptions struct {
+	listen, adminListen string
+	policyFile          string
+	tokensFile          string
+	ca                  *proxy.CA // nil: generate from the policy
+	caOut               string
+	upstreamRoots       *x509.CertPool
+	allowPrivate        []netip.Prefix
+	resolve             map[string]string
+	logger              zerolog.Logger
+}
+
+// validate checks every setting and returns all problems at once, one line
+// each, naming the variable or flag. needPolicy is false for `cork run`,
+// which builds its own policy.
+func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptions, error) {
+	var errs []error
+	bad := func(flagName, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", s.name(flagName), fmt.Sprintf(format, a...)))
+	}
+	o := &proxyOptions{
+		listen:      strings.TrimSpace(s.Listen),
+		adminListen: strings.TrimSpace(s.AdminListen),
+		policyFile:  strings.TrimSpace(s.PolicyFile),
+		tokensFile:  strings.TrimSpace(s.TokensFile),
+		caOut:       strings.TrimSpace(s.CAOut),
+	}
+	if err := checkListen(o.listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	if o.adminListen != "" {
+		if err := checkListen(o.adminListen); err != nil {
+			bad("admin-listen", "%v", err)
+		} else if o.adminListen == o.listen {
+			bad("admin-listen", "same address as %s", s.name("listen"))
+		}
+	}
+	if needPolicy {
+		if o.policyFile == "" {
+			bad("policy-file", "required: the policy file to enforce")
+		} else if err := checkReadable(o.policyFile); err != nil {
+			bad("policy-file", "%v", err)
+		}
+		if o.tokensFile == "" {
+			bad("tokens-file", "empty: give a file, or - for stdin")
+		} else if o.tokensFile != "-" {
+			if err := checkTokensFile(o.tokensFile); err != nil {
+				bad("tokens-file", "%v", err)
+			}
+		}
+	}
+	certFile, keyFile := strings.TrimSpace(s.CACertFile), strings.TrimSpace(s.CAKeyFile)
+	switch {
+	case certFile == "" && keyFile == "":
+	case certFile == "":
+		bad("ca-cert-file", "required when %s is set", s.name("ca-key-file"))
+	case keyFile == "":
+		bad("ca-key-file", "required when %s is set", s.name("ca-cert-file"))
+	default:
+		certPEM, err1 := os.ReadFile(certFile)
+		keyPEM, err2 := os.ReadFile(keyFile)
+		switch {
+		case err1 != nil:
+			bad("ca-cert-file", "%v", pathError(err1))
+		case err2 != nil:
+			bad("ca-key-file", "%v", pathError(err2))
+		default:
+			ca, err := proxy.LoadCA(certPEM, keyPEM)
+			if err != nil {
+				bad("ca-cert-file", "%s and %s: %v", certFile, keyFile, err)
+			}
+			o.ca = ca
+		}
+	}
+	if f := strings.TrimSpace(s.UpstreamCAFile); f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			bad("upstream-ca-file", "%v", pathError(err))
+		} else {
+			pool, err := x509.SystemCertPool()
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				bad("upstream-ca-file", "%s: no PEM certificate found", f)
+			}
+			o.upstreamRoots = pool
+		}
+	}
+	for i, c := range splitList(s.AllowPrivate) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(c); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				bad("allow-private", "entry %d %q: not a CIDR (want e.g. 127.0.0.0/8)", i+1, c)
+				continue
+			}
+		}
+		o.allowPrivate = append(o.allowPrivate, p.Masked())
+	}
+	for i, e := range splitList(s.Resolve) {
+		from, to, ok := strings.Cut(e, "=")
+		if !ok {
+			bad("resolve", "entry %d %q: want host:port=addr:port", i+1, e)
+			continue
+		}
+		if err := checkHostPort(from); err != nil {
+			bad("resolve", "entry %d: %q: %v", i+1, from, err)
+			continue
+		}
+		if err := checkHostPort(to); err != nil {
+			bad("resolve", "entry %d: %q: %v", i+1, to, err)
+			continue
+		}
+		if o.resolve == nil {
+			o.resolve = map[string]string{}
+		}
+		h, p, _ := net.SplitHostPort(from)
+		if n, err := proxy.NormalizeHost(h); err == nil {
+			h = n
+		}
+		o.resolve[net.JoinHostPort(h, p)] = to
+	}
+	level, err := zerolog.ParseLevel(strings.ToLower(strings.TrimSpace(s.LogLevel)))
+	if err != nil || level == zerolog.NoLevel {
+		bad("log-level", "%q: want trace, debug, info, warn or error", s.LogLevel)
+	}
+	switch f := strings.ToLower(strings.TrimSpace(s.LogFormat)); f {
+	case "json", "console":
+		o.logger = newLogger(logOut, f, level)
+	default:
+		bad("log-format", "%q: want json or console", s.LogFormat)
+	}
+	if len(errs) > 0 {
+		return nil, &usageError{errors.Join(errs...)}
+	}
+	return o, nil
+}
+
+// newLogger builds the one logger of the process.
+func newLogger(w io.Writer, format string, level zerolog.Level) zerolog.Logger {
+	var out = zerolog.New(w)
+	if format == "console" {
+		out = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"})
+	}
+	return out.Level(level).With().Timestamp().Logger()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func checkListen(addr string) error {
+	if addr == "" {
+		return errors.New("empty: want host:port, e.g. 127.0.0.1:3128")
+	}
+	return checkHostPort(addr)
+}
+
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	var n int
+	if _, err := fmt.Sscanf(port, "%d", &n); err != nil || n < 0 || n > 65535 || fmt.Sprint(n) != port {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
+}
+
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return pathError(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return pathError(err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s: is a directory", path)
+	}
+	return nil
+}
+
+// checkTokensFile insists on a private file: tokens are secrets
+// (invariant 7).
+func checkTokensFile(path string) error {
+	if err := checkReadable(path); err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return pathError(err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s: mode %04o lets others read it; chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// pathError shortens an *os.PathError to "path: reason".
+func pathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+	}
+	return err
+}

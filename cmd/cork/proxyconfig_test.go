@@ -1,0 +1,116 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestProxyConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, []byte("allow:\n  - example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	openTokens := filepath.Join(dir, "tokens.json")
+	if err := os.WriteFile(openTokens, []byte(`{"a":"b"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		env   map[string]string
+		args  []string
+		lines []string // each must appear on its own line of stderr
+	}{
+		{
+			name:  "policy required",
+			env:   map[string]string{},
+			lines: []string{"cork: CORK_POLICY_FILE: required"},
+		},
+		{
+			name: "every problem at once, each naming its variable",
+			env: map[string]string{
+				"CORK_POLICY_FILE":   filepath.Join(dir, "missing.yaml"),
+				"CORK_LISTEN":        "nonsense",
+				"CORK_LOG_LEVEL":     "loud",
+				"CORK_LOG_FORMAT":    "xml",
+				"CORK_ALLOW_PRIVATE": "10.0.0.0/8,not-a-cidr",
+				"CORK_RESOLVE":       "api.test:443",
+				"CORK_CA_CERT_FILE":  filepath.Join(dir, "ca.pem"),
+			},
+			lines: []string{
+				"cork: CORK_LISTEN: want host:port",
+				"cork: CORK_POLICY_FILE: " + filepath.Join(dir, "missing.yaml") + ": no such file or directory",
+				`cork: CORK_LOG_LEVEL: "loud": want trace, debug, info, warn or error`,
+				`cork: CORK_LOG_FORMAT: "xml": want json or console`,
+				`cork: CORK_ALLOW_PRIVATE: entry 2 "not-a-cidr": not a CIDR (want e.g. 127.0.0.0/8)`,
+				`cork: CORK_RESOLVE: entry 1 "api.test:443": want host:port=addr:port`,
+				"cork: CORK_CA_KEY_FILE: required when CORK_CA_CERT_FILE is set",
+			},
+		},
+		{
+			name:  "a flag overrides its variable and is named instead",
+			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_LISTEN": "127.0.0.1:1"},
+			args:  []string{"--listen", "127.0.0.1:99999"},
+			lines: []string{`cork: --listen: bad port "99999"`},
+		},
+		{
+			name:  "tokens file readable by others",
+			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_TOKENS_FILE": openTokens},
+			lines: []string{"cork: CORK_TOKENS_FILE: " + openTokens + ": mode 0644 lets others read it; chmod 600 " + openTokens},
+		},
+		{
+			name:  "empty tokens file setting",
+			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_TOKENS_FILE": " "},
+			lines: []string{"cork: CORK_TOKENS_FILE: empty: give a file, or - for stdin"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCork(t, tt.env, append([]string{"proxy"}, tt.args...)...)
+			if code != 2 {
+				t.Errorf("exit = %d, want 2; stderr:\n%s", code, stderr)
+			}
+			got := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			for _, want := range tt.lines {
+				found := false
+				for _, l := range got {
+					if l == want {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("stderr lacks line %q; got:\n%s", want, stderr)
+				}
+			}
+			if len(got) != len(tt.lines) {
+				t.Errorf("stderr has %d lines, want %d (one per problem):\n%s", len(got), len(tt.lines), stderr)
+			}
+		})
+	}
+}
+
+func TestProxyConfigTrailingNewlines(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.json")
+	if err := os.WriteFile(tokens, []byte("{\"a\":\"b\"}\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadProxySettings(map[string]string{
+		"CORK_LISTEN":        "127.0.0.1:0\n",
+		"CORK_POLICY_FILE":   filepath.Join(dir, "p.yaml") + "\n",
+		"CORK_TOKENS_FILE":   tokens + "\n",
+		"CORK_ALLOW_PRIVATE": "127.0.0.0/8\n",
+		"CORK_LOG_LEVEL":     "debug\n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("allow: [a.test]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.validate(true, os.Stderr); err != nil {
+		t.Errorf("validate with trailing newlines = %v, want nil", err)
+	}
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/provision"
+)
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--image IMAGE]
+                [--workspace DIR] [--allow HOST]... [--env K=V]... [--isolate-net]
+                [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
+
+func runRun(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
+	settings, err := loadProxySettings(environ)
+	if err != nil {
+		return err
+	}
+	fs := newFlagSet("run", runSynopsis, stderr)
+	backendName := fs.String("backend", "local", "where the sandbox runs: "+strings.Join(sortedKeys(launch.Backends()), ", "))
+	var agents, allows, envs listFlag
+	fs.Var(&agents, "agent", "agent profile to provision (repeatable): "+strings.Join(provision.Names(), ", "))
+	image := fs.String("image", "", "sandbox image (docker, smolvm)")
+	workspace := fs.String("workspace", "", "host directory made available to the sandbox (default: none)")
+	fs.Var(&allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
+	fs.Var(&envs, "env", "extra sandbox variable K=V (repeatable); never a real credential")
+	noForward := fs.Bool("no-forward-host-credentials", false, "read no host credential file; tokens come only from the host variables each slot names")
+	isolate := fs.Bool("isolate-net", false, "local backend: run the command in a network namespace whose only way out is the proxy (Linux, root)")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	for _, f := range settingFlags {
+		if f.flag == "policy-file" || f.flag == "tokens-file" || f.flag == "listen" || f.flag == "ca-out" {
+			continue // cork run builds its own policy, hands tokens over in-process or by stdin, and picks its listener
+		}
+		fs.StringVar(settings.field(f.flag), f.flag, *settings.field(f.flag), f.usage+" ($"+f.env+")")
+	}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	settings.set = setFlags(fs)
+	command := fs.Args()
+	if len(command) == 0 {
+		return usageErrorf("run: no command: give it after --, e.g. cork run --agent codex -- codex")
+	}
+
+	backend, err := launch.Lookup(*backendName)
+	if err != nil {
+		return usageErrorf("--backend: %v", err)
+	}
+	if len(agents) == 0 {
+		return usageErrorf("--agent: give at least one of %s", strings.Join(provision.Names(), ", "))
+	}
+	var profiles []provision.Profile
+	for _, a := range agents {
+		p, err := provision.Lookup(a)
+		if err != nil {
+			return usageErrorf("--agent: %v", err)
+		}
+		profiles = append(profiles, p)
+	}
+	extraEnv := map[string]string{}
+	for _, kv := range envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usageErrorf("--env %q: want K=V", kv)
+		}
+		extraEnv[k] = v
+	}
+	if *workspace != "" {
+		abs, err := filepath.Abs(*workspace)
+		if err != nil {
+			return usageErrorf("--workspace: %v", err)
+		}
+		if err := readableDir(abs); err != nil {
+			return usageErrorf("--workspace: %v", err)
+		}
+		*workspace = abs
+	}
+	opts, err := settings.validate(false, stderr)
+	if err != nil {
+		return err
+	}
+
+	progress := func(msg string) { fmt.Fprintf(stderr, "cork: %s\n", msg) }
+	if *quiet {
+		progress = nil
+	}
+	home, _ := os.UserHomeDir()
+	if h := environ["HOME"]; h != "" {
+		home = h
+	}
+	plan, err := provision.Build(provision.Options{
+		HostHome:               home,
+		HostEnv:                environ,
+		ForwardHostCredentials: !*noForward,
+	}, profiles...)
+	if err != nil {
+		return &usageError{err}
+	}
+	for _, h := range allows {
+		plan.Egress.Allow = append(plan.Egress.Allow, h)
+	}
+	if _, err := launch.Tokens(plan, environ); err != nil {
+		return &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
+	}
+	log := opts.logger
+	spec := &launch.Spec{
+		Plan:       plan,
+		HostEnv:    environ,
+		Command:    command,
+		Workspace:  *workspace,
+		Image:      *image,
+		Env:        extraEnv,
+		IsolateNet: *isolate,
+		Proxy: launch.ProxyOptions{
+			Logger:          &log,
+			UpstreamRootCAs: opts.upstreamRoots,
+			AllowPrivate:    opts.allowPrivate,
+			Resolve:         opts.resolve,
+			AdminListen:     opts.adminListen,
+			Raw:             settings.raw(),
+		},
+		Stdin:    stdin,
+		Stdout:   stdout,
+		Stderr:   stderr,
+		Progress: progress,
+	}
+	if progress != nil {
+		progress(fmt.Sprintf("provisioned %s for the %s backend", strings.Join(agents, ", "), backend.Name()))
+	}
+	code, err := backend.Run(ctx, spec)
+	if err != nil {
+		var se *launch.SetupError
+		if errors.As(err, &se) {
+			return &usageError{err}
+		}
+		return err
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// raw returns the CORK_* settings as variables, for a proxy in another
+// process.
+func (s *proxySettings) raw() map[string]string {
+	m := map[string]string{}
+	for _, f := range settingFlags {
+		if v := strings.TrimSpace(*s.field(f.flag)); v != "" {
+			m[f.env] = v
+		}
+	}
+	return m
+}
+
+func readableDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return pathError(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return pathError(err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: not a directory", dir)
+	}
+	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %v", dir, errors.Unwrap(err))
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return sorted(out)
+}

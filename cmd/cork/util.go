@@ -1,0 +1,8 @@
+package main
+
+import "sort"
+
+func sorted(s []string) []string {
+	sort.Strings(s)
+	return s
+}

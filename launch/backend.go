@@ -1,0 +1,116 @@
+package launch
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/provision"
+)
+
+// Backend starts the proxy and the sandbox for a Spec, runs the command,
+// and tears everything down. Run returns the command's exit status; an
+// error means the sandbox could not be run (or torn down) as asked.
+type Backend interface {
+	Name() string
+	Run(ctx context.Context, spec *Spec) (int, error)
+}
+
+// Spec is everything a backend needs for one run.
+type Spec struct {
+	Plan    provision.Plan
+	HostEnv map[string]string // the host environment; read, never passed on whole
+	Command []string
+	// Workspace is a host directory made available to the sandbox (bind
+	// mount for docker and smolvm; the working directory for local).
+	// Empty means none.
+	Workspace string
+	Image     string            // docker and smolvm
+	Env       map[string]string // extra sandbox variables (--env K=V)
+	Proxy     ProxyOptions
+	// IsolateNet (local backend, Linux, privileged) runs the command in a
+	// network namespace whose only way out is the proxy.
+	IsolateNet bool
+
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Progress receives one short line per step; nil is silent.
+	Progress func(msg string)
+}
+
+// ProxyOptions are the settings of the proxy a backend starts, from the
+// same CORK_* variables as `cork proxy`.
+type ProxyOptions struct {
+	Logger          *zerolog.Logger // nil: no logs
+	UpstreamRootCAs *x509.CertPool  // nil: system roots
+	AllowPrivate    []netip.Prefix
+	Resolve         map[string]string
+	AdminListen     string
+	// Raw holds the CORK_* variables as given, for backends that pass
+	// them on to a proxy in another process (the docker sidecar).
+	Raw map[string]string
+}
+
+func (s *Spec) progress(format string, a ...any) {
+	if s.Progress != nil {
+		s.Progress(fmt.Sprintf(format, a...))
+	}
+}
+
+// Backends returns the backends by name. It is explicit: no init-time
+// registration.
+func Backends() map[string]Backend {
+	return map[string]Backend{
+		"docker": &Docker{},
+		"local":  &Local{},
+		"smolvm": &Smolvm{},
+	}
+}
+
+// Lookup returns the backend called name, or an error listing the known
+// ones.
+func Lookup(name string) (Backend, error) {
+	all := Backends()
+	if b, ok := all[name]; ok {
+		return b, nil
+	}
+	names := make([]string, 0, len(all))
+	for n := range all {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("unknown backend %q (want %s)", name, strings.Join(names, ", "))
+}
+
+// sandboxEnvExpand resolves plan environment values that start with "~/"
+// against the sandbox home, as the sandbox sees it.
+func sandboxEnvExpand(env map[string]string, home string) map[string]string {
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		if strings.HasPrefix(v, "~/") {
+			v = strings.TrimSuffix(home, "/") + v[1:]
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// SetupError is a problem with the input or the environment found before
+// the sandbox started (an unknown image, no Docker engine, an unreadable
+// workspace, a missing credential): nothing was left behind. The CLI exits
+// 2 on it.
+type SetupError struct{ Err error }
+
+func (e *SetupError) Error() string { return e.Err.Error() }
+func (e *SetupError) Unwrap() error { return e.Err }
+
+// setupErrorf returns a *SetupError.
+func setupErrorf(format string, a ...any) error {
+	return &SetupError{Err: fmt.Errorf(format, a...)}
+}

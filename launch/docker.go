@@ -1,0 +1,525 @@
+package launch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cork-sh/cork/resolve"
+)
+
+// Defaults of the docker backend.
+const (
+	// DefaultSidecarImage is the cork proxy image, as `make image` tags it.
+	DefaultSidecarImage = "cork:dev"
+	// DefaultSidecarReadyTimeout bounds how long the sidecar may take to
+	// listen and apply its first token map.
+	DefaultSidecarReadyTimeout = 30 * time.Second
+	// DockerTeardownTimeout bounds the removal of a session's containers,
+	// networks and volume.
+	DockerTeardownTimeout = 60 * time.Second
+	// ProxyAlias is the sidecar's name on the sandbox network.
+	ProxyAlias = "cork-proxy"
+	// ProxyPort is where the sidecar's proxy listens.
+	ProxyPort = 3128
+	// SandboxHome is HOME inside the agent container: a bind mount of a
+	// host directory holding only the plan's dummy files.
+	SandboxHome = "/home/sandbox"
+	// SandboxWorkspace is where Spec.Workspace is mounted, and the
+	// working directory when there is one.
+	SandboxWorkspace = "/workspace"
+)
+
+// Labels on everything the docker backend creates. LabelSession finds all
+// of a session's objects at teardown; `docker ps -a --filter label=cork`
+// finds what a killed cork left behind.
+const (
+	Label        = "cork"
+	LabelSession = "cork.session"
+	LabelRole    = "cork.role"
+)
+
+// Docker runs the sandbox as a container whose only network is an
+// internal one, next to a `cork proxy` sidecar that also sits on an egress
+// network. The real tokens reach the sidecar on its stdin, never through
+// argv, an environment variable, a label or a file. It drives the docker
+// client, so DOCKER_HOST, DOCKER_CONTEXT and the rest of the host's docker
+// configuration apply; bind mounts need the engine to share cork's
+// filesystem (a local engine).
+//
+// The zero value is ready to use. A Docker is safe for concurrent Runs.
+type Docker struct {
+	// CLI is the docker client to run; empty means "docker" from PATH.
+	CLI string
+	// SidecarImage is the cork proxy image. Empty means the host's
+	// CORK_SIDECAR_IMAGE (Spec.HostEnv), else DefaultSidecarImage.
+	SidecarImage string
+	// Networks are existing networks the sidecar joins besides the egress
+	// network it gets (for upstreams that live on a docker network). cork
+	// neither creates nor removes them.
+	Networks []string
+	// ReadyTimeout bounds sidecar startup; zero means
+	// DefaultSidecarReadyTimeout.
+	ReadyTimeout time.Duration
+}
+
+var _ Backend = (*Docker)(nil)
+
+// Name implements Backend.
+func (*Docker) Name() string { return "docker" }
+
+// dockerRun is what preflight established, before anything is created.
+type dockerRun struct {
+	cli          *dockerCLI
+	sidecarImage string
+	sidecarUser  [2]int // uid, gid of the sidecar image's user
+	workspace    string // absolute, or empty
+	tokens       resolve.Tokens
+	policy       []byte
+	sidecar      *sidecarConfig
+}
+
+// Run implements Backend. Errors found before anything is created are
+// *SetupError.
+func (d *Docker) Run(ctx context.Context, spec *Spec) (int, error) {
+	pre, err := d.preflight(ctx, spec)
+	if err != nil {
+		return 0, err
+	}
+	s := &dockerSession{
+		Docker: d, dockerRun: pre, spec: spec, id: newSessionID(),
+	}
+	code, err := s.run(ctx)
+	if terr := s.teardown(); terr != nil {
+		err = errors.Join(err, terr)
+	}
+	return code, err
+}
+
+// preflight checks everything it can before anything is created.
+func (d *Docker) preflight(ctx context.Context, spec *Spec) (*dockerRun, error) {
+	if len(spec.Command) == 0 {
+		return nil, setupErrorf("no command to run")
+	}
+	if spec.Image == "" {
+		return nil, setupErrorf("--image: the docker backend needs an image for the sandbox")
+	}
+	pre := &dockerRun{sidecarImage: d.sidecarImageFor(spec)}
+	if spec.Workspace != "" {
+		abs, err := filepath.Abs(spec.Workspace)
+		if err == nil {
+			err = checkDir(abs)
+		}
+		if err != nil {
+			return nil, setupErrorf("workspace: %w", err)
+		}
+		pre.workspace = abs
+	}
+	for _, f := range spec.Plan.Files {
+		if _, err := sandboxPath(SandboxHome, f.Path); err != nil {
+			return nil, &SetupError{err}
+		}
+	}
+	// A missing credential stops the run before anything is created.
+	tokens, err := Tokens(spec.Plan, spec.HostEnv)
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	pre.tokens = tokens
+	if _, err := Policy(spec); err != nil {
+		return nil, &SetupError{err}
+	}
+	if pre.policy, err = spec.Plan.Egress.PolicyYAML(); err != nil {
+		return nil, &SetupError{err}
+	}
+	if pre.sidecar, err = newSidecarConfig(spec.Proxy.Raw); err != nil {
+		return nil, &SetupError{err}
+	}
+
+	if pre.cli, err = newDockerCLI(d.CLI, spec.HostEnv); err != nil {
+		return nil, &SetupError{err}
+	}
+	vctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := pre.cli.output(vctx, "version", "--format", "{{.Server.Version}}"); err != nil {
+		var de *dockerError
+		reason := err.Error()
+		if errors.As(err, &de) && de.msg != "" {
+			reason = de.msg
+		}
+		return nil, setupErrorf("docker: no reachable Docker engine (%s): start dockerd or set DOCKER_HOST", reason)
+	}
+	user, err := pre.cli.output(vctx, "image", "inspect", "--format", "{{.Config.User}}", pre.sidecarImage)
+	if err != nil {
+		if notFound(err) {
+			return nil, setupErrorf("docker: sidecar image %q not found: build it with `make image` in the cork repository (or set CORK_SIDECAR_IMAGE)", pre.sidecarImage)
+		}
+		return nil, setupErrorf("docker: sidecar image %q: %w", pre.sidecarImage, err)
+	}
+	pre.sidecarUser = numericUser(user)
+	if _, err := pre.cli.output(vctx, "image", "inspect", "--format", "{{.Id}}", spec.Image); err != nil {
+		if notFound(err) {
+			return nil, setupErrorf("--image %q: not found in the Docker engine: build or pull it first (cork does not pull)", spec.Image)
+		}
+		return nil, setupErrorf("--image %q: %w", spec.Image, err)
+	}
+	return pre, nil
+}
+
+func (d *Docker) sidecarImageFor(spec *Spec) string {
+	if d.SidecarImage != "" {
+		return d.SidecarImage
+	}
+	if v := strings.TrimSpace(spec.HostEnv["CORK_SIDECAR_IMAGE"]); v != "" {
+		return v
+	}
+	return DefaultSidecarImage
+}
+
+// numericUser parses an image's "uid[:gid]" user; a name or nothing is
+// root's ids, which only matters for who owns the CA volume.
+func numericUser(u string) [2]int {
+	uid, gid, _ := strings.Cut(strings.TrimSpace(u), ":")
+	var ids [2]int
+	if n, err := strconv.Atoi(uid); err == nil && n >= 0 {
+		ids[0], ids[1] = n, n
+	}
+	if n, err := strconv.Atoi(gid); err == nil && n >= 0 {
+		ids[1] = n
+	}
+	return ids
+}
+
+func newSessionID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// dockerSession is one run: its objects are all named cork-<id>-* and
+// labelled cork.session=<id>.
+type dockerSession struct {
+	*Docker
+	*dockerRun
+	spec *Spec
+	id   string
+
+	dir      string // host: sandbox home and sidecar files
+	side     *sidecar
+	stopWtch func()
+}
+
+func (s *dockerSession) name(what string) string { return "cork-" + s.id + "-" + what }
+
+func (s *dockerSession) labels(role string) []string {
+	l := []string{"--label", Label + "=1", "--label", LabelSession + "=" + s.id}
+	if role != "" {
+		l = append(l, "--label", LabelRole+"="+role)
+	}
+	return l
+}
+
+// run creates the session's objects, runs the agent, and returns its exit
+// status. teardown removes everything, whatever run returned.
+func (s *dockerSession) run(ctx context.Context) (int, error) {
+	spec := s.spec
+	spec.progress("docker: creating session %s: networks, CA volume, sandbox home with %d dummy file(s)", s.id, len(spec.Plan.Files))
+	var err error
+	if s.dir, err = os.MkdirTemp("", "cork-docker-"+s.id+"-"); err != nil {
+		return 0, fmt.Errorf("session directory: %w", err)
+	}
+	home := filepath.Join(s.dir, "home")
+	sideDir := filepath.Join(s.dir, "sidecar")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		return 0, fmt.Errorf("sandbox home: %w", err)
+	}
+	if err := WriteFiles(home, spec.Plan.Files); err != nil {
+		return 0, err
+	}
+	// The sidecar runs as its image's user: its files must be readable by
+	// anyone. They hold the policy (placeholders only) and a public CA.
+	if err := os.Mkdir(sideDir, 0o755); err != nil {
+		return 0, fmt.Errorf("sidecar files: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(sideDir, "policy.yaml"), s.policy, 0o644); err != nil {
+		return 0, fmt.Errorf("sidecar policy: %w", err)
+	}
+	if s.sidecar.upstreamCA != nil {
+		if err := os.WriteFile(filepath.Join(sideDir, "upstream-ca.pem"), s.sidecar.upstreamCA, 0o644); err != nil {
+			return 0, fmt.Errorf("sidecar upstream CA: %w", err)
+		}
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	internal, egress, volume := s.name("internal"), s.name("egress"), s.name("ca")
+	// The sandbox network is internal (no route out) and its bridge has no
+	// host address, so the sandbox cannot reach services on the host
+	// either: its only peer is the sidecar.
+	if _, err := s.cli.output(cctx, append(append([]string{"network", "create", "--internal",
+		"--opt", "com.docker.network.bridge.inhibit_ipv4=true"}, s.labels("")...), internal)...); err != nil {
+		return 0, err
+	}
+	if _, err := s.cli.output(cctx, append(append([]string{"network", "create"}, s.labels("")...), egress)...); err != nil {
+		return 0, err
+	}
+	// A small tmpfs owned by the sidecar's user: the CA never touches disk.
+	if _, err := s.cli.output(cctx, append(append([]string{"volume", "create",
+		"--opt", "type=tmpfs", "--opt", "device=tmpfs",
+		"--opt", fmt.Sprintf("o=size=1m,mode=0755,uid=%d,gid=%d", s.sidecarUser[0], s.sidecarUser[1])},
+		s.labels("")...), volume)...); err != nil {
+		return 0, err
+	}
+
+	if err := s.startSidecar(ctx, cctx, sideDir, internal, egress, volume); err != nil {
+		return 0, err
+	}
+	ca, err := s.side.fetchCA(cctx, s.cli)
+	if err != nil {
+		return 0, err
+	}
+	bundle := filepath.Join(home, ".cork", "ca-bundle.pem")
+	if err := os.MkdirAll(filepath.Dir(bundle), 0o700); err != nil {
+		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
+	}
+	if err := os.WriteFile(bundle, CABundle(ca), 0o644); err != nil {
+		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
+	}
+	if s.stopWtch, err = watchSources(ctx, spec, s.side); err != nil {
+		return 0, fmt.Errorf("watch host credentials: %w", err)
+	}
+	spec.progress("docker: sidecar %s up; the sandbox reaches it at http://%s:%d", s.side.name, ProxyAlias, ProxyPort)
+
+	agent := s.name("sandbox")
+	tty := spec.Stdin != nil && isTerminal(spec.Stdin) && isTerminal(spec.Stdout)
+	if _, err := s.cli.output(cctx, s.agentArgs(agent, home, internal, volume, tty)...); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	spec.progress("sandbox ready; running %s", path.Base(spec.Command[0]))
+	code, err := s.runAgent(ctx, agent, tty)
+	if err != nil {
+		return code, err
+	}
+	if s.side.exited() {
+		spec.progress("docker: the sidecar stopped while the sandbox ran: %s", firstLine(s.side.lastLines()))
+	}
+	spec.progress("sandbox exited with status %d; tearing down", code)
+	return code, nil
+}
+
+// startSidecar creates the proxy container on the egress network, joins
+// it to the sandbox network as ProxyAlias, starts it attached, hands it
+// the tokens and waits until it serves.
+func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, internal, egress, volume string) error {
+	name := s.name("proxy")
+	args := []string{"create", "--interactive", "--name", name}
+	args = append(args, s.labels("proxy")...)
+	args = append(args,
+		"--network", egress,
+		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"--mount", mountArg("volume", volume, sidecarCADir, false),
+		"--mount", mountArg("bind", filepath.Join(sideDir, "policy.yaml"), sidecarPolicyPath, true),
+	)
+	if s.sidecar.upstreamCA != nil {
+		args = append(args, "--mount", mountArg("bind", filepath.Join(sideDir, "upstream-ca.pem"), sidecarUpstreamCAPath, true))
+	}
+	if s.sidecar.publish != "" {
+		args = append(args, "--publish", s.sidecar.publish)
+	}
+	for _, kv := range s.sidecar.env {
+		args = append(args, "--env", kv)
+	}
+	args = append(args, s.sidecarImage)
+	if _, err := s.cli.output(cctx, args...); err != nil {
+		return err
+	}
+	if _, err := s.cli.output(cctx, "network", "connect", "--alias", ProxyAlias, internal, name); err != nil {
+		return err
+	}
+	for _, n := range s.Networks {
+		if _, err := s.cli.output(cctx, "network", "connect", n, name); err != nil {
+			return err
+		}
+	}
+	side, err := startSidecar(s.cli, name, s.spec.Proxy.Logger)
+	if err != nil {
+		return err
+	}
+	s.side = side
+	if err := side.sendTokens(s.tokens); err != nil {
+		return fmt.Errorf("docker sidecar %s: %w", name, err)
+	}
+	timeout := s.ReadyTimeout
+	if timeout <= 0 {
+		timeout = DefaultSidecarReadyTimeout
+	}
+	return side.waitReady(ctx, timeout)
+}
+
+// agentArgs is the `docker create` of the sandbox container. Its
+// environment holds the launcher's proxy and CA variables, the plan's
+// (dummy) variables and Spec.Env; never a token.
+func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool) []string {
+	spec := s.spec
+	env := map[string]string{"HOME": SandboxHome}
+	for k, v := range sandboxEnvExpand(spec.Plan.Env, SandboxHome) {
+		env[k] = v
+	}
+	proxyURL := fmt.Sprintf("http://%s:%d", ProxyAlias, ProxyPort)
+	for k, v := range SandboxEnv(proxyURL, SandboxHome+"/.cork/ca-bundle.pem", sidecarCAPath) {
+		env[k] = v
+	}
+	for k, v := range sandboxEnvExpand(spec.Env, SandboxHome) {
+		env[k] = v
+	}
+	args := []string{"create", "--name", name}
+	args = append(args, s.labels("sandbox")...)
+	if spec.Stdin != nil {
+		args = append(args, "--interactive")
+	}
+	if tty {
+		args = append(args, "--tty")
+	}
+	if u := sandboxUser(); u != "" {
+		args = append(args, "--user", u)
+	}
+	workdir := SandboxHome
+	// --init: a small init as PID 1 forwards signals and reaps the
+	// agent's children (agents spawn shells).
+	args = append(args,
+		"--network", internal, "--init",
+		"--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+		"--mount", mountArg("bind", home, SandboxHome, false),
+		"--mount", mountArg("volume", volume, sidecarCADir, true),
+	)
+	if s.workspace != "" {
+		args = append(args, "--mount", mountArg("bind", s.workspace, SandboxWorkspace, false))
+		workdir = SandboxWorkspace
+	}
+	args = append(args, "--workdir", workdir)
+	for _, kv := range envList(env) {
+		args = append(args, "--env", kv)
+	}
+	// As with `docker run IMAGE COMMAND`: the image's entrypoint, if
+	// any, stays and receives the command.
+	args = append(args, spec.Image)
+	return append(args, spec.Command...)
+}
+
+// runAgent starts the sandbox attached to Spec's streams and returns its
+// exit status. When ctx ends first, the sandbox gets SIGTERM, then SIGKILL
+// after ChildStopGrace.
+func (s *dockerSession) runAgent(ctx context.Context, name string, tty bool) (int, error) {
+	spec := s.spec
+	args := []string{"start", "--attach"}
+	if spec.Stdin != nil {
+		args = append(args, "--interactive")
+	}
+	// Not in a process group of its own: it may read the terminal. Not
+	// CommandContext either: cancellation stops the container, below.
+	cmd := exec.Command(s.cli.path, append(args, name)...)
+	cmd.Env = s.cli.env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	// A Stdin that is not a file is copied by a goroutine that may block
+	// on a read after the container is gone.
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("docker start %s: %w", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		spec.progress("interrupted; stopping the sandbox")
+		kctx, cancel := context.WithTimeout(context.Background(), ChildStopGrace+10*time.Second)
+		defer cancel()
+		s.cli.output(kctx, "kill", "--signal", "TERM", name)
+		select {
+		case <-done:
+		case <-time.After(ChildStopGrace):
+			s.cli.output(kctx, "kill", "--signal", "KILL", name)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := s.cli.output(wctx, "wait", name)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox exit status: %w", err)
+	}
+	code, err := strconv.Atoi(out)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox exit status: docker wait printed %q", out)
+	}
+	return code, nil
+}
+
+// teardown removes every object labelled with the session, with a fresh
+// context: it also runs after ctx was cancelled.
+func (s *dockerSession) teardown() error {
+	if s.stopWtch != nil {
+		s.stopWtch()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DockerTeardownTimeout)
+	defer cancel()
+	var errs []error
+	filter := "label=" + LabelSession + "=" + s.id
+	if s.side != nil {
+		s.side.closeStdin()
+	}
+	if ids, err := s.cli.lines(ctx, "ps", "--all", "--quiet", "--filter", filter); err != nil {
+		errs = append(errs, err)
+	} else if len(ids) > 0 {
+		if _, err := s.cli.output(ctx, append([]string{"rm", "--force", "--volumes"}, ids...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.side != nil {
+		select {
+		case <-s.side.done:
+		case <-ctx.Done():
+		}
+	}
+	if ids, err := s.cli.lines(ctx, "network", "ls", "--quiet", "--filter", filter); err != nil {
+		errs = append(errs, err)
+	} else if len(ids) > 0 {
+		if _, err := s.cli.output(ctx, append([]string{"network", "rm"}, ids...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ids, err := s.cli.lines(ctx, "volume", "ls", "--quiet", "--filter", filter); err != nil {
+		errs = append(errs, err)
+	} else if len(ids) > 0 {
+		if _, err := s.cli.output(ctx, append([]string{"volume", "rm", "--force"}, ids...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.dir != "" {
+		if err := os.RemoveAll(s.dir); err != nil {
+			errs = append(errs, fmt.Errorf("session directory: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("docker teardown of session %s (find leftovers with `docker ps -a --filter %s`): %w", s.id, filter, errors.Join(errs...))
+	}
+	s.spec.progress("docker: session %s removed", s.id)
+	return nil
+}

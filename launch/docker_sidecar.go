@@ -1,0 +1,378 @@
+package launch
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/resolve"
+)
+
+// Where things live inside the sidecar.
+const (
+	sidecarPolicyPath     = "/cork/policy.yaml"
+	sidecarUpstreamCAPath = "/cork/upstream-ca.pem"
+	sidecarCADir          = "/cork-ca"
+	sidecarCAPath         = sidecarCADir + "/ca.pem"
+)
+
+// The `cork proxy` log messages (cmd/cork/proxy.go) that tell the sidecar
+// is serving and has applied a token map. Readiness is read from the
+// sidecar's own log stream because the host cannot reach the internal
+// network and the scratch image has no shell to probe with.
+const (
+	msgProxyListening = "proxy listening"
+	msgTokensUpdated  = "tokens updated"
+)
+
+// sidecarPassthrough are the CORK_* settings from Spec.Proxy.Raw handed to
+// the sidecar as they are. The others are set by the backend (listen,
+// policy, tokens, CA output, log format) or handled below.
+var sidecarPassthrough = []string{"CORK_RESOLVE", "CORK_ALLOW_PRIVATE"}
+
+// sidecarConfig is the validated proxy configuration for the sidecar:
+// environment (no secrets), files to mount and ports to publish.
+type sidecarConfig struct {
+	env        []string // K=V, sorted
+	upstreamCA []byte   // nil: none
+	publish    string   // -p value for the admin listener; empty: none
+}
+
+// newSidecarConfig checks the CORK_* settings for the sidecar. Errors
+// name the variable.
+func newSidecarConfig(raw map[string]string) (*sidecarConfig, error) {
+	var errs []error
+	env := map[string]string{
+		"CORK_LISTEN":      fmt.Sprintf("0.0.0.0:%d", ProxyPort),
+		"CORK_POLICY_FILE": sidecarPolicyPath,
+		"CORK_TOKENS_FILE": "-",
+		"CORK_CA_OUT":      sidecarCAPath,
+		// JSON: cork reads the sidecar's log stream for readiness and
+		// relays it to its own logger.
+		"CORK_LOG_FORMAT": "json",
+		"CORK_LOG_LEVEL":  sidecarLogLevel(raw["CORK_LOG_LEVEL"]),
+	}
+	for _, k := range sidecarPassthrough {
+		if v := strings.TrimSpace(raw[k]); v != "" {
+			env[k] = v
+		}
+	}
+	c := &sidecarConfig{}
+	if f := strings.TrimSpace(raw["CORK_UPSTREAM_CA_FILE"]); f != "" {
+		data, err := os.ReadFile(f)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("CORK_UPSTREAM_CA_FILE: %v", err))
+		case !containsCert(data):
+			errs = append(errs, fmt.Errorf("CORK_UPSTREAM_CA_FILE: %s: no PEM certificate found", f))
+		default:
+			c.upstreamCA = data
+			env["CORK_UPSTREAM_CA_FILE"] = sidecarUpstreamCAPath
+		}
+	}
+	if strings.TrimSpace(raw["CORK_CA_CERT_FILE"]) != "" || strings.TrimSpace(raw["CORK_CA_KEY_FILE"]) != "" {
+		errs = append(errs, errors.New("CORK_CA_CERT_FILE, CORK_CA_KEY_FILE: not supported by the docker backend: its sidecar generates a session CA"))
+	}
+	if a := strings.TrimSpace(raw["CORK_ADMIN_LISTEN"]); a != "" {
+		// The admin listener serves inside the sidecar; publish its
+		// port on the host address asked for.
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || port == "" || port == "0" {
+			errs = append(errs, fmt.Errorf("CORK_ADMIN_LISTEN: %q: want host:port with a fixed port", a))
+		} else {
+			env["CORK_ADMIN_LISTEN"] = "0.0.0.0:" + port
+			c.publish = port + ":" + port
+			if host != "" {
+				c.publish = net.JoinHostPort(host, port) + ":" + port
+				if strings.Contains(host, ":") { // docker wants [::1]:P:P
+					c.publish = "[" + host + "]:" + port + ":" + port
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	c.env = envList(env)
+	return c, nil
+}
+
+// sidecarLogLevel is the sidecar's log level: the one asked for, but at
+// least info, because readiness is read from info lines. cork's own
+// logger filters what it relays.
+func sidecarLogLevel(asked string) string {
+	switch l := strings.ToLower(strings.TrimSpace(asked)); l {
+	case "trace", "debug":
+		return l
+	}
+	return "info"
+}
+
+func containsCert(data []byte) bool {
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return false
+		}
+		if b.Type == "CERTIFICATE" {
+			return true
+		}
+	}
+}
+
+// tokenJSON is the token map as the sidecar reads it on stdin:
+// {"slot":"value"}. This is where the docker backend reveals tokens, and
+// the only place: the bytes go to the sidecar's stdin pipe and nowhere
+// else. The caller clears them after writing.
+func tokenJSON(t resolve.Tokens) ([]byte, error) {
+	m := make(map[string]string, len(t))
+	for slot, s := range t {
+		m[slot] = s.Reveal()
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, errors.New("encode token map")
+	}
+	return append(b, '\n'), nil
+}
+
+// sidecar is the running `cork proxy` container, attached through a
+// long-lived `docker start -a -i` whose stdin carries the token maps.
+type sidecar struct {
+	name string
+	cmd  *exec.Cmd
+	log  *zerolog.Logger // nil: the sidecar's lines are dropped
+
+	mu    sync.Mutex
+	stdin io.WriteCloser
+
+	listening, tokens chan struct{} // closed on the first such line
+	onceL, onceT      sync.Once
+	done              chan struct{} // closed when the attach process ends
+	waitErr           error
+
+	tailMu sync.Mutex
+	tail   []string // the last lines that were not JSON: errors to show
+}
+
+var _ tokenSink = (*sidecar)(nil)
+
+// startSidecar attaches to the created container name and starts it.
+func startSidecar(cli *dockerCLI, name string, log *zerolog.Logger) (*sidecar, error) {
+	// Not CommandContext: the sidecar outlives a cancelled run until
+	// teardown removes it.
+	cmd := cli.command(context.Background(), "start", "--attach", "--interactive", name)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.Discard
+	cmd.Stderr = pw
+	s := &sidecar{
+		name: name, cmd: cmd, log: log, stdin: stdin,
+		listening: make(chan struct{}), tokens: make(chan struct{}), done: make(chan struct{}),
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("docker start %s: %w", name, err)
+	}
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		s.readLogs(pr)
+	}()
+	go func() {
+		s.waitErr = cmd.Wait()
+		pw.Close()
+		<-logsDone
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// SetTokens sends a token map to the sidecar, which replaces its current
+// one. It implements tokenSink; safe for concurrent use.
+func (s *sidecar) SetTokens(t resolve.Tokens) {
+	if err := s.sendTokens(t); err != nil && s.log != nil {
+		s.log.Warn().Str("error", err.Error()).Msg("docker sidecar: tokens not delivered")
+	}
+}
+
+func (s *sidecar) sendTokens(t resolve.Tokens) error {
+	b, err := tokenJSON(t)
+	if err != nil {
+		return err
+	}
+	defer clear(b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stdin == nil {
+		return errors.New("sidecar stdin closed")
+	}
+	if _, err := s.stdin.Write(b); err != nil {
+		return fmt.Errorf("write to the sidecar's stdin: %w", err)
+	}
+	return nil
+}
+
+// closeStdin ends the token stream; the proxy keeps its last map.
+func (s *sidecar) closeStdin() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stdin != nil {
+		s.stdin.Close()
+		s.stdin = nil
+	}
+}
+
+// exited reports whether the attach process has ended.
+func (s *sidecar) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// readLogs relays the sidecar's JSON log lines to cork's logger and
+// watches them for readiness. Other lines (the client's or the proxy's
+// plain errors) are kept for error messages.
+func (s *sidecar) readLogs(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		var m map[string]any
+		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &m) != nil {
+			s.keepTail(string(line))
+			if s.log != nil {
+				s.log.Warn().Str("line", string(line)).Msg("docker sidecar")
+			}
+			continue
+		}
+		msg, _ := m[zerolog.MessageFieldName].(string)
+		switch msg {
+		case msgProxyListening:
+			s.onceL.Do(func() { close(s.listening) })
+		case msgTokensUpdated:
+			s.onceT.Do(func() { close(s.tokens) })
+		}
+		if lvl, _ := m[zerolog.LevelFieldName].(string); lvl == "error" || lvl == "fatal" {
+			if e, _ := m["error"].(string); e != "" {
+				s.keepTail(msg + ": " + e)
+			} else {
+				s.keepTail(msg)
+			}
+		}
+		if s.log != nil {
+			relayLogLine(s.log, m, msg)
+		}
+	}
+	io.Copy(io.Discard, r) // a line over the limit: keep the pipe flowing
+}
+
+// relayLogLine re-emits one sidecar log line through cork's logger, with
+// its level and fields and "component":"sidecar".
+func relayLogLine(l *zerolog.Logger, m map[string]any, msg string) {
+	lvl := zerolog.InfoLevel
+	if s, _ := m[zerolog.LevelFieldName].(string); s != "" {
+		if parsed, err := zerolog.ParseLevel(s); err == nil {
+			lvl = parsed
+		}
+	}
+	delete(m, zerolog.LevelFieldName)
+	delete(m, zerolog.MessageFieldName)
+	delete(m, zerolog.TimestampFieldName)
+	l.WithLevel(lvl).Str("component", "sidecar").Fields(m).Msg(msg)
+}
+
+func (s *sidecar) keepTail(line string) {
+	if line = strings.TrimSpace(line); line == "" {
+		return
+	}
+	s.tailMu.Lock()
+	defer s.tailMu.Unlock()
+	s.tail = append(s.tail, line)
+	if len(s.tail) > 10 {
+		s.tail = s.tail[len(s.tail)-10:]
+	}
+}
+
+func (s *sidecar) lastLines() string {
+	s.tailMu.Lock()
+	defer s.tailMu.Unlock()
+	return strings.Join(s.tail, "\n")
+}
+
+// waitReady waits until the proxy listens and has applied the first token
+// map, the sidecar exits, ctx ends, or timeout passes.
+func (s *sidecar) waitReady(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for _, ch := range []chan struct{}{s.listening, s.tokens} {
+		select {
+		case <-ch:
+		case <-s.done:
+			msg := s.lastLines()
+			if msg == "" {
+				msg = fmt.Sprint(s.waitErr)
+			}
+			return fmt.Errorf("docker sidecar %s exited before it was ready:\n%s", s.name, msg)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return fmt.Errorf("docker sidecar %s: not ready after %v (no %q and %q log lines; is the image a cork built from this repo? `make image`)", s.name, timeout, msgProxyListening, msgTokensUpdated)
+		}
+	}
+	return nil
+}
+
+// fetchCA copies the CA certificate that the sidecar wrote to its volume
+// (docker cp works on scratch images and remote engines).
+func (s *sidecar) fetchCA(ctx context.Context, cli *dockerCLI) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := cli.command(ctx, "cp", s.name+":"+sidecarCAPath, "-")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("docker cp %s:%s: %s", s.name, sidecarCAPath, firstLine(stderr.String()))
+	}
+	tr := tar.NewReader(&stdout)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("docker cp %s:%s: no file in the archive", s.name, sidecarCAPath)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("docker cp %s:%s: %w", s.name, sidecarCAPath, err)
+		}
+		b, _ := pem.Decode(data)
+		if b == nil || b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("sidecar CA %s: not a PEM certificate", sidecarCAPath)
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return nil, fmt.Errorf("sidecar CA %s: %w", sidecarCAPath, err)
+		}
+		return data, nil
+	}
+}

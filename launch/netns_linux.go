@@ -1,0 +1,102 @@
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// netns is a network namespace holding only loopback, created on a
+// dedicated OS thread. The proxy's listener is opened inside it, so from a
+// child started in it the proxy is the only thing reachable: no other
+// port of the host, no other address. The proxy's own upstream dials run
+// on other threads, in the host's namespace.
+type netns struct {
+	ln   net.Listener
+	reqs chan nsReq
+	done chan struct{}
+}
+
+type nsReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// newNetns unshares a network namespace on a locked thread, brings its
+// loopback up and listens on 127.0.0.1:0 there. It needs CAP_SYS_ADMIN.
+func newNetns() (*netns, error) {
+	ns := &netns{reqs: make(chan nsReq), done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: when this goroutine returns the
+		// runtime ends the thread rather than reuse it in the wrong
+		// namespace.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ready <- fmt.Errorf("unshare network namespace: %w (needs root or CAP_SYS_ADMIN)", err)
+			return
+		}
+		if err := loopbackUp(); err != nil {
+			ready <- err
+			return
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			ready <- fmt.Errorf("listen in namespace: %w", err)
+			return
+		}
+		ns.ln = ln
+		ready <- nil
+		for {
+			select {
+			case r := <-ns.reqs:
+				// Forked from this thread, the child inherits the namespace.
+				r.err <- r.cmd.Start()
+			case <-ns.done:
+				return
+			}
+		}
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return ns, nil
+}
+
+// start starts cmd inside the namespace.
+func (ns *netns) start(cmd *exec.Cmd) error {
+	r := nsReq{cmd: cmd, err: make(chan error, 1)}
+	ns.reqs <- r
+	return <-r.err
+}
+
+// Close ends the namespace's thread; the namespace goes away with its
+// last process and socket.
+func (ns *netns) Close() error {
+	close(ns.done)
+	return nil
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: %w", errors.Unwrap(err))
+	}
+	return nil
+}

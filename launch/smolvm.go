@@ -1,0 +1,401 @@
+package launch
+
+// What cork relies on in smolvm (smol-machines/smolvm; read from its docs/
+// and src/ in the repository, since nothing here can run it):
+//
+//   - `smolvm machine run [FLAGS] --image IMAGE -- COMMAND...` runs one
+//     command in an ephemeral VM that is removed on exit (README quickstart;
+//     src/cli/machine.rs RunCmd). Flags used: `-v/--volume HOST:GUEST[:ro]`,
+//     `-e/--env K=V`, `-w/--workdir DIR`, `-i` (keep stdin open), `-t`
+//     (allocate a pty), `--net`, `--allow-cidr CIDR`, `--allow-host HOST`,
+//     `--proxy URL` (proxy for the in-VM image pull).
+//   - Without `--net` the guest has no network, and the image pull happens
+//     inside the guest (docs/sandbox/README.md).
+//   - `--allow-cidr`/`--allow-host` imply `--net`; either one makes smolvm
+//     pick the virtio-net backend, because only its host-side gateway
+//     enforces the allow list (TSI does not: src/network/launch.rs). Policy
+//     is per address, never per port (src/cli/parsers.rs).
+//   - `--allow-host` given an IP literal adds IP/32 and turns on the
+//     gateway's DNS filter with that literal as the only allowed "name", so
+//     no name resolves in the guest (src/cli/parsers.rs
+//     resolve_host_to_cidrs; crates/smolvm-network/src/egress.rs). This is
+//     read from the source, not documented.
+//   - The host from inside the VM: the virtio-net gateway terminates every
+//     guest TCP flow and re-dials the destination from the host
+//     (crates/smolvm-network/src/lib.rs), so the guest reaches a host
+//     service at one of the host's own non-loopback addresses. The guest's
+//     127.0.0.1 is the guest itself, and the host's loopback is refused by
+//     default (egress.rs FloorMode::MetadataAndLoopback);
+//     src/cli/proxy_opts.rs rewrites a loopback proxy to "the host's
+//     primary outbound IP" for the same reason. The docs name no host alias
+//     such as host.smolvm.internal.
+//
+// Choices where the docs are silent:
+//   - The proxy listens on the host's primary IPv4 address (the source
+//     address of its default route), on a random port: the narrowest
+//     address the guest can reach. Smolvm.ProxyListen overrides it.
+//   - Egress is limited to that one address with --allow-cidr, plus
+//     --allow-host of the same literal for the DNS filter. smolvm cannot
+//     narrow it to one port: any host service listening on that address
+//     (or on 0.0.0.0) is reachable from the VM too.
+//   - The image pull goes through cork's proxy (--proxy), since the allow
+//     list admits nothing else: a registry image needs its registry hosts
+//     allowed (cork run --allow HOST), or use a local image (a `docker save`
+//     archive or a rootfs directory), which needs no pull.
+//   - The sandbox home is mounted at /home/cork and HOME points there; the
+//     workspace at /workspace. smolvm boots at most four -v mounts
+//     (docs/sandbox/SKILL.md); cork uses two.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cork-sh/cork/resolve"
+)
+
+// Smolvm runs the command in an ephemeral smolvm microVM (`smolvm machine
+// run`). The proxy runs inside cork on the host, listening on an address
+// the VM reaches through smolvm's network gateway; the VM's egress is
+// limited to that address. The zero value is ready to use; a Smolvm is
+// safe for concurrent runs.
+type Smolvm struct {
+	// Binary is the smolvm executable: a path, or a name looked up in the
+	// PATH of Spec.HostEnv. Empty means DefaultSmolvmBinary.
+	Binary string
+	// ProxyListen is the host address ("IP:port"; port 0 picks one) the
+	// in-process proxy listens on, and the VM dials. Empty means the
+	// host's primary IPv4 address on a random port. An unspecified IP
+	// (0.0.0.0) listens everywhere and tells the VM the primary address. A
+	// loopback IP is an error: inside the VM, loopback is the VM.
+	ProxyListen string
+}
+
+var _ Backend = (*Smolvm)(nil)
+
+const (
+	// DefaultSmolvmBinary is the smolvm executable looked up in PATH.
+	DefaultSmolvmBinary = "smolvm"
+	// SmolvmHome is where the sandbox home (dummy files, CA) is mounted in
+	// the VM, and the VM's HOME.
+	SmolvmHome = "/home/cork"
+	// SmolvmWorkspace is where Spec.Workspace is mounted in the VM.
+	SmolvmWorkspace = "/workspace"
+)
+
+// smolvmHostEnv are the host variables the smolvm process itself keeps
+// (where its cache and config live). The VM gets none of them: only -e.
+var smolvmHostEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ",
+	"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"}
+
+// smolvmGuestEnv are host variables passed on to the VM: terminal and
+// locale settings only.
+var smolvmGuestEnv = []string{"TERM", "COLORTERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
+
+// Name implements Backend.
+func (*Smolvm) Name() string { return "smolvm" }
+
+// Run implements Backend.
+func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
+	// Preflight: every check that can fail runs before anything exists.
+	if len(spec.Command) == 0 {
+		return 0, setupErrorf("no command to run")
+	}
+	if spec.Image == "" {
+		return 0, setupErrorf("smolvm: no image: give one with --image (a registry reference, a docker save archive or a rootfs directory)")
+	}
+	bin, err := s.lookBinary(spec.HostEnv)
+	if err != nil {
+		return 0, &SetupError{Err: err}
+	}
+	if spec.Workspace != "" {
+		if err := checkDir(spec.Workspace); err != nil {
+			return 0, setupErrorf("workspace: %w", err)
+		}
+	}
+	tokens, err := Tokens(spec.Plan, spec.HostEnv)
+	if err != nil {
+		return 0, &SetupError{Err: err}
+	}
+	listen, guestIP, err := s.proxyAddrs()
+	if err != nil {
+		return 0, &SetupError{Err: err}
+	}
+	ln, err := net.Listen("tcp", listen.String())
+	if err != nil {
+		return 0, setupErrorf("smolvm: proxy listener on %s: %w", listen, err)
+	}
+	proxyURL := "http://" + net.JoinHostPort(guestIP.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+
+	spec.progress("provisioning a sandbox home with %d dummy file(s)", len(spec.Plan.Files))
+	home, err := os.MkdirTemp("", "cork-smolvm-")
+	if err != nil {
+		ln.Close()
+		return 0, fmt.Errorf("sandbox home: %w", err)
+	}
+	defer os.RemoveAll(home)
+	if err := WriteFiles(home, spec.Plan.Files); err != nil {
+		ln.Close()
+		return 0, err
+	}
+	ip, err := startInProcess(spec, ln, tokens)
+	if err != nil {
+		ln.Close()
+		return 0, err
+	}
+	defer ip.Close()
+	stopRefresh, err := watchSources(ctx, spec, ip.proxy)
+	if err != nil {
+		return 0, err
+	}
+	defer stopRefresh()
+	spec.progress("proxy listening on %s (the VM's only way out)", ln.Addr())
+
+	if err := os.MkdirAll(filepath.Join(home, ".cork"), 0o700); err != nil {
+		return 0, fmt.Errorf("sandbox home: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".cork", "ca.pem"), ip.proxy.CACertPEM(), 0o644); err != nil {
+		return 0, fmt.Errorf("sandbox CA: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".cork", "ca-bundle.pem"), CABundle(ip.proxy.CACertPEM()), 0o644); err != nil {
+		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
+	}
+
+	args := smolvmArgs(spec, smolvmRun{
+		home:     home,
+		guestIP:  guestIP,
+		proxyURL: proxyURL,
+		tty:      isTerminal(spec.Stdin) && isTerminal(spec.Stdout),
+	})
+	// smolvm's argv is visible to every host user (ps): it may carry
+	// placeholders and paths, never a credential.
+	if err := checkNoToken(args, tokens); err != nil {
+		return 0, &SetupError{Err: err}
+	}
+
+	cmd := exec.Command(bin, args...)
+	cmd.Env = smolvmProcessEnv(spec)
+	cmd.Dir = home
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	spec.progress("starting a %s microVM; running %s", spec.Image, filepath.Base(spec.Command[0]))
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", bin, err)
+	}
+	code, err := waitChild(ctx, cmd)
+	spec.progress("microVM exited with status %d; tearing down", code)
+	return code, err
+}
+
+// smolvmRun is what one run adds to the spec to build smolvm's arguments.
+type smolvmRun struct {
+	home     string     // host directory mounted as SmolvmHome
+	guestIP  netip.Addr // the proxy's address as the VM dials it
+	proxyURL string     // the proxy as the VM reaches it
+	tty      bool
+}
+
+// smolvmArgs returns the arguments of `smolvm machine run` for spec, in a
+// fixed order.
+func smolvmArgs(spec *Spec, r smolvmRun) []string {
+	bits := 32
+	if r.guestIP.Is6() {
+		bits = 128
+	}
+	args := []string{"machine", "run", "--net", "--image", spec.Image,
+		// Egress: the proxy's address only. The literal as an allowed host
+		// also switches on smolvm's DNS filter, so no name resolves in the
+		// guest either.
+		"--allow-cidr", netip.PrefixFrom(r.guestIP, bits).String(),
+		"--allow-host", r.guestIP.String(),
+		// The in-VM image pull is egress too: through the proxy.
+		"--proxy", r.proxyURL,
+		"--volume", r.home + ":" + SmolvmHome,
+	}
+	workdir := SmolvmHome
+	if spec.Workspace != "" {
+		args = append(args, "--volume", spec.Workspace+":"+SmolvmWorkspace)
+		workdir = SmolvmWorkspace
+	}
+	args = append(args, "--workdir", workdir)
+	if spec.Stdin != nil {
+		args = append(args, "-i")
+	}
+	if r.tty {
+		args = append(args, "-t")
+	}
+	for _, kv := range envList(smolvmGuestEnvMap(spec, r.proxyURL)) {
+		args = append(args, "--env", kv)
+	}
+	args = append(args, "--")
+	return append(args, spec.Command...)
+}
+
+// smolvmGuestEnvMap is the VM's environment: locale and terminal from the
+// host, the plan's variables, the proxy and CA variables, Spec.Env, HOME.
+// Paths are as the VM sees them.
+func smolvmGuestEnvMap(spec *Spec, proxyURL string) map[string]string {
+	env := map[string]string{}
+	for _, k := range smolvmGuestEnv {
+		if v, ok := spec.HostEnv[k]; ok {
+			env[k] = v
+		}
+	}
+	for k, v := range sandboxEnvExpand(spec.Plan.Env, SmolvmHome) {
+		env[k] = v
+	}
+	for k, v := range SandboxEnv(proxyURL, SmolvmHome+"/.cork/ca-bundle.pem", SmolvmHome+"/.cork/ca.pem") {
+		env[k] = v
+	}
+	for k, v := range sandboxEnvExpand(spec.Env, SmolvmHome) {
+		env[k] = v
+	}
+	env["HOME"] = SmolvmHome
+	return env
+}
+
+// smolvmProcessEnv is the environment of the smolvm process on the host:
+// where its state lives and its own SMOLVM_* settings, and nothing that
+// holds a credential (no token variable, no proxy variable: the pull goes
+// through --proxy).
+func smolvmProcessEnv(spec *Spec) []string {
+	tokenVars := map[string]bool{}
+	for _, v := range spec.Plan.Egress.TokenEnvMap {
+		tokenVars[v] = true
+	}
+	env := map[string]string{}
+	for _, k := range smolvmHostEnv {
+		if v, ok := spec.HostEnv[k]; ok {
+			env[k] = v
+		}
+	}
+	for k, v := range spec.HostEnv {
+		if strings.HasPrefix(k, "SMOLVM_") {
+			env[k] = v
+		}
+	}
+	for k := range tokenVars {
+		delete(env, k)
+	}
+	return envList(env)
+}
+
+// lookBinary finds the smolvm executable: Binary as a path when it has a
+// slash, else in the PATH of hostEnv (cork reads the environment once, in
+// cmd).
+func (s *Smolvm) lookBinary(hostEnv map[string]string) (string, error) {
+	name := s.Binary
+	if name == "" {
+		name = DefaultSmolvmBinary
+	}
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("smolvm binary %s: %w", name, err)
+		}
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(hostEnv["PATH"]) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			if !filepath.IsAbs(p) {
+				if abs, err := filepath.Abs(p); err == nil {
+					p = abs
+				}
+			}
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("smolvm: %q not found in PATH; install smolvm (https://github.com/smol-machines/smolvm) or pick another --backend", name)
+}
+
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
+
+// proxyAddrs returns where the proxy listens and the IP the VM dials.
+func (s *Smolvm) proxyAddrs() (listen netip.AddrPort, guest netip.Addr, err error) {
+	if s.ProxyListen == "" {
+		ip, err := primaryIPv4()
+		if err != nil {
+			return listen, guest, err
+		}
+		return netip.AddrPortFrom(ip, 0), ip, nil
+	}
+	listen, err = netip.ParseAddrPort(s.ProxyListen)
+	if err != nil {
+		return listen, guest, fmt.Errorf("smolvm proxy listen address %q: want IP:port: %w", s.ProxyListen, err)
+	}
+	ip := listen.Addr().Unmap()
+	switch {
+	case ip.IsLoopback():
+		return listen, guest, fmt.Errorf("smolvm proxy listen address %s: loopback is unreachable from the VM (inside it, loopback is the VM); use a host address such as the primary one", s.ProxyListen)
+	case ip.IsUnspecified():
+		if guest, err = primaryIPv4(); err != nil {
+			return listen, guest, err
+		}
+		return listen, guest, nil
+	}
+	return listen, ip, nil
+}
+
+// primaryIPv4 returns the source address of the host's default route.
+// Connecting a UDP socket only consults the routing table: no packet is
+// sent. 192.0.2.1 (TEST-NET-1, RFC 5737) is never a real peer.
+func primaryIPv4() (netip.Addr, error) {
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("smolvm: find the host address the VM can reach: %w (no IPv4 route; set the proxy listen address)", err)
+	}
+	defer c.Close()
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	ip := ap.Addr().Unmap()
+	if !ip.IsValid() || ip.IsLoopback() || ip.IsUnspecified() {
+		return netip.Addr{}, fmt.Errorf("smolvm: the host's primary address %s is unreachable from the VM; set the proxy listen address", ip)
+	}
+	return ip, nil
+}
+
+// checkNoToken refuses arguments that carry a real token (say, one passed
+// with --env by mistake). It names the slot, never the value.
+func checkNoToken(args []string, tokens resolve.Tokens) error {
+	slots := make([]string, 0, len(tokens))
+	for slot := range tokens {
+		slots = append(slots, slot)
+	}
+	sort.Strings(slots)
+	for _, slot := range slots {
+		// Reveal for comparison only: the value goes nowhere.
+		t := tokens[slot].Reveal()
+		if t == "" {
+			continue
+		}
+		for i, a := range args {
+			if !strings.Contains(a, t) {
+				continue
+			}
+			where := fmt.Sprintf("argument %d", i)
+			if key, _, _ := strings.Cut(a, "="); i > 0 && args[i-1] == "--env" && !strings.Contains(key, t) {
+				where = "variable " + key
+			}
+			return fmt.Errorf("smolvm: the real %s credential would be visible in the VM (%s); pass placeholders only", slot, where)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+// Package provision builds a Plan: what a sandbox is given (dummy files and
+// environment), what was read on the host (the provisioned environment),
+// and what the egress proxy must do (slots, routes, allow and block lists).
+//
+// Each agent is a Profile that keeps all of its steps together, in one file:
+// read the host credential, mint the dummy files, add the routes. Profiles
+// are registered explicitly in Profiles; Build runs the selected ones and
+// merges their contributions, refusing conflicts.
+//
+// Invariants:
+//   - Plan.Files and Plan.Env hold only dummy values: placeholders shaped
+//     like the real credentials (same prefix and length, a JWT for a JWT)
+//     and random per Build, plus non-secret facts such as an email address.
+//   - A real credential read on the host goes only into Plan.ProvisionedEnv,
+//     keyed by the variable that Egress.TokenEnvMap names for its slot;
+//     launch.Tokens resolves it from there. Plan never prints it.
+//   - Errors name the file and the field, never a value.
+//   - With Options.ForwardHostCredentials off, nothing is read from the
+//     host's files: the operator supplies tokens through the host
+//     environment variables named in Egress.TokenEnvMap.
+package provision

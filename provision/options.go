@@ -1,0 +1,47 @@
+package provision
+
+import (
+	"crypto/rand"
+	"io"
+	"os"
+	"time"
+)
+
+// Options are the host facts a profile may use. Profiles read the host
+// only through these fields, so tests can run in parallel.
+type Options struct {
+	// HostHome is the host user's home directory, used for "~" (e.g. the
+	// default ~/.codex). Empty is an error only for a profile that needs it.
+	HostHome string
+	// HostEnv is the host environment (CODEX_HOME, OPENAI_API_KEY, ...).
+	// Nil is empty.
+	HostEnv map[string]string
+	// ForwardHostCredentials lets profiles read the host's credential
+	// files (e.g. ~/.codex/auth.json). The zero value, false, reads no
+	// host file: the operator then supplies every token through the host
+	// env vars named in Egress.TokenEnvMap. cork run turns it on unless
+	// --no-forward-host-credentials is given.
+	ForwardHostCredentials bool
+	// Now returns the current time. If nil, time.Now is used.
+	Now func() time.Time
+	// Rand is the source for placeholders. If nil, crypto/rand is used.
+	Rand io.Reader
+	// ReadFile reads a host file. If nil, os.ReadFile is used.
+	ReadFile func(name string) ([]byte, error)
+}
+
+func (o Options) withDefaults() Options {
+	if o.HostEnv == nil {
+		o.HostEnv = map[string]string{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.ReadFile == nil {
+		o.ReadFile = os.ReadFile
+	}
+	return o
+}

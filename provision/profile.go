@@ -1,0 +1,164 @@
+package provision
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Profile provisions one agent. Provision adds the agent's dummy files,
+// sandbox env, provisioned env and egress rules to plan, which Build hands
+// it empty (maps allocated); opts has its defaults filled in. A profile
+// keeps all of its steps in one file and reads the host only through opts.
+type Profile interface {
+	Name() string
+	Provision(opts Options, plan *Plan) error
+}
+
+// Profiles returns a new map of every known profile by name. Profiles are
+// listed here explicitly; there is no init registration.
+func Profiles() map[string]Profile {
+	return map[string]Profile{
+		"codex": Codex{},
+	}
+}
+
+// Names returns the known profile names, sorted.
+func Names() []string { return slices.Sorted(maps.Keys(Profiles())) }
+
+// Lookup returns the profile called name. An unknown name is an error that
+// lists the known ones.
+func Lookup(name string) (Profile, error) {
+	if p, ok := Profiles()[name]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("unknown agent profile %q (known: %s)", name, strings.Join(Names(), ", "))
+}
+
+// Build runs profiles in order and merges what they contribute into one
+// validated Plan. It reports every failing profile at once, each prefixed
+// with its name. Two profiles writing the same file, slot, route host or
+// variable (with a different value) are in conflict, which is an error.
+func Build(opts Options, profiles ...Profile) (Plan, error) {
+	if len(profiles) == 0 {
+		return Plan{}, errors.New("provision: no agent profile selected")
+	}
+	opts = opts.withDefaults()
+	m := newMerger()
+	var errs []error
+	for _, p := range profiles {
+		name := p.Name()
+		if m.profiles[name] {
+			errs = append(errs, fmt.Errorf("%s: profile selected twice", name))
+			continue
+		}
+		m.profiles[name] = true
+		part := newPlan()
+		if err := p.Provision(opts, &part); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		errs = append(errs, m.add(name, part)...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Plan{}, err
+	}
+	if err := m.plan.Validate(); err != nil {
+		return Plan{}, fmt.Errorf("provision: invalid plan: %w", err)
+	}
+	return m.plan, nil
+}
+
+// merger accumulates profile contributions and remembers who added what,
+// to name both sides of a conflict.
+type merger struct {
+	plan     Plan
+	profiles map[string]bool
+	owner    map[string]string // "file:<path>", "slot:<slot>", "route:<host>", "env:<k>", "penv:<k>" → profile
+}
+
+func newMerger() *merger {
+	return &merger{plan: newPlan(), profiles: map[string]bool{}, owner: map[string]string{}}
+}
+
+// claim records that profile owns key and returns a conflict error if
+// another profile already does.
+func (m *merger) claim(profile, key, what string) error {
+	if _, ok := m.owner[key]; ok {
+		return m.conflict(profile, key, what)
+	}
+	m.owner[key] = profile
+	return nil
+}
+
+func (m *merger) conflict(profile, key, what string) error {
+	return fmt.Errorf("%s: conflict with profile %s: both provide %s", profile, m.owner[key], what)
+}
+
+func (m *merger) add(name string, part Plan) []error {
+	var errs []error
+	dst := &m.plan
+	for _, f := range part.Files {
+		if err := m.claim(name, "file:"+f.Path, "file "+f.Path); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dst.Files = append(dst.Files, f)
+	}
+	for _, k := range slices.Sorted(maps.Keys(part.Env)) {
+		if v, ok := dst.Env[k]; ok && v != part.Env[k] {
+			errs = append(errs, m.conflict(name, "env:"+k, "different values for sandbox env "+k))
+			continue
+		}
+		m.owner["env:"+k] = name
+		dst.Env[k] = part.Env[k]
+	}
+	for _, k := range slices.Sorted(maps.Keys(part.ProvisionedEnv)) {
+		if v, ok := dst.ProvisionedEnv[k]; ok && v != part.ProvisionedEnv[k] {
+			errs = append(errs, m.conflict(name, "penv:"+k, "different values for provisioned env "+k))
+			continue
+		}
+		m.owner["penv:"+k] = name
+		dst.ProvisionedEnv[k] = part.ProvisionedEnv[k]
+	}
+	e := part.Egress
+	slots := slices.Sorted(maps.Keys(e.Slots))
+	for _, s := range slices.Sorted(maps.Keys(e.TokenEnvMap)) {
+		if !slices.Contains(slots, s) {
+			slots = append(slots, s) // Validate reports it
+		}
+	}
+	for _, s := range slots {
+		if err := m.claim(name, "slot:"+s, "slot "+s); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if sl, ok := e.Slots[s]; ok {
+			dst.Egress.Slots[s] = sl
+		}
+		if env, ok := e.TokenEnvMap[s]; ok {
+			dst.Egress.TokenEnvMap[s] = env
+		}
+	}
+	for _, r := range e.Routes {
+		if err := m.claim(name, "route:"+normHost(r.Host), "a route for "+r.Host); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		dst.Egress.Routes = append(dst.Egress.Routes, r)
+	}
+	dst.Sources = append(dst.Sources, part.Sources...)
+	for _, h := range e.Allow {
+		if !slices.ContainsFunc(dst.Egress.Allow, func(x string) bool { return normHost(x) == normHost(h) }) {
+			dst.Egress.Allow = append(dst.Egress.Allow, h)
+		}
+	}
+	for _, b := range e.Block {
+		if !slices.Contains(dst.Egress.Block, b) {
+			dst.Egress.Block = append(dst.Egress.Block, b)
+		}
+	}
+	return errs
+}

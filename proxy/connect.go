@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"io"
+	"net/http"
+
+	"github.com/elazarl/goproxy"
+)
+
+var (
+	acceptTunnel = &goproxy.ConnectAction{Action: goproxy.ConnectAccept}
+	rejectTunnel = &goproxy.ConnectAction{Action: goproxy.ConnectReject}
+)
+
+// handleConnect decides a CONNECT (Decision 1). It is goproxy's only
+// CONNECT handler and answers every CONNECT: PITFALLS #1, an unanswered
+// CONNECT would be tunnelled.
+func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	st := connStateOf(ctx.Req)
+	if st == nil {
+		st = p.newConnState()
+	}
+	ctx.UserData = st // inherited by every request inside an intercepted connection
+	host, port, err := splitHostPort(target)
+	if err != nil {
+		return p.rejectConnect(ctx, st, deny{reason: ReasonBadRequest, what: "CONNECT",
+			detail: "the target must be host:port with a valid host name or IP address"})
+	}
+	st.host, st.port, st.authority = host, port, joinHostPort(host, port)
+	what := "CONNECT " + st.authority
+
+	rules := p.policy.Load().pol.Lookup(host, port)
+	switch {
+	case rules.HostBlock != nil:
+		return p.rejectConnect(ctx, st, deny{reason: ReasonBlocked, what: what, detail: rules.HostBlock.Reason})
+	case rules.Intercept():
+		// PITFALLS #2: never goproxy.MitmConnect, whose CA key is public.
+		st.mode = modeMITM
+		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: p.mitmTLSConfig}, st.authority
+	case rules.Allowed:
+		// Dialed by goproxy through Tr.DialContext (ConnectDial is nil): the guard.
+		st.mode = modeTunnel
+		return acceptTunnel, st.authority
+	default:
+		return p.rejectConnect(ctx, st, deny{reason: ReasonNotAllowed, what: what})
+	}
+}
+
+// rejectConnect answers a CONNECT with d. PITFALLS #1: a reject without
+// ctx.Resp is a silent close.
+func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, st *connState, d deny) (*goproxy.ConnectAction, string) {
+	st.mode = modeDenied
+	ctx.Resp = d.response(ctx.Req)
+	ctx.Resp.Close = true
+	status, _ := render(d)
+	decision := decisionDeny
+	if d.reason == ReasonBlocked {
+		decision = decisionBlock
+	}
+	p.audit(&auditEntry{
+		decision: decision, host: st.host, port: st.port, method: http.MethodConnect,
+		status: status, reason: d.reason, connID: st.id,
+	})
+	return rejectTunnel, ""
+}
+
+// mitmTLSConfig is the client-side TLS of an intercepted connection: a
+// leaf for the CONNECT host (not the SNI), HTTP/1.1 only (PITFALLS #12).
+func (p *Proxy) mitmTLSConfig(_ string, ctx *goproxy.ProxyCtx) (*tls.Config, error) {
+	st, _ := ctx.UserData.(*connState)
+	host := st.host
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, err := p.ca.Leaf(host)
+			if err != nil {
+				p.log.Warn().Err(err).Str(fieldHost, host).Str(fieldConnID, st.id).Msg("leaf certificate")
+			}
+			return c, err
+		},
+	}, nil
+}
+
+// connectionError is goproxy's ConnectionErrHandler: a blind tunnel's dial
+// failed (answer 403/502/504 instead of goproxy's raw error text), or a
+// relay ended with an error after the tunnel was up (write nothing: the
+// stream belongs to the client's TLS).
+func (p *Proxy) connectionError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+	st, _ := ctx.UserData.(*connState)
+	if st == nil {
+		return
+	}
+	if st.conn != nil && st.conn.down.Load() > 0 {
+		p.log.Debug().Err(err).Str(fieldConnID, st.id).Msg("tunnel relay ended")
+		return
+	}
+	d := upstreamDeny(err, "CONNECT "+st.authority)
+	p.log.Debug().Err(err).Str(fieldConnID, st.id).Str(fieldReason, d.reason).Msg("tunnel dial failed")
+	st.mu.Lock()
+	st.failed = &d
+	st.mu.Unlock()
+	writeDenyRaw(w, d)
+}

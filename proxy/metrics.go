@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the proxy's Prometheus collectors. Label values come only
+// from fixed sets (decisions, reasons, modes, directions) and slot names.
+type metrics struct {
+	requests *prometheus.CounterVec   // decision, slot
+	bytes    *prometheus.CounterVec   // direction, decision, slot
+	denials  *prometheus.CounterVec   // reason
+	tunnels  *prometheus.GaugeVec     // mode
+	latency  *prometheus.HistogramVec // decision
+	gatherer prometheus.Gatherer
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cork_requests_total",
+			Help: "Egress decisions (CONNECT tunnels, intercepted and plain requests) by decision and slot.",
+		}, []string{"decision", "slot"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cork_bytes_total",
+			Help: "Body bytes relayed (tunnels: all bytes) by direction (up = to upstream), decision and slot.",
+		}, []string{"direction", "decision", "slot"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cork_denials_total",
+			Help: "Responses produced by cork itself (denials and upstream failures) by reason code.",
+		}, []string{"reason"}),
+		tunnels: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cork_active_tunnels",
+			Help: "Open client connections taken over by the proxy, by mode (tunnel, mitm).",
+		}, []string{"mode"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cork_upstream_latency_seconds",
+			Help:    "Time from sending a request upstream to its response headers.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"decision"}),
+	}
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, m.gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		m.gatherer = g
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.denials, m.tunnels, m.latency} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return m, nil
+}
+
+func (m *metrics) observe(e *auditEntry) {
+	m.requests.WithLabelValues(e.decision, e.slot).Inc()
+	if e.up > 0 {
+		m.bytes.WithLabelValues("up", e.decision, e.slot).Add(float64(e.up))
+	}
+	if e.down > 0 {
+		m.bytes.WithLabelValues("down", e.decision, e.slot).Add(float64(e.down))
+	}
+	if e.reason != "" {
+		m.denials.WithLabelValues(e.reason).Inc()
+	}
+}
+
+// MetricsHandler serves the proxy's metrics in the Prometheus text format.
+// With a Config.Registerer that is not a Gatherer it serves nothing (404).
+func (p *Proxy) MetricsHandler() http.Handler {
+	if p.metrics.gatherer == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(p.metrics.gatherer, promhttp.HandlerOpts{})
+}

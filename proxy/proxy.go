@@ -1,0 +1,454 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/resolve"
+)
+
+// Defaults for the zero values of Config's timeouts.
+const (
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultTLSHandshakeTimeout   = 10 * time.Second
+	DefaultResponseHeaderTimeout = 10 * time.Minute // non-streaming LLM answers take minutes before the first header
+	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultTunnelIdleTimeout     = 10 * time.Minute
+	// DefaultMaxIdleConnsPerHost bounds pooled upstream connections per host.
+	DefaultMaxIdleConnsPerHost = 64
+)
+
+// Config configures a Proxy. Only Policy is required.
+type Config struct {
+	// Policy decides what may leave the sandbox. Required.
+	Policy *Policy
+	// Tokens maps slot → credential. Nil or partial is allowed: a request
+	// that needs a missing slot gets 503 token_unavailable; see SetTokens.
+	Tokens resolve.Tokens
+	// CA signs leaf certificates for intercepted hosts. If nil, an
+	// ephemeral CA is generated, constrained to Policy.InterceptHosts().
+	CA *CA
+	// Logger receives the audit log (info, tripwire at warn) and goproxy's
+	// own messages (debug). If nil, nothing is logged.
+	Logger *zerolog.Logger
+	// UpstreamRootCAs verifies upstream servers. If nil, the system roots.
+	UpstreamRootCAs *x509.CertPool
+	// AllowPrivate lists prefixes exempt from the private-address guard.
+	AllowPrivate []netip.Prefix
+	// Resolve maps "host:port" → "addr:port", like curl's --resolve: the
+	// policy, TLS verification and the Host header still see host; only the
+	// dial goes to addr, which is checked by the private-address guard too.
+	Resolve map[string]string
+
+	// Timeouts; zero means the matching Default* constant. There is no
+	// total request timeout (streams may last hours).
+	DialTimeout           time.Duration
+	TLSHandshakeTimeout   time.Duration
+	ResponseHeaderTimeout time.Duration
+	IdleConnTimeout       time.Duration // idle pooled upstream connections
+	TunnelIdleTimeout     time.Duration // tunnels and intercepted connections without traffic
+
+	// Registerer receives the proxy's metrics. If nil, a private registry
+	// is used; either way MetricsHandler serves them when Registerer is
+	// also a prometheus.Gatherer (a *prometheus.Registry is).
+	Registerer prometheus.Registerer
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Policy == nil {
+		errs = append(errs, errors.New("policy: required"))
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"dial timeout", c.DialTimeout},
+		{"TLS handshake timeout", c.TLSHandshakeTimeout},
+		{"response header timeout", c.ResponseHeaderTimeout},
+		{"idle conn timeout", c.IdleConnTimeout},
+		{"tunnel idle timeout", c.TunnelIdleTimeout},
+	} {
+		if t.d < 0 {
+			errs = append(errs, fmt.Errorf("%s: negative (%s)", t.name, t.d))
+		}
+	}
+	for i, p := range c.AllowPrivate {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("allow private[%d]: invalid prefix", i))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Resolve)) {
+		if _, err := resolveKey(k); err != nil {
+			errs = append(errs, fmt.Errorf("resolve %q: %w", k, err))
+		}
+		if _, _, err := splitHostPort(c.Resolve[k]); err != nil {
+			errs = append(errs, fmt.Errorf("resolve %q: target %q: %w", k, c.Resolve[k], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Proxy is the egress proxy. It is an http.Handler: serve it with
+// http.Server or httptest.NewServer. All methods are safe for concurrent use.
+type Proxy struct {
+	gp      *goproxy.ProxyHttpServer
+	tr      *http.Transport
+	ca      *CA
+	log     zerolog.Logger
+	dialer  *dialer
+	metrics *metrics
+	rt      goproxy.RoundTripper
+
+	policy atomic.Pointer[policyState]
+	tokens atomic.Pointer[resolve.Tokens]
+
+	tunnelIdle time.Duration
+	conns      connSet
+	connSeq    atomic.Uint64
+	closed     atomic.Bool
+	closeOnce  sync.Once
+	stopReaper chan struct{}
+	reaperDone chan struct{}
+}
+
+// policyState is a policy with what the hot path precomputes from it.
+type policyState struct {
+	pol  *Policy
+	scan *scanner
+}
+
+// New builds a Proxy from cfg. It never panics.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("proxy config: %w", err)
+	}
+	p := &Proxy{
+		ca:         cfg.CA,
+		log:        zerolog.Nop(),
+		tunnelIdle: orDefault(cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout),
+		stopReaper: make(chan struct{}),
+		reaperDone: make(chan struct{}),
+	}
+	if cfg.Logger != nil {
+		p.log = *cfg.Logger
+	}
+	if p.ca == nil {
+		ca, err := GenerateCA(cfg.Policy.InterceptHosts())
+		if err != nil {
+			return nil, fmt.Errorf("generate CA: %w", err)
+		}
+		p.ca = ca
+	}
+	if err := p.checkCA(cfg.Policy); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	p.metrics = m
+	d, err := newDialer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.dialer = d
+	p.tr = &http.Transport{
+		Proxy:       nil, // PITFALLS #6: never the environment's proxy
+		DialContext: d.DialContext,
+		TLSClientConfig: &tls.Config{
+			RootCAs:    cfg.UpstreamRootCAs,
+			MinVersion: tls.VersionTLS12,
+		},
+		ForceAttemptHTTP2:     true, // PITFALLS #12: a custom dialer and TLS config turn h2 off otherwise
+		TLSHandshakeTimeout:   orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
+		ResponseHeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+		IdleConnTimeout:       orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          16 * DefaultMaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:   DefaultMaxIdleConnsPerHost,
+		DisableCompression:    true, // PITFALLS #9: bodies pass untouched
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+	p.rt = goproxy.RoundTripperFunc(p.roundTrip)
+	p.policy.Store(newPolicyState(cfg.Policy))
+	p.SetTokens(cfg.Tokens)
+	p.gp = p.newGoproxy()
+	go p.reap()
+	return p, nil
+}
+
+func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
+	gp := goproxy.NewProxyHttpServer()
+	// PITFALLS #6: NewProxyHttpServer reads HTTPS_PROXY into ConnectDial and
+	// Tr.Proxy. With both nil, tunnels dial through Tr.DialContext: the guard.
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = nil
+	gp.Tr = p.tr
+	gp.Verbose = false
+	gp.Logger = goproxyLogger{p} // PITFALLS #11
+	gp.KeepAcceptEncoding = true // PITFALLS #9
+	gp.AllowHTTP2 = false        // PITFALLS #12: the client side stays HTTP/1.1
+	gp.CertStore = nil
+	gp.NonproxyHandler = http.HandlerFunc(p.serveNonProxy)
+	gp.ConnectionErrHandler = p.connectionError
+	gp.OnRequest().HandleConnectFunc(p.handleConnect)
+	gp.OnRequest().DoFunc(p.handleRequest)
+	return gp
+}
+
+func newPolicyState(pol *Policy) *policyState {
+	return &policyState{pol: pol, scan: newScanner(pol)}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// ServeHTTP serves one proxy request: CONNECT or absolute-form HTTP.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.closed.Load() {
+		writeDeny(w, deny{reason: ReasonClosed})
+		return
+	}
+	st := p.newConnState()
+	r = r.WithContext(context.WithValue(r.Context(), connStateKey{}, st))
+	rw := &respWriter{ResponseWriter: w, p: p, st: st}
+	p.gp.ServeHTTP(rw, r)
+	if r.Method != http.MethodConnect && rw.hijacked != nil {
+		// goproxy returns from a plain ws:// relay when one side ends but
+		// leaves the client connection open: close it so the client sees
+		// the end (Decision 5: then both are closed).
+		_ = rw.hijacked.Close()
+	}
+}
+
+// SetTokens replaces the token map atomically; requests in flight keep the
+// map they started with. t is copied. A nil t empties the map.
+func (p *Proxy) SetTokens(t resolve.Tokens) {
+	c := maps.Clone(t)
+	if c == nil {
+		c = resolve.Tokens{}
+	}
+	p.tokens.Store(&c)
+}
+
+// SetPolicy replaces the policy atomically (SIGHUP reload). Connections
+// already intercepted apply the new policy to their next request. It
+// refuses a policy that intercepts a host the CA may not sign for.
+func (p *Proxy) SetPolicy(pol *Policy) error {
+	if pol == nil {
+		return errors.New("set policy: nil policy")
+	}
+	if err := p.checkCA(pol); err != nil {
+		return fmt.Errorf("set policy: %w", err)
+	}
+	p.policy.Store(newPolicyState(pol))
+	return nil
+}
+
+func (p *Proxy) checkCA(pol *Policy) error {
+	var bad []string
+	for _, h := range pol.InterceptHosts() {
+		if !p.ca.Permits(h) {
+			bad = append(bad, h)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("CA name constraints do not permit intercepted host(s) %s", strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// CACertPEM returns the session CA certificate in PEM form, for the sandbox
+// to trust. It never returns the key.
+func (p *Proxy) CACertPEM() []byte { return p.ca.CertPEM() }
+
+// Ready returns nil when the proxy can serve every route: a policy is
+// loaded, the CA is ready and every slot referenced by a route has a token.
+// Otherwise the error names what is missing (slot names, never values).
+func (p *Proxy) Ready() error {
+	if p.closed.Load() {
+		return errors.New("proxy closed")
+	}
+	ps := p.policy.Load()
+	if ps == nil || ps.pol == nil {
+		return errors.New("no policy loaded")
+	}
+	if p.ca == nil || p.ca.Certificate() == nil {
+		return errors.New("CA not ready")
+	}
+	toks := *p.tokens.Load()
+	var missing []string
+	for _, rt := range ps.pol.Routes {
+		if s, ok := toks[rt.Slot]; (!ok || s.IsZero()) && !slices.Contains(missing, rt.Slot) {
+			missing = append(missing, rt.Slot)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("no token for slot(s) %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Close closes idle upstream connections and every open tunnel and
+// intercepted connection, and stops the idle reaper. New requests get 503.
+// It is idempotent and always returns nil.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		close(p.stopReaper)
+		<-p.reaperDone
+		p.conns.closeAll()
+		p.tr.CloseIdleConnections()
+	})
+	return nil
+}
+
+// String describes p without any credential.
+func (p *Proxy) String() string {
+	n := 0
+	if t := p.tokens.Load(); t != nil {
+		n = len(*t)
+	}
+	return "proxy.Proxy{tokens: " + strconv.Itoa(n) + " slots, closed: " + strconv.FormatBool(p.closed.Load()) + "}"
+}
+
+// GoString is String: %#v must not walk the struct.
+func (p *Proxy) GoString() string { return p.String() }
+
+// Format makes every verb print String.
+func (p *Proxy) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.String()) }
+
+// serveNonProxy answers origin-form requests sent to the proxy port.
+func (p *Proxy) serveNonProxy(w http.ResponseWriter, r *http.Request) {
+	writeDeny(w, deny{reason: ReasonBadRequest, what: r.Method + " " + cleanPath(r.URL),
+		detail: "not a proxy request; send absolute-form requests or CONNECT (the admin endpoints are on the admin listener)"})
+}
+
+// goproxyLogger routes goproxy's Printf logging to zerolog at debug level.
+type goproxyLogger struct{ p *Proxy }
+
+func (l goproxyLogger) Printf(format string, v ...any) {
+	if e := l.p.log.Debug(); e.Enabled() {
+		e.Str(fieldComponent, "goproxy").Msg(strings.TrimSpace(fmt.Sprintf(format, v...)))
+	}
+}
+
+// connState is what the proxy knows about one client request: a CONNECT
+// (and every request inside it) or one plain-HTTP request.
+type connState struct {
+	id    string
+	start time.Time
+	// Set by handleConnect before the connection is hijacked; read-only after.
+	mode      connMode
+	host      string // normalised
+	port      int
+	authority string // net.JoinHostPort(host, port)
+	conn      *trackedConn // set at hijack, before goproxy starts the MITM loop
+
+	// Set when the tunnel ends badly; guarded by mu.
+	mu     sync.Mutex
+	failed *deny
+}
+
+type connMode uint8
+
+const (
+	modePlain connMode = iota
+	modeDenied
+	modeTunnel
+	modeMITM
+)
+
+type connStateKey struct{}
+
+func (p *Proxy) newConnState() *connState {
+	return &connState{id: strconv.FormatUint(p.connSeq.Add(1), 36), start: time.Now()}
+}
+
+func connStateOf(r *http.Request) *connState {
+	st, _ := r.Context().Value(connStateKey{}).(*connState)
+	return st
+}
+
+// respWriter wraps the client's ResponseWriter: it tracks hijacked
+// connections (for Close and idle reaping) and flushes bodies of unknown
+// length as they are written.
+type respWriter struct {
+	http.ResponseWriter
+	p        *Proxy
+	st       *connState
+	flush    bool
+	hijacked *trackedConn
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	// PITFALLS #8: goproxy's plain path flushes only text/event-stream;
+	// NDJSON and any other body of unknown length is flushed per write.
+	w.flush = w.Header().Get("Content-Length") == ""
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	if w.flush && err == nil {
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	return n, err
+}
+
+func (w *respWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijack not supported")
+	}
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	tc := w.p.track(c, w.st)
+	w.hijacked = tc
+	return tc, rw, nil
+}
+
+var (
+	_ http.Handler  = (*Proxy)(nil)
+	_ http.Hijacker = (*respWriter)(nil)
+	_ http.Flusher  = (*respWriter)(nil)
+)

@@ -1,0 +1,325 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+)
+
+// reqState follows one HTTP request (plain, or inside an intercepted
+// connection) from its decision to the end of its response body.
+type reqState struct {
+	conn     *connState
+	start    time.Time
+	method   string
+	path     string
+	host     string
+	port     int
+	what     string // for messages
+	decision string
+	slot     string
+	status   int
+	up, down atomic.Int64
+	busy     *trackedConn // intercepted connection kept busy until done
+	once     sync.Once
+}
+
+// finish writes the request's audit line once and releases its connection.
+func (p *Proxy) finish(rs *reqState, reason string, warn bool) {
+	rs.once.Do(func() {
+		p.release(rs)
+		p.audit(&auditEntry{
+			decision: rs.decision, host: rs.host, port: rs.port, method: rs.method, path: rs.path,
+			slot: rs.slot, status: rs.status, up: rs.up.Load(), down: rs.down.Load(),
+			dur: time.Since(rs.start), reason: reason, connID: rs.conn.id, warn: warn,
+		})
+	})
+}
+
+func (p *Proxy) release(rs *reqState) {
+	if c := rs.busy; c != nil {
+		rs.busy = nil
+		c.touch()
+		c.busy.Add(-1)
+	}
+}
+
+// handleRequest decides an HTTP request (Decisions 2–4): goproxy calls it
+// for plain-HTTP requests and for every request inside an intercepted
+// connection. It returns a response to refuse, or the request to send.
+func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	// PITFALLS #5: our round tripper turns upstream errors into 502/504.
+	ctx.RoundTripper = p.rt
+	st, _ := ctx.UserData.(*connState)
+	mitm := st != nil && st.mode == modeMITM
+	if !mitm {
+		if st = connStateOf(req); st == nil {
+			st = p.newConnState()
+		}
+	}
+	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL)}
+	ctx.UserData = rs
+	if mitm && st.conn != nil {
+		rs.busy = st.conn
+		st.conn.busy.Add(1)
+	}
+
+	scheme := req.URL.Scheme
+	var host string
+	var port int
+	if mitm {
+		// PITFALLS #4: goproxy sends an inner request wherever its URL or
+		// Host says, with whatever we inject. Both must name the CONNECT
+		// host:port (the port defaults to the CONNECT port).
+		uh, up, err1 := hostPortOf(req.URL.Host, st.port)
+		hh, hp, err2 := hostPortOf(req.Host, st.port)
+		if err1 != nil || err2 != nil || uh != st.host || up != st.port || hh != st.host || hp != st.port {
+			rs.host, rs.port = st.host, st.port
+			bad, badPort, badErr := uh, up, err1
+			if err1 == nil && uh == st.host && up == st.port {
+				bad, badPort, badErr = hh, hp, err2
+			}
+			what := req.Method + " " + scheme + "://" + showAuthority(bad, badPort, badErr) + rs.path
+			return p.refuse(req, rs, deny{reason: ReasonHostMismatch, what: what, detail: st.authority})
+		}
+		host, port = st.host, st.port
+		req.URL.Host = st.authority // dial exactly the CONNECT target
+	} else {
+		def := 0
+		switch scheme {
+		case "http":
+			def = 80
+		case "https":
+			def = 443
+		}
+		var err error
+		host, port, err = hostPortOf(req.URL.Host, def)
+		if err != nil || def == 0 {
+			return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: req.Method,
+				detail: "the request target must be an absolute http:// URL with a valid host"})
+		}
+		if hh, hp, err := hostPortOf(req.Host, def); err != nil || hh != host || hp != port {
+			return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: req.Method + " " + scheme + "://" + joinHostPort(host, port),
+				detail: "the Host header differs from the request URL"})
+		}
+		req.URL.Host = joinHostPort(host, port)
+	}
+	rs.host, rs.port = host, port
+	rs.what = requestWhat(req.Method, scheme, req.URL.Host, req.URL)
+
+	ps := p.policy.Load()
+	rules := ps.pol.Lookup(host, port)
+	if b := rules.HostBlock; b != nil {
+		return p.refuse(req, rs, deny{reason: ReasonBlocked, what: rs.what, detail: b.Reason})
+	}
+	if b := rules.BlockFor(req.URL.Path); b != nil {
+		return p.refuse(req, rs, deny{reason: ReasonBlocked, what: rs.what, detail: b.Reason})
+	}
+	routes := rules.Routes
+	if len(routes) == 0 && !rules.Allowed {
+		return p.refuse(req, rs, deny{reason: ReasonNotAllowed, what: rs.what})
+	}
+	if scheme != "https" {
+		// Decision 4: a real token never travels in clear.
+		for _, rt := range routes {
+			if !rt.InsecureHTTP {
+				return p.refuse(req, rs, deny{reason: ReasonInsecureRoute, what: rs.what})
+			}
+		}
+	}
+
+	stripProxyAuth(req.Header)
+	// Decision 3, the tripwire: a placeholder goes only to its slot's hosts.
+	var buf [4]int
+	found := ps.scan.scanRequest(req, slotSet(buf[:0]))
+	for _, i := range found {
+		if slot := ps.scan.slots[i]; !ps.pol.SlotBound(slot, host, port) {
+			return p.leak(req, rs, ps.scan, slot)
+		}
+	}
+
+	rs.decision = decisionForward
+	if len(routes) > 0 {
+		toks := *p.tokens.Load()
+		for _, rt := range routes {
+			ph := ps.pol.Slots[rt.Slot].Placeholder
+			tok, ok := toks[rt.Slot]
+			switch injectRoute(req.Header, rt, ph, tok, ok && !tok.IsZero()) {
+			case injectDone:
+				rs.decision = decisionInject
+				if rs.slot == "" {
+					rs.slot = rt.Slot
+				} else if !strings.Contains(","+rs.slot+",", ","+rt.Slot+",") {
+					rs.slot += "," + rt.Slot
+				}
+			case injectNoToken:
+				rs.slot = rt.Slot
+				return p.refuse(req, rs, deny{reason: ReasonTokenUnavailable, what: rs.what, detail: rt.Slot})
+			}
+		}
+	}
+	if len(found) > 0 {
+		// Placeholders never leave the proxy: one left anywhere after
+		// injection (another header, the URL, a malformed Basic) is a leak.
+		if left := ps.scan.scanRequest(req, nil); len(left) > 0 {
+			return p.leak(req, rs, ps.scan, ps.scan.slots[left[0]])
+		}
+	}
+
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = &countingBody{ReadCloser: req.Body, n: &rs.up}
+	}
+	return req, nil
+}
+
+// refuse answers req with d and audits it (a placeholder leak at warn).
+func (p *Proxy) refuse(req *http.Request, rs *reqState, d deny) (*http.Request, *http.Response) {
+	rs.decision = decisionDeny
+	if d.reason == ReasonBlocked {
+		rs.decision = decisionBlock
+	}
+	rs.status, _ = render(d)
+	p.finish(rs, d.reason, d.reason == ReasonPlaceholderLeak)
+	resp := d.response(req)
+	if req.Body != nil && req.Body != http.NoBody {
+		// Do not wait for a body we are not going to send anywhere.
+		resp.Close = true
+	}
+	return req, resp
+}
+
+// leak refuses a request carrying slot's placeholder (Decision 3).
+// Placeholders in the path are replaced by the slot name in the log line and
+// the message.
+func (p *Proxy) leak(req *http.Request, rs *reqState, sc *scanner, slot string) (*http.Request, *http.Response) {
+	rs.slot = slot
+	rs.path, rs.what = sc.redact(rs.path), sc.redact(rs.what)
+	return p.refuse(req, rs, deny{reason: ReasonPlaceholderLeak, what: rs.what, detail: slot})
+}
+
+// roundTrip sends an approved request upstream. It never returns an
+// error: goproxy would close an intercepted connection without a response
+// and answer plain HTTP with the raw error text (PITFALLS #5).
+func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	rs, _ := ctx.UserData.(*reqState)
+	if rs == nil { // unreachable: handleRequest runs first
+		return deny{reason: ReasonBadRequest, what: req.Method, detail: "unexpected request"}.response(req), nil
+	}
+	start := time.Now()
+	resp, err := p.tr.RoundTrip(req)
+	if err != nil {
+		d := upstreamDeny(err, rs.what)
+		p.log.Debug().Err(err).Str(fieldConnID, rs.conn.id).Str(fieldReason, d.reason).Msg("upstream request failed")
+		if d.reason == ReasonPrivateAddress {
+			rs.decision = decisionDeny
+		}
+		rs.status, _ = render(d)
+		p.finish(rs, d.reason, false)
+		return d.response(req), nil
+	}
+	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
+	rs.status = resp.StatusCode
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// goproxy relays an upgrade through resp.Body, which must stay an
+		// io.ReadWriter. The relay is traffic, not a request in flight:
+		// from here the idle reaper watches it.
+		if rw, ok := resp.Body.(io.ReadWriteCloser); ok {
+			p.release(rs)
+			resp.Body = &upgradeBody{rw: rw, p: p, rs: rs}
+			return resp, nil
+		}
+	}
+	resp.Body = &responseBody{ReadCloser: resp.Body, p: p, rs: rs}
+	return resp, nil
+}
+
+// countingBody counts request body bytes.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// responseBody counts response bytes and writes the audit line on Close.
+type responseBody struct {
+	io.ReadCloser
+	p  *Proxy
+	rs *reqState
+}
+
+func (b *responseBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.rs.down.Add(int64(n))
+	return n, err
+}
+
+func (b *responseBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.p.finish(b.rs, "", false)
+	return err
+}
+
+// upgradeBody is a 101 response body: the upstream side of a WebSocket.
+type upgradeBody struct {
+	rw io.ReadWriteCloser
+	p  *Proxy
+	rs *reqState
+}
+
+func (b *upgradeBody) Read(p []byte) (int, error) {
+	n, err := b.rw.Read(p)
+	b.rs.down.Add(int64(n))
+	return n, err
+}
+
+func (b *upgradeBody) Write(p []byte) (int, error) {
+	n, err := b.rw.Write(p)
+	b.rs.up.Add(int64(n))
+	return n, err
+}
+
+func (b *upgradeBody) Close() error {
+	err := b.rw.Close()
+	b.p.finish(b.rs, "", false)
+	return err
+}
+
+// hostPortOf normalises an authority; a missing port is def.
+func hostPortOf(authority string, def int) (string, int, error) {
+	h, ps, err := net.SplitHostPort(authority)
+	if err != nil {
+		h, ps = authority, ""
+	}
+	port := def
+	if ps != "" {
+		if port, err = strconv.Atoi(ps); err != nil || port < 1 || port > 65535 {
+			return "", 0, errBadPort
+		}
+	}
+	host, err := NormalizeHost(h)
+	if err != nil {
+		return "", 0, err
+	}
+	return host, port, nil
+}
+
+// showAuthority is what a message shows of an inner request's target:
+// the normalised authority, never raw client bytes.
+func showAuthority(host string, port int, err error) string {
+	if err != nil || host == "" {
+		return "(invalid host)"
+	}
+	return joinHostPort(host, port)
+}

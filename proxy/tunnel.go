@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// trackedConn is a client connection the proxy has taken over (a blind
+// tunnel, an intercepted connection, a plain ws:// relay). It counts bytes,
+// records activity for the idle reaper, and reports the tunnel when closed.
+type trackedConn struct {
+	net.Conn
+	p        *Proxy
+	st       *connState
+	mode     connMode // at hijack time
+	up, down atomic.Int64
+	last     atomic.Int64 // unix nanos of the last completed read or write
+	busy     atomic.Int32 // requests in flight inside an intercepted connection
+	once     sync.Once
+}
+
+func (p *Proxy) track(c net.Conn, st *connState) *trackedConn {
+	tc := &trackedConn{Conn: c, p: p, st: st, mode: st.mode}
+	tc.touch()
+	st.conn = tc
+	p.conns.add(tc)
+	if m := tc.modeLabel(); m != "" {
+		p.metrics.tunnels.WithLabelValues(m).Inc()
+	}
+	if p.closed.Load() { // lost a race with Close
+		_ = tc.Close()
+	}
+	return tc
+}
+
+func (c *trackedConn) touch() { c.last.Store(time.Now().UnixNano()) }
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.up.Add(int64(n))
+		c.touch()
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		c.down.Add(int64(n))
+		c.touch()
+	}
+	return n, err
+}
+
+// Close closes the connection once and writes the tunnel's audit line.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.p.conns.remove(c)
+		if m := c.modeLabel(); m != "" {
+			c.p.metrics.tunnels.WithLabelValues(m).Dec()
+		}
+		c.report()
+	})
+	return err
+}
+
+func (c *trackedConn) modeLabel() string {
+	switch c.mode {
+	case modeTunnel:
+		return "tunnel"
+	case modeMITM:
+		return "mitm"
+	}
+	return ""
+}
+
+// report writes the closing line: for a blind tunnel it is the egress
+// decision itself (with bytes and duration); for an intercepted connection
+// each request had its own line and this one only sums up.
+func (c *trackedConn) report() {
+	st := c.st
+	dur := time.Since(st.start)
+	switch c.mode {
+	case modeTunnel:
+		st.mu.Lock()
+		failed := st.failed
+		st.mu.Unlock()
+		e := auditEntry{
+			decision: decisionTunnel, host: st.host, port: st.port, status: 200,
+			up: c.up.Load(), down: c.down.Load(), dur: dur, connID: st.id,
+		}
+		if failed != nil {
+			e.reason, e.up, e.down = failed.reason, 0, 0
+			e.status, _ = render(*failed)
+			if failed.reason == ReasonPrivateAddress {
+				e.decision = decisionDeny
+			}
+		}
+		c.p.audit(&e)
+	case modeMITM:
+		if ev := c.p.log.Info(); ev.Enabled() {
+			ev.Str(fieldMode, "mitm").Str(fieldHost, st.host).Int(fieldPort, st.port).
+				Int64(fieldBytesUp, c.up.Load()).Int64(fieldBytesDown, c.down.Load()).
+				Int64(fieldDurationMS, dur.Milliseconds()).Str(fieldConnID, st.id).Str(fieldMsg, msgTunnelClosed).Send()
+		}
+	}
+}
+
+// idle reports whether c has seen no traffic and no request in flight
+// since before cutoff.
+func (c *trackedConn) idle(cutoff int64) bool {
+	return c.busy.Load() == 0 && c.last.Load() < cutoff
+}
+
+// connSet is the set of tracked connections.
+type connSet struct {
+	mu sync.Mutex
+	m  map[*trackedConn]struct{}
+}
+
+func (s *connSet) add(c *trackedConn) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = make(map[*trackedConn]struct{})
+	}
+	s.m[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *connSet) remove(c *trackedConn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) snapshot() []*trackedConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*trackedConn, 0, len(s.m))
+	for c := range s.m {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *connSet) closeAll() {
+	for _, c := range s.snapshot() {
+		_ = c.Close()
+	}
+}
+
+// reap closes tracked connections idle for longer than the tunnel idle
+// timeout (PITFALLS #7: hijacked tunnels have no timeout of their own).
+// Activity in either direction counts, so a long SSE answer is not idle;
+// an intercepted connection waiting for an upstream answer is busy.
+func (p *Proxy) reap() {
+	defer close(p.reaperDone)
+	every := min(max(p.tunnelIdle/4, 10*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopReaper:
+			return
+		case now := <-t.C:
+			cutoff := now.Add(-p.tunnelIdle).UnixNano()
+			for _, c := range p.conns.snapshot() {
+				if c.idle(cutoff) {
+					p.log.Debug().Str(fieldConnID, c.st.id).Msg("idle tunnel reaped")
+					_ = c.Close()
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package resolve
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Merge returns a new map holding host overlaid by provisioned: where both
+// name a variable, provisioned wins. Neither input is modified.
+func Merge(host, provisioned map[string]string) map[string]string {
+	out := make(map[string]string, len(host)+len(provisioned))
+	for k, v := range host {
+		out[k] = v
+	}
+	for k, v := range provisioned {
+		out[k] = v
+	}
+	return out
+}
+
+// Missing names one slot whose environment variable is unset or empty.
+type Missing struct {
+	Slot string
+	Env  string
+}
+
+// MissingError lists every slot whose variable is missing, sorted by
+// variable then slot. It never holds a value.
+type MissingError struct {
+	Missing []Missing
+}
+
+func (e *MissingError) Error() string {
+	var b strings.Builder
+	if len(e.Missing) == 1 {
+		b.WriteString("missing credential: ")
+	} else {
+		fmt.Fprintf(&b, "missing %d credentials: ", len(e.Missing))
+	}
+	for i, m := range e.Missing {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (slot %s)", m.Env, m.Slot)
+	}
+	b.WriteString(" unset or empty")
+	return b.String()
+}
+
+// Values resolves every slot of tokenEnvMap (slot → env var name) against
+// env. A missing or empty variable is an error that lists every missing
+// variable with its slot, in one message, and no value. There are no
+// special cases: whatever a slot needs must already be in env.
+func Values(tokenEnvMap, env map[string]string) (Tokens, error) {
+	out := make(Tokens, len(tokenEnvMap))
+	var missing []Missing
+	for slot, name := range tokenEnvMap {
+		v := env[name]
+		if name == "" || v == "" {
+			missing = append(missing, Missing{Slot: slot, Env: name})
+			continue
+		}
+		out[slot] = NewSecret(v)
+	}
+	if len(missing) > 0 {
+		sort.Slice(missing, func(i, j int) bool {
+			if missing[i].Env != missing[j].Env {
+				return missing[i].Env < missing[j].Env
+			}
+			return missing[i].Slot < missing[j].Slot
+		})
+		return nil, &MissingError{Missing: missing}
+	}
+	return out, nil
+}
