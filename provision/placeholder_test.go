@@ -19,7 +19,7 @@ func TestPlaceholderLike(t *testing.T) {
 		{"sk-short", "sk-", 3 + minRandom}, // never fewer than minRandom random characters
 	}
 	for _, tt := range tests {
-		got, err := placeholderLike(nil2rand(), tt.real, append(apiKeyPrefixes, refreshPrefixes...))
+		got, err := placeholderLike(seededReader(), tt.real, append(apiKeyPrefixes, refreshPrefixes...))
 		if err != nil {
 			t.Fatalf("placeholderLike(%q) error = %v", tt.real, err)
 		}
@@ -43,7 +43,7 @@ func TestPlaceholderLikeNeverTheReal(t *testing.T) {
 }
 
 func TestRandomStringUniform(t *testing.T) {
-	s, err := randomString(nil2rand(), alnum, 62*200)
+	s, err := randomString(seededReader(), alnum, 62*200)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestRandomStringUniform(t *testing.T) {
 	}
 }
 
-func nil2rand() *bytes.Reader {
+func seededReader() *bytes.Reader {
 	b := make([]byte, 1<<16)
 	if _, err := seeded(3).Read(b); err != nil {
 		panic(err)

@@ -75,10 +75,10 @@ func TestHelpAndVersion(t *testing.T) {
 		{"version", []string{"version"}, 0, "cork ", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"unknown flag", []string{"version", "--nope"}, 2, "", "flag provided but not defined: -nope"},
-		{"proxy help", []string{"proxy", "--help"}, 0, "--policy-file", ""},
-		{"run help", []string{"run", "--help"}, 0, "--backend", ""},
+		{"proxy help", []string{"proxy", "--help"}, 0, "-policy-file", ""},
+		{"run help", []string{"run", "--help"}, 0, "-backend", ""},
 		{"demo help", []string{"demo", "--help"}, 0, "Usage: cork demo", ""},
-		{"ca help", []string{"ca", "--help"}, 0, "--cert-out", ""},
+		{"ca help", []string{"ca", "--help"}, 0, "-cert-out", ""},
 		{"version help", []string{"version", "--help"}, 0, "Usage: cork version", ""},
 	}
 	for _, tt := range tests {

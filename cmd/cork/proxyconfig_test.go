@@ -26,7 +26,7 @@ func TestProxyConfigErrors(t *testing.T) {
 		{
 			name:  "policy required",
 			env:   map[string]string{},
-			lines: []string{"cork: CORK_POLICY_FILE: required"},
+			lines: []string{"cork: CORK_POLICY_FILE: required: the policy file to enforce"},
 		},
 		{
 			name: "every problem at once, each naming its variable",

@@ -1,18 +1,15 @@
 package demo
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/cork-sh/cork/internal/testcert"
 )
 
 // APIHost is the fake LLM API's name; the proxy's resolve override points
@@ -36,7 +33,11 @@ type fakeAPI struct {
 }
 
 func startFakeAPI(expect string) (*fakeAPI, error) {
-	cert, roots, err := selfSigned(APIHost)
+	ca, err := testcert.NewCA("cork demo upstream CA")
+	if err != nil {
+		return nil, err
+	}
+	tlsConf, err := ca.ServerConfig(APIHost)
 	if err != nil {
 		return nil, err
 	}
@@ -44,11 +45,11 @@ func startFakeAPI(expect string) (*fakeAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &fakeAPI{ln: ln, roots: roots, expect: expect}
+	a := &fakeAPI{ln: ln, roots: ca.Pool(), expect: expect}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat", a.chat)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	tl := tls.NewListener(ln, tlsConf)
 	go a.srv.Serve(tl)
 	return a, nil
 }
@@ -82,50 +83,4 @@ func (a *fakeAPI) chat(w http.ResponseWriter, r *http.Request) {
 	}
 	fmt.Fprint(w, "event: done\ndata: [DONE]\n\n")
 	fl.Flush()
-}
-
-// selfSigned makes a CA and a leaf for host signed by it.
-func selfSigned(host string) (tls.Certificate, *x509.CertPool, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "cork demo upstream CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool, nil
 }
