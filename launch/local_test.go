@@ -597,7 +597,7 @@ func TestLocalIsolateNet(t *testing.T) {
 		}
 	}()
 	port := strconv.Itoa(srv.Addr().(*net.TCPAddr).Port)
-	targets := []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort(strings.Split(up.addr, ":")[0], strings.Split(up.addr, ":")[1])}
+	targets := []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port), up.addr}
 	for _, ip := range hostAddrs(t) {
 		targets = append(targets, net.JoinHostPort(ip.String(), port))
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -392,9 +393,9 @@ func TestSmolvmStandIn(t *testing.T) {
 		local := startCounting(t, "127.0.0.1:0")
 		upHost, upPort, _ := net.SplitHostPort(up.addr)
 		dials := map[string]string{
-			up.addr:                             "ECONNREFUSED", // the VM's own loopback
-			net.JoinHostPort(host, upPort):      "ECONNREFUSED", // the upstream listens on host loopback only
-			net.JoinHostPort(host, local.port()): "ECONNREFUSED",
+			up.addr:                                "ECONNREFUSED", // the VM's own loopback
+			net.JoinHostPort(host, upPort):         "ECONNREFUSED", // the upstream listens on host loopback only
+			net.JoinHostPort(host, local.port()):   "ECONNREFUSED",
 			net.JoinHostPort(upHost, local.port()): "ECONNREFUSED",
 			// smolvm's allow list is per address, not per port: a host
 			// service listening on every address is reachable at the
@@ -406,13 +407,7 @@ func TestSmolvmStandIn(t *testing.T) {
 				dials[net.JoinHostPort(ip.String(), wild.port())] = "ENETUNREACH" // no route: nothing is sent
 			}
 		}
-		targets := slices.Sorted(func(yield func(string) bool) {
-			for k := range dials {
-				if !yield(k) {
-					return
-				}
-			}
-		})
+		targets := slices.Sorted(maps.Keys(dials))
 		spec, stdout, stderr := newSpec("report", "get=https://"+testHost+"/v1/ping", "dial="+strings.Join(targets, ","))
 		code, err := backend.Run(context.Background(), spec)
 		if err != nil || code != 0 {
@@ -443,10 +438,11 @@ func TestSmolvmStandIn(t *testing.T) {
 		if filepath.Dir(home) != os.TempDir() || !strings.HasPrefix(filepath.Base(home), "cork-smolvm-") {
 			t.Errorf("sandbox home %q, want a cork-smolvm-* directory in %s", home, os.TempDir())
 		}
+		guestEnv := wantGuestEnv(proxyURL, "TERM=xterm")
 		want := slices.Concat([]string{"machine", "run", "--net", "--image", "alpine:3.20",
 			"--allow-cidr", host + "/32", "--allow-host", host, "--proxy", proxyURL,
 			"--volume", home + ":/home/cork", "--volume", spec.Workspace + ":/workspace", "--workdir", "/workspace"},
-			wantGuestEnv(proxyURL, "TERM=xterm"),
+			guestEnv,
 			[]string{"--"}, spec.Command)
 		if !slices.Equal(argv, want) {
 			t.Errorf("smolvm invoked with\n%q\nwant\n%q", argv, want)
@@ -464,14 +460,8 @@ func TestSmolvmStandIn(t *testing.T) {
 		rep, get, dial := lines[0], lines[1], lines[2]
 		// The stand-in maps /home/cork back to the host directory.
 		checkSandboxEnv(t, rep.Env, proxyURL, home)
-		if rep.Env["PATH"] != smolvmstandin.GuestPath || len(rep.Env) != len(want[slices.Index(want, "--env"):slices.Index(want, "--")])/2+1 {
-			t.Errorf("the command's environment is %q, want only the -e variables and the image PATH", slices.Sorted(func(yield func(string) bool) {
-				for k := range rep.Env {
-					if !yield(k) {
-						return
-					}
-				}
-			}))
+		if rep.Env["PATH"] != smolvmstandin.GuestPath || len(rep.Env) != len(guestEnv)/2+1 {
+			t.Errorf("the command's environment is %q, want only the -e variables and the image PATH", slices.Sorted(maps.Keys(rep.Env)))
 		}
 		if !slices.Equal(rep.Files, wantHomeFiles) {
 			t.Errorf("HOME holds %q, want %q", rep.Files, wantHomeFiles)
@@ -534,10 +524,18 @@ func TestSmolvmStandIn(t *testing.T) {
 		if d := time.Since(t0); d > ChildStopGrace+time.Second {
 			t.Errorf("Run took %v after cancel, want it within the %v grace", d, ChildStopGrace)
 		}
-		if left := tempEntries(t, os.TempDir(), "cork-smolvm-*"); len(left) != 0 {
-			// Other runs in this package finish before this subtest;
-			// anything left is this run's.
-			t.Errorf("left behind: %q", left)
+		raw, err := os.ReadFile(record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var argv []string
+		json.Unmarshal(raw, &argv)
+		for i := 0; i+1 < len(argv); i++ {
+			if home, ok := strings.CutSuffix(argv[i+1], ":/home/cork"); ok && argv[i] == "--volume" {
+				if _, err := os.Stat(home); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("sandbox home %s after the cancelled run: %v, want it removed", home, err)
+				}
+			}
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cork-sh/cork/proxy"
 )
 
 func TestProxyConfigErrors(t *testing.T) {
@@ -112,5 +114,16 @@ func TestProxyConfigTrailingNewlines(t *testing.T) {
 	}
 	if _, err := s.validate(true, os.Stderr); err != nil {
 		t.Errorf("validate with trailing newlines = %v, want nil", err)
+	}
+}
+
+// TestExamplePolicy keeps the README's sample policy valid.
+func TestExamplePolicy(t *testing.T) {
+	p, err := proxy.LoadPolicy("../../examples/policy.yaml")
+	if err != nil {
+		t.Fatalf("LoadPolicy(examples/policy.yaml) = %v", err)
+	}
+	if r := p.Lookup("api.github.com", 443); len(r.Routes) != 1 || r.Routes[0].Slot != "github" {
+		t.Errorf("api.github.com rules = %+v, want one route to slot github", r)
 	}
 }
