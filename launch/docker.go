@@ -330,11 +330,8 @@ func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, interna
 		"--network", egress,
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--mount", mountArg("volume", volume, sidecarCADir, false),
-		"--mount", mountArg("bind", filepath.Join(sideDir, "policy.yaml"), sidecarPolicyPath, true),
+		"--mount", mountArg("bind", sideDir, sidecarConfigDir, true),
 	)
-	if s.sidecar.upstreamCA != nil {
-		args = append(args, "--mount", mountArg("bind", filepath.Join(sideDir, "upstream-ca.pem"), sidecarUpstreamCAPath, true))
-	}
 	if s.sidecar.publish != "" {
 		args = append(args, "--publish", s.sidecar.publish)
 	}
@@ -397,9 +394,13 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 	}
 	workdir := SandboxHome
 	// --init: a small init as PID 1 forwards signals and reaps the
-	// agent's children (agents spawn shells).
+	// agent's children (agents spawn shells). --dns: the engine's DNS
+	// still answers for the sidecar's name, but forwards other names to
+	// the sandbox's own loopback, where nothing listens, instead of the
+	// host's resolvers (engines before 26 forward for internal networks
+	// too: a way out by DNS).
 	args = append(args,
-		"--network", internal, "--init",
+		"--network", internal, "--init", "--dns", "127.0.0.1",
 		"--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--mount", mountArg("bind", home, SandboxHome, false),
 		"--mount", mountArg("volume", volume, sidecarCADir, true),

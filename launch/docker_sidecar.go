@@ -25,8 +25,9 @@ import (
 
 // Where things live inside the sidecar.
 const (
-	sidecarPolicyPath     = "/cork/policy.yaml"
-	sidecarUpstreamCAPath = "/cork/upstream-ca.pem"
+	sidecarConfigDir      = "/cork-config" // read-only; "/cork" is the binary
+	sidecarPolicyPath     = sidecarConfigDir + "/policy.yaml"
+	sidecarUpstreamCAPath = sidecarConfigDir + "/upstream-ca.pem"
 	sidecarCADir          = "/cork-ca"
 	sidecarCAPath         = sidecarCADir + "/ca.pem"
 )
@@ -267,14 +268,14 @@ func (s *sidecar) readLogs(r io.Reader) {
 			}
 			continue
 		}
-		msg, _ := m[zerolog.MessageFieldName].(string)
+		msg := logMessage(m)
 		switch msg {
 		case msgProxyListening:
 			s.onceL.Do(func() { close(s.listening) })
 		case msgTokensUpdated:
 			s.onceT.Do(func() { close(s.tokens) })
 		}
-		if lvl, _ := m[zerolog.LevelFieldName].(string); lvl == "error" || lvl == "fatal" {
+		if lvl, _ := m["level"].(string); lvl == "error" || lvl == "fatal" {
 			if e, _ := m["error"].(string); e != "" {
 				s.keepTail(msg + ": " + e)
 			} else {
@@ -288,18 +289,29 @@ func (s *sidecar) readLogs(r io.Reader) {
 	io.Copy(io.Discard, r) // a line over the limit: keep the pipe flowing
 }
 
+// logMessage is a log line's message. `cork proxy` names the field "msg"
+// (DESIGN.md); zerolog's default is "message".
+func logMessage(m map[string]any) string {
+	for _, k := range []string{"msg", "message"} {
+		if s, ok := m[k].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
 // relayLogLine re-emits one sidecar log line through cork's logger, with
 // its level and fields and "component":"sidecar".
 func relayLogLine(l *zerolog.Logger, m map[string]any, msg string) {
 	lvl := zerolog.InfoLevel
-	if s, _ := m[zerolog.LevelFieldName].(string); s != "" {
+	if s, _ := m["level"].(string); s != "" {
 		if parsed, err := zerolog.ParseLevel(s); err == nil {
 			lvl = parsed
 		}
 	}
-	delete(m, zerolog.LevelFieldName)
-	delete(m, zerolog.MessageFieldName)
-	delete(m, zerolog.TimestampFieldName)
+	for _, k := range []string{"level", "msg", "message", "time"} {
+		delete(m, k)
+	}
 	l.WithLevel(lvl).Str("component", "sidecar").Fields(m).Msg(msg)
 }
 

@@ -178,7 +178,9 @@ func copyFile(src, dst string) error {
 // docker runs the real client for the test's own setup and checks.
 func docker(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("docker", args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -440,6 +442,12 @@ func TestDockerEndToEnd(t *testing.T) {
 	sidecarImage, apiImage, agentImage := images(t)
 	up := startUpstream(t, apiImage)
 	hostPort := hostListener(t)
+	// Control: from a network with a route out, the host listener answers,
+	// so the sandbox's failure to reach it below means something.
+	hostAddr := net.JoinHostPort(up.gateway, strconv.Itoa(hostPort))
+	if out := docker(t, "run", "--rm", "--label", e2eLabel+"=1", "--network", up.network, agentImage, "/fakeagent", "probe", "-direct", hostAddr); !strings.Contains(out, "DIRECT "+hostAddr+" connected") {
+		t.Fatalf("control: a container on a normal network cannot reach the host listener %s:\n%s", hostAddr, out)
+	}
 	cli, argvLog := recordingCLI(t)
 
 	real1 := "e2e-real-token-one-" + randHex(12)
@@ -477,6 +485,7 @@ func TestDockerEndToEnd(t *testing.T) {
 			"-gateway-port", strconv.Itoa(hostPort),
 			"-denied", "https://denied.example.test/",
 			"-pause", "/workspace/.continue",
+			"-dump",
 			"-exit", "7",
 		},
 		Workspace: ws,
@@ -594,7 +603,7 @@ func TestDockerEndToEnd(t *testing.T) {
 	}
 	runDur := time.Since(runStart)
 	out := stdout.String()
-	t.Logf("agent stdout:\n%s", out)
+	t.Logf("agent stdout (FILE contents cut):\n%s", regexp.MustCompile(`(?m)^(FILE \S+ .{0,60}).*$`).ReplaceAllString(out, "$1..."))
 	if r.err != nil {
 		t.Fatalf("Run = %d, %v\nstderr:\n%s\nlogs:\n%s", r.code, r.err, stderr.String(), logs.String())
 	}

@@ -532,13 +532,13 @@ func TestLocalCancel(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-started; time.Sleep(200 * time.Millisecond); cancel() }()
-	t0 := time.Now()
+	cancelled := make(chan time.Time, 1)
+	go func() { <-started; time.Sleep(200 * time.Millisecond); cancelled <- time.Now(); cancel() }()
 	code, err := (&Local{}).Run(ctx, spec)
 	if err != nil || code != 128+int(syscall.SIGTERM) {
 		t.Errorf("Run cancelled = %d, %v, want %d (SIGTERM), nil; stderr:\n%s", code, err, 128+int(syscall.SIGTERM), stderr)
 	}
-	if d := time.Since(t0); d > ChildStopGrace {
+	if d := time.Since(<-cancelled); d > ChildStopGrace {
 		t.Errorf("Run took %v after cancel, want less than the %v grace", d, ChildStopGrace)
 	}
 }
@@ -666,7 +666,17 @@ func hostAddrs(t *testing.T) []netip.Addr {
 func TestLocalRefresh(t *testing.T) {
 	t.Parallel()
 	up := startUpstream(t)
-	probe := helperLink(t, probeName)
+	spec, _, _ := localSpec(t, up, helperLink(t, probeName))
+	spec.Workspace = t.TempDir()
+	checkRefresh(t, &Local{}, spec, up)
+}
+
+// checkRefresh runs spec.Command[0], the probe, with b: it makes a request,
+// the host credential file is rewritten (atomic rename), and the same
+// process's next request must carry the new token. spec.Workspace is where
+// the probe waits for its cue.
+func checkRefresh(t *testing.T, b Backend, spec *Spec, up *upstream) {
+	t.Helper()
 	credDir := t.TempDir()
 	cred := filepath.Join(credDir, "auth.json")
 	writeCred := func(token string) {
@@ -681,10 +691,9 @@ func TestLocalRefresh(t *testing.T) {
 		}
 	}
 	writeCred("token-one-1111")
-	ws := t.TempDir()
-	goFile := filepath.Join(ws, "go")
+	goFile := filepath.Join(spec.Workspace, "go")
 	get := "get=https://" + testHost + "/v1/ping"
-	spec, _, stderr := localSpec(t, up, probe, get, "wait="+goFile, get)
+	spec.Command = []string{spec.Command[0], get, "wait=" + goFile, get}
 	delete(spec.HostEnv, "API_TOKEN")
 	spec.Plan.ProvisionedEnv["API_TOKEN"] = "token-one-1111"
 	spec.Plan.Sources = []provision.Source{{Path: cred, Read: func() (map[string]string, error) {
@@ -698,9 +707,10 @@ func TestLocalRefresh(t *testing.T) {
 		}
 		return map[string]string{"API_TOKEN": v.Token}, nil
 	}}}
-	spec.Workspace = ws
 	out := newLineWriter()
 	spec.Stdout = out
+	stderr := newLineWriter()
+	spec.Stderr = stderr
 	refreshed := make(chan struct{}, 1)
 	spec.Progress = func(m string) {
 		if strings.Contains(m, "refreshed") {
@@ -715,13 +725,13 @@ func TestLocalRefresh(t *testing.T) {
 	var code int
 	go func() {
 		var err error
-		code, err = (&Local{}).Run(context.Background(), spec)
+		code, err = b.Run(context.Background(), spec)
 		done <- err
 	}()
 	select {
 	case <-out.lines:
 	case err := <-done:
-		t.Fatalf("Run ended before the first request: %v; stderr:\n%s", err, stderr)
+		t.Fatalf("Run ended before the first request: %d, %v; stderr:\n%s", code, err, stderr)
 	case <-time.After(30 * time.Second):
 		t.Fatal("no first request within 30s")
 	}

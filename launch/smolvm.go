@@ -116,8 +116,15 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	if err != nil {
 		return 0, &SetupError{Err: err}
 	}
-	if spec.Workspace != "" {
-		if err := checkDir(spec.Workspace); err != nil {
+	workspace := spec.Workspace
+	if workspace != "" {
+		if workspace, err = filepath.Abs(workspace); err != nil {
+			return 0, setupErrorf("workspace: %w", err)
+		}
+		if strings.Contains(workspace, ":") {
+			return 0, setupErrorf("workspace %s: smolvm cannot mount a path with a colon", workspace)
+		}
+		if err := checkDir(workspace); err != nil {
 			return 0, setupErrorf("workspace: %w", err)
 		}
 	}
@@ -134,6 +141,15 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 		return 0, setupErrorf("smolvm: proxy listener on %s: %w", listen, err)
 	}
 	proxyURL := "http://" + net.JoinHostPort(guestIP.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	// smolvm's argv is visible to every host user (ps) and its -e values
+	// land in the VM: placeholders and paths only, never a credential
+	// (say, one passed with --env by mistake).
+	run := smolvmRun{workspace: workspace, guestIP: guestIP, proxyURL: proxyURL,
+		tty: isTerminal(spec.Stdin) && isTerminal(spec.Stdout)}
+	if err := checkNoToken(smolvmArgs(spec, run), tokens); err != nil {
+		ln.Close()
+		return 0, &SetupError{Err: err}
+	}
 
 	spec.progress("provisioning a sandbox home with %d dummy file(s)", len(spec.Plan.Files))
 	home, err := os.MkdirTemp("", "cork-smolvm-")
@@ -169,20 +185,11 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
 	}
 
-	args := smolvmArgs(spec, smolvmRun{
-		home:     home,
-		guestIP:  guestIP,
-		proxyURL: proxyURL,
-		tty:      isTerminal(spec.Stdin) && isTerminal(spec.Stdout),
-	})
-	// smolvm's argv is visible to every host user (ps): it may carry
-	// placeholders and paths, never a credential.
-	if err := checkNoToken(args, tokens); err != nil {
-		return 0, &SetupError{Err: err}
-	}
-
-	cmd := exec.Command(bin, args...)
+	run.home = home
+	cmd := exec.Command(bin, smolvmArgs(spec, run)...)
 	cmd.Env = smolvmProcessEnv(spec)
+	// Not the caller's directory: smolvm must not pick up a project's
+	// Smolfile, which could widen the VM's mounts or egress.
 	cmd.Dir = home
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	spec.progress("starting a %s microVM; running %s", spec.Image, filepath.Base(spec.Command[0]))
@@ -196,10 +203,11 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 
 // smolvmRun is what one run adds to the spec to build smolvm's arguments.
 type smolvmRun struct {
-	home     string     // host directory mounted as SmolvmHome
-	guestIP  netip.Addr // the proxy's address as the VM dials it
-	proxyURL string     // the proxy as the VM reaches it
-	tty      bool
+	home      string     // host directory mounted as SmolvmHome
+	workspace string     // absolute host directory mounted as SmolvmWorkspace; empty for none
+	guestIP   netip.Addr // the proxy's address as the VM dials it
+	proxyURL  string     // the proxy as the VM reaches it
+	tty       bool
 }
 
 // smolvmArgs returns the arguments of `smolvm machine run` for spec, in a
@@ -220,8 +228,8 @@ func smolvmArgs(spec *Spec, r smolvmRun) []string {
 		"--volume", r.home + ":" + SmolvmHome,
 	}
 	workdir := SmolvmHome
-	if spec.Workspace != "" {
-		args = append(args, "--volume", spec.Workspace+":"+SmolvmWorkspace)
+	if r.workspace != "" {
+		args = append(args, "--volume", r.workspace+":"+SmolvmWorkspace)
 		workdir = SmolvmWorkspace
 	}
 	args = append(args, "--workdir", workdir)

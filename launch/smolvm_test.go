@@ -91,11 +91,10 @@ func TestSmolvmArgs(t *testing.T) {
 			name: "workspace and stdin",
 			spec: func() *Spec {
 				s := base()
-				s.Workspace = "/src/project"
 				s.Stdin = strings.NewReader("")
 				return s
 			},
-			run: smolvmRun{home: "/tmp/cork-smolvm-1", guestIP: netip.MustParseAddr("192.0.2.10"), proxyURL: proxy},
+			run: smolvmRun{home: "/tmp/cork-smolvm-1", workspace: "/src/project", guestIP: netip.MustParseAddr("192.0.2.10"), proxyURL: proxy},
 			want: slices.Concat([]string{"machine", "run", "--net", "--image", "ghcr.io/example/agent:1",
 				"--allow-cidr", "192.0.2.10/32", "--allow-host", "192.0.2.10", "--proxy", proxy,
 				"--volume", "/tmp/cork-smolvm-1:/home/cork", "--volume", "/src/project:/workspace",
@@ -127,6 +126,20 @@ func TestSmolvmArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPrimaryIPv4(t *testing.T) {
+	t.Parallel()
+	ip, err := primaryIPv4()
+	if err != nil {
+		t.Skipf("no IPv4 default route here: %v", err)
+	}
+	for _, a := range hostAddrs(t) {
+		if a == ip {
+			return
+		}
+	}
+	t.Errorf("primaryIPv4() = %s, not one of this host's addresses %v", ip, hostAddrs(t))
 }
 
 func TestSmolvmProcessEnv(t *testing.T) {
@@ -212,7 +225,7 @@ func TestSmolvmPreflight(t *testing.T) {
 			HostEnv: map[string]string{"PATH": filepath.Dir(standin), "API_TOKEN": testToken},
 			Command: []string{"true"},
 			Image:   "alpine:3.20",
-		}, &Smolvm{ProxyListen: "192.0.2.77:0"}
+		}, &Smolvm{ProxyListen: "0.0.0.0:0"}
 	}
 	cases := []struct {
 		name   string
@@ -224,14 +237,23 @@ func TestSmolvmPreflight(t *testing.T) {
 		{"no smolvm in PATH", func(s *Spec, _ *Smolvm) { s.HostEnv["PATH"] = emptyDir }, `"smolvm" not found in PATH`},
 		{"binary path missing", func(_ *Spec, v *Smolvm) { v.Binary = filepath.Join(emptyDir, "smolvm") }, "smolvm binary"},
 		{"workspace missing", func(s *Spec, _ *Smolvm) { s.Workspace = filepath.Join(emptyDir, "nope") }, "workspace"},
+		{"workspace with a colon", func(s *Spec, _ *Smolvm) { s.Workspace = filepath.Join(emptyDir, "a:b") }, "colon"},
 		{"missing credential", func(s *Spec, _ *Smolvm) { delete(s.HostEnv, "API_TOKEN") }, "API_TOKEN"},
 		{"loopback listen", func(_ *Spec, v *Smolvm) { v.ProxyListen = "127.0.0.1:0" }, "loopback"},
-		{"listen address not on this host", func(_ *Spec, v *Smolvm) {}, "proxy listener"},
+		{"listen address not on this host", func(_ *Spec, v *Smolvm) { v.ProxyListen = "192.0.2.77:0" }, "proxy listener"},
+		// Refused once the proxy's address is known, before anything else:
+		// binds 0.0.0.0:0 for a moment; nothing connects.
+		{"token in --env", func(s *Spec, _ *Smolvm) { s.Env = map[string]string{"LEAK": "Bearer " + testToken} }, "variable LEAK"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			spec, s := ok()
 			tc.change(spec, s)
+			if s.ProxyListen == "0.0.0.0:0" {
+				if _, err := primaryIPv4(); err != nil {
+					t.Skipf("no IPv4 default route here: %v", err)
+				}
+			}
 			code, err := s.Run(context.Background(), spec)
 			var se *SetupError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
@@ -496,6 +518,13 @@ func TestSmolvmStandIn(t *testing.T) {
 		}
 	})
 
+	t.Run("live refresh", func(t *testing.T) {
+		up := startUpstream(t)
+		spec, _, _ := newSpec()
+		spec.Proxy = up.proxyOptions()
+		checkRefresh(t, backend, spec, up)
+	})
+
 	t.Run("exit status", func(t *testing.T) {
 		for _, want := range []int{0, 3} {
 			spec, _, stderr := newSpec("exit=" + strconv.Itoa(want))
@@ -515,13 +544,13 @@ func TestSmolvmStandIn(t *testing.T) {
 			}
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		go func() { <-started; time.Sleep(500 * time.Millisecond); cancel() }()
-		t0 := time.Now()
+		cancelled := make(chan time.Time, 1)
+		go func() { <-started; time.Sleep(500 * time.Millisecond); cancelled <- time.Now(); cancel() }()
 		code, err := backend.Run(ctx, spec)
 		if err != nil || code != 128+int(syscall.SIGTERM) {
 			t.Errorf("Run cancelled = %d, %v, want %d, nil; stderr:\n%s", code, err, 128+int(syscall.SIGTERM), stderr)
 		}
-		if d := time.Since(t0); d > ChildStopGrace+time.Second {
+		if d := time.Since(<-cancelled); d > ChildStopGrace {
 			t.Errorf("Run took %v after cancel, want it within the %v grace", d, ChildStopGrace)
 		}
 		raw, err := os.ReadFile(record)

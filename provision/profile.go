@@ -18,10 +18,13 @@ type Profile interface {
 }
 
 // Profiles returns a new map of every known profile by name. Profiles are
-// listed here explicitly; there is no init registration.
+// listed here explicitly; there is no init registration. Generic is not
+// listed: it needs its bindings (see ParseBinding).
 func Profiles() map[string]Profile {
 	return map[string]Profile{
-		"codex": Codex{},
+		"claude": Claude{},
+		"codex":  Codex{},
+		"github": GitHub{},
 	}
 }
 

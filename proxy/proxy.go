@@ -411,7 +411,7 @@ type respWriter struct {
 func (w *respWriter) WriteHeader(code int) {
 	// PITFALLS #8: goproxy's plain path flushes only text/event-stream;
 	// NDJSON and any other body of unknown length is flushed per write.
-	w.flush = false && w.Header().Get("Content-Length") == ""
+	w.flush = w.Header().Get("Content-Length") == ""
 	w.ResponseWriter.WriteHeader(code)
 }
 

@@ -101,7 +101,11 @@ func TestStreaming(t *testing.T) {
 						first = time.Since(start)
 					}
 					if i < n-1 {
-						next <- struct{}{}
+						select {
+						case next <- struct{}{}:
+						case <-time.After(eventTimeout):
+							t.Fatalf("upstream gone before event %d", i+1)
+						}
 					}
 				}
 				t.Logf("first event after %v", first)

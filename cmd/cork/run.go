@@ -19,9 +19,9 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--image IMAGE]
-                [--workspace DIR] [--allow HOST]... [--env K=V]... [--isolate-net]
-                [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
+const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
+                [--policy FILE] [--image IMAGE] [--workspace DIR] [--allow HOST]... [--env K=V]...
+                [--isolate-net] [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
 func runRun(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
 	settings, err := loadProxySettings(environ)
@@ -30,8 +30,12 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	}
 	fs := newFlagSet("run", runSynopsis, stderr)
 	backendName := fs.String("backend", "local", "where the sandbox runs: "+strings.Join(sortedKeys(launch.Backends()), ", "))
-	var agents, allows, envs listFlag
+	var agents, allows, envs, injects listFlag
 	fs.Var(&agents, "agent", "agent profile to provision (repeatable): "+strings.Join(provision.Names(), ", "))
+	fs.Var(&injects, "inject", "bind the credential in host variable VAR to HOST (repeatable): the sandbox gets a placeholder in VAR;\n"+
+		"HOST=VAR[,header=NAME][,scheme=bearer|token|basic|raw][,basic_user=USER][,add_if_missing],\n"+
+		"e.g. api.example.com=EXAMPLE_TOKEN or api.example.com=EXAMPLE_KEY,header=X-Api-Key")
+	policyFile := fs.String("policy", "", "YAML file of extra routes (each naming its credential's host variable with env: VAR), allow and block entries")
 	image := fs.String("image", "", "sandbox image (docker, smolvm)")
 	workspace := fs.String("workspace", "", "host directory made available to the sandbox (default: none)")
 	fs.Var(&allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
@@ -58,16 +62,26 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	if err != nil {
 		return usageErrorf("--backend: %v", err)
 	}
-	if len(agents) == 0 {
-		return usageErrorf("--agent: give at least one of %s", strings.Join(provision.Names(), ", "))
+	generic, err := genericProfile(injects, *policyFile)
+	if err != nil {
+		return err
+	}
+	if len(agents) == 0 && generic == nil {
+		return usageErrorf("--agent: give at least one of %s, or --inject / --policy", strings.Join(provision.Names(), ", "))
 	}
 	var profiles []provision.Profile
 	for _, a := range agents {
+		if a == (provision.Generic{}).Name() {
+			return usageErrorf("--agent generic: give its bindings with --inject HOST=VAR or --policy FILE instead")
+		}
 		p, err := provision.Lookup(a)
 		if err != nil {
 			return usageErrorf("--agent: %v", err)
 		}
 		profiles = append(profiles, p)
+	}
+	if generic != nil {
+		profiles = append(profiles, *generic)
 	}
 	extraEnv := map[string]string{}
 	for _, kv := range envs {
@@ -137,7 +151,11 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		Progress: progress,
 	}
 	if progress != nil {
-		progress(fmt.Sprintf("provisioned %s for the %s backend", strings.Join(agents, ", "), backend.Name()))
+		names := make([]string, len(profiles))
+		for i, p := range profiles {
+			names[i] = p.Name()
+		}
+		progress(fmt.Sprintf("provisioned %s for the %s backend", strings.Join(names, ", "), backend.Name()))
 	}
 	code, err := backend.Run(ctx, spec)
 	if err != nil {
@@ -151,6 +169,41 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// genericProfile builds the generic profile from the --inject specs and
+// the --policy file, or returns nil when neither is given. Errors name the
+// flag and the spec or the file.
+func genericProfile(injects []string, policyFile string) (*provision.Generic, error) {
+	if len(injects) == 0 && policyFile == "" {
+		return nil, nil
+	}
+	var g provision.Generic
+	for _, spec := range injects {
+		b, err := provision.ParseBinding(spec)
+		if err != nil {
+			return nil, usageErrorf("--inject %v", err)
+		}
+		g.Bindings = append(g.Bindings, b)
+	}
+	if policyFile != "" {
+		data, err := os.ReadFile(policyFile)
+		if err != nil {
+			return nil, usageErrorf("--policy: %v", pathError(err))
+		}
+		pg, err := provision.ParseGenericPolicy(data)
+		if err != nil {
+			var lines []error
+			for _, line := range strings.Split(err.Error(), "\n") {
+				lines = append(lines, fmt.Errorf("--policy %s: %s", policyFile, line))
+			}
+			return nil, &usageError{errors.Join(lines...)}
+		}
+		g.Bindings = append(g.Bindings, pg.Bindings...)
+		g.Allow = append(g.Allow, pg.Allow...)
+		g.Block = append(g.Block, pg.Block...)
+	}
+	return &g, nil
 }
 
 // raw returns the CORK_* settings as variables, for a proxy in another

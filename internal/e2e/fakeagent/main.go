@@ -62,6 +62,7 @@ func probe(args []string) int {
 	gwPort := fs.Int("gateway-port", 0, "also dial the default gateway on this port, without the proxy")
 	denied := fs.String("denied", "", "URL outside the policy to GET through the proxy")
 	pause := fs.String("pause", "", "after the checks, print PAUSE and wait for this file, then call -api again")
+	dumpAll := fs.Bool("dump", false, "print the environment and every file under HOME, /workspace and /cork-ca")
 	exit := fs.Int("exit", 0, "exit status")
 	fs.Parse(args)
 
@@ -72,7 +73,7 @@ func probe(args []string) int {
 			// The CONNECT answer of a denial carries the reason header.
 			OnProxyConnectResponse: func(_ context.Context, _ *url.URL, req *http.Request, resp *http.Response) error {
 				if resp.StatusCode != http.StatusOK {
-					fmt.Printf("CONNECT %s status=%d reason=%s\n", req.URL.Host, resp.StatusCode, resp.Header.Get("X-Cork-Deny-Reason"))
+					fmt.Printf("CONNECT %s status=%d reason=%s\n", req.Host, resp.StatusCode, resp.Header.Get("X-Cork-Deny-Reason"))
 				}
 				return nil
 			},
@@ -134,15 +135,17 @@ func probe(args []string) int {
 		}
 	}
 
-	fmt.Printf("USER uid=%d gid=%d\n", os.Getuid(), os.Getgid())
-	fmt.Printf("ARGS %q\n", os.Args)
-	env := os.Environ()
-	sort.Strings(env)
-	for _, kv := range env {
-		fmt.Printf("ENV %s\n", kv)
-	}
-	for _, root := range []string{os.Getenv("HOME"), "/workspace", "/cork-ca"} {
-		dump(root)
+	if *dumpAll {
+		fmt.Printf("USER uid=%d gid=%d\n", os.Getuid(), os.Getgid())
+		fmt.Printf("ARGS %q\n", os.Args)
+		env := os.Environ()
+		sort.Strings(env)
+		for _, kv := range env {
+			fmt.Printf("ENV %s\n", kv)
+		}
+		for _, root := range []string{os.Getenv("HOME"), "/workspace", "/cork-ca"} {
+			dump(root)
+		}
 	}
 	if *pause != "" {
 		fmt.Println("PAUSE")

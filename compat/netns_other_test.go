@@ -1,0 +1,5 @@
+//go:build !linux
+
+package compat
+
+func canUnshareNet() bool { return false }

@@ -1,0 +1,454 @@
+// Command bench measures cork's proxy against direct access and against a
+// raw goproxy MITM proxy (the baseline), on loopback only.
+//
+//	go run ./internal/bench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-out FILE]
+//	go run ./internal/bench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
+//
+// One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
+// (this binary re-executed as a child), and `cork proxy` (built from
+// ./cmd/cork, a separate process, tokens on stdin, audit log on stderr at
+// -cork-log-level). It interleaves direct, baseline and cork runs for
+// several rounds and prints a markdown table of targets (see
+// docs/PERFORMANCE.md) followed by the detailed figures. Load stays on
+// 127.0.0.1, bounded by -duration, -rounds and the sizes given.
+package main
+
+import (
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	duration     time.Duration
+	rounds       int
+	conns        int
+	newConnConns int
+	sseRuns      int
+	sseEvents    int
+	sseGapMS     int
+	bulkMiB      int64
+	idleConns    int
+	corkBin      string
+	corkLogLevel string
+	upstreamH2   bool
+	out          string
+	profile      string
+	memProfile   string
+	profileDur   time.Duration
+	profileWhat  string
+	skipBulk     bool
+}
+
+func main() {
+	var o options
+	var child string
+	var cc childConfig
+	flag.DurationVar(&o.duration, "duration", 1500*time.Millisecond, "length of each timed throughput run")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each round runs every scenario once per variant, interleaved")
+	flag.IntVar(&o.conns, "conns", 32, "client connections for the concurrent scenarios")
+	flag.IntVar(&o.newConnConns, "newconn-conns", 32, "concurrent workers for the new-connection-per-request scenario")
+	flag.IntVar(&o.sseRuns, "sse-runs", 2, "SSE streams per path, variant and round")
+	flag.IntVar(&o.sseEvents, "sse-events", 10, "events per SSE stream")
+	flag.IntVar(&o.sseGapMS, "sse-gap-ms", 20, "milliseconds between SSE events")
+	flag.Int64Var(&o.bulkMiB, "bulk-mib", 1024, "MiB moved down and up through MITM per variant")
+	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
+	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
+	flag.StringVar(&o.corkBin, "cork-bin", "", "cork binary (default: go build ./cmd/cork into a temporary directory)")
+	flag.StringVar(&o.corkLogLevel, "cork-log-level", "info", "CORK_LOG_LEVEL for cork (info writes one audit line per request)")
+	flag.BoolVar(&o.upstreamH2, "upstream-h2", false, "the HTTPS upstream also offers HTTP/2 (cork's upstream leg then multiplexes)")
+	flag.StringVar(&o.out, "out", "", "also write the markdown report to this file")
+	flag.StringVar(&o.profile, "profile", "", "profile mode: run MITM keep-alive load against an in-process cork child and write its CPU profile here")
+	flag.StringVar(&o.memProfile, "memprofile", "", "profile mode: also write the child's allocation profile here")
+	flag.DurationVar(&o.profileDur, "profile-duration", 10*time.Second, "profile mode: load duration")
+	flag.StringVar(&o.profileWhat, "profile-scenario", "mitm-32", "profile mode: a scenario key (plain-1, tunnel-32, mitm-32, mitm-new, ...) or bulk-down, bulk-up")
+	flag.StringVar(&child, "child", "", "internal: run as a proxy child (baseline, cork-inproc)")
+	flag.StringVar(&cc.dir, "child-dir", "", "internal")
+	flag.StringVar(&cc.resolve, "child-resolve", "", "internal")
+	flag.StringVar(&cc.cpuProfile, "child-cpuprofile", "", "internal")
+	flag.StringVar(&cc.memProfile, "child-memprofile", "", "internal")
+	flag.StringVar(&cc.logLevel, "child-log-level", "info", "internal")
+	flag.Parse()
+
+	if child != "" {
+		signal.Ignore(syscall.SIGTERM) // the parent closes stdin; finish the profile first
+		if err := runChild(child, cc); err != nil {
+			fmt.Fprintf(os.Stderr, "bench child %s: %v\n", child, err)
+			os.Exit(1)
+		}
+		return
+	}
+	var err error
+	if o.profile != "" {
+		err = runProfile(o)
+	} else {
+		err = run(o)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// env holds the upstream and the proxies of one run.
+type env struct {
+	dir      string
+	up       *upstream
+	cork     *proxyProc
+	baseline *proxyProc
+	direct   variant
+	vBase    variant
+	vCork    variant
+}
+
+func (e *env) close() {
+	for _, p := range []*proxyProc{e.cork, e.baseline} {
+		if p != nil {
+			p.stop()
+		}
+	}
+	if e.up != nil {
+		e.up.close()
+	}
+	os.RemoveAll(e.dir)
+}
+
+func poolWith(base *x509.CertPool, pemBytes []byte) *x509.CertPool {
+	p := base.Clone()
+	p.AppendCertsFromPEM(pemBytes)
+	return p
+}
+
+func proxyVariant(name string, p *proxyProc, up *upstream) variant {
+	return variant{name: name, proxy: p.url, pid: p.pid(), roots: poolWith(up.pool(), p.caPEM), up: up}
+}
+
+func setup(o options, withCork, withBaseline bool) (*env, error) {
+	dir, err := os.MkdirTemp("", "cork-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir}
+	if e.up, err = startUpstream(o.upstreamH2); err != nil {
+		e.close()
+		return nil, err
+	}
+	if _, err := e.up.writeCA(dir); err != nil {
+		e.close()
+		return nil, err
+	}
+	res := e.up.resolveMap()
+	e.direct = variant{name: "direct", roots: e.up.pool(), resolve: res, up: e.up}
+	if withBaseline {
+		if e.baseline, err = startChild("baseline", dir, res); err != nil {
+			e.close()
+			return nil, err
+		}
+		e.vBase = proxyVariant("baseline", e.baseline, e.up)
+	}
+	if withCork {
+		bin := o.corkBin
+		if bin == "" {
+			root, err := moduleRoot()
+			if err != nil {
+				e.close()
+				return nil, err
+			}
+			logf("building cork (go build -o %s/cork ./cmd/cork)", dir)
+			if bin, err = buildCork(root, dir); err != nil {
+				e.close()
+				return nil, err
+			}
+		}
+		if e.cork, err = startCork(bin, dir, res, o.corkLogLevel); err != nil {
+			e.close()
+			return nil, err
+		}
+		e.vCork = proxyVariant("cork", e.cork, e.up)
+	}
+	return e, nil
+}
+
+// probe checks that every path works through v and that the MITM path
+// injects (the upstream sees the real token, never the placeholder).
+func probe(e *env, v variant) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range []path{pathPlain, pathTunnel, pathMITM} {
+		for {
+			inj, ph := e.up.injected.Load(), e.up.placeholders.Load()
+			c, tr, err := warmClient(v, p)
+			if err == nil {
+				c.CloseIdleConnections()
+				tr.CloseIdleConnections()
+				if p.auth && v.proxy != nil {
+					if e.up.injected.Load() == inj || e.up.placeholders.Load() != ph {
+						return fmt.Errorf("%s: MITM request reached the upstream without the real token", v.name)
+					}
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s %s: %w", v.name, p.name, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func run(o options) error {
+	t0 := time.Now()
+	e, err := setup(o, true, true)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	variants := []variant{e.direct, e.vBase, e.vCork}
+	for _, v := range variants {
+		if err := probe(e, v); err != nil {
+			return err
+		}
+	}
+	rep := &report{opts: o, started: t0, variants: []string{"direct", "baseline", "cork"}}
+	rep.machine = machineInfo()
+	time.Sleep(300 * time.Millisecond)
+	rep.idleRSS = procStatusKB(e.cork.pid(), "VmRSS")
+	rep.idleRSSBase = procStatusKB(e.baseline.pid(), "VmRSS")
+	logf("cork idle RSS %.1f MiB (baseline %.1f MiB)", mib(rep.idleRSS), mib(rep.idleRSSBase))
+
+	scs := scenarios(o)
+	rep.load = map[string]map[string][]loadResult{}
+	for r := range o.rounds {
+		for _, sc := range scs {
+			if rep.load[sc.key] == nil {
+				rep.load[sc.key] = map[string][]loadResult{}
+			}
+			// Rotate the order each round so no variant always runs first.
+			for i := range variants {
+				v := variants[(i+r)%len(variants)]
+				res := runLoad(v, sc.path, sc.conns, sc.keepAlive, o.duration)
+				rep.load[sc.key][v.name] = append(rep.load[sc.key][v.name], res)
+				note := ""
+				if res.errs > 0 {
+					note = fmt.Sprintf(" errors=%d (%v)", res.errs, res.firstErr)
+				}
+				logf("round %d %-9s %-8s %8.0f req/s p50 %6s p99 %6s%s", r+1, sc.key, v.name, res.rps(),
+					fmtDur(res.pct(0.50)), fmtDur(res.pct(0.99)), note)
+			}
+		}
+	}
+
+	logf("SSE")
+	rep.sse = map[string]map[string][]sseResult{}
+	for _, p := range []path{pathMITM, pathTunnel, pathPlain} {
+		rep.sse[p.name] = map[string][]sseResult{}
+		clients := map[string]*clientPair{}
+		for _, v := range variants {
+			c, tr, err := warmClient(v, p)
+			if err != nil {
+				return fmt.Errorf("SSE %s %s: %w", p.name, v.name, err)
+			}
+			clients[v.name] = &clientPair{c, tr.CloseIdleConnections}
+		}
+		for r := range o.rounds {
+			for i := range variants {
+				v := variants[(i+r)%len(variants)]
+				for range o.sseRuns {
+					res, err := runSSE(clients[v.name].c, p, o.sseEvents, o.sseGapMS)
+					if err != nil {
+						return fmt.Errorf("SSE %s %s: %w", p.name, v.name, err)
+					}
+					rep.sse[p.name][v.name] = append(rep.sse[p.name][v.name], res)
+				}
+			}
+		}
+		for _, c := range clients {
+			c.close()
+		}
+	}
+
+	logf("%d idle keep-alive connections through MITM", o.idleConns)
+	for _, v := range []variant{e.vCork, e.vBase} {
+		closeAll, err := openIdle(v, pathMITM, o.idleConns)
+		if err != nil {
+			return fmt.Errorf("%s: %d idle connections: %w", v.name, o.idleConns, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		rss := procStatusKB(v.pid, "VmRSS")
+		closeAll()
+		if v.name == "cork" {
+			rep.connsRSS = rss
+		} else {
+			rep.connsRSSBase = rss
+		}
+		logf("%s RSS with %d idle connections: %.1f MiB", v.name, o.idleConns, mib(rss))
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	if !o.skipBulk {
+		n := o.bulkMiB << 20
+		rep.bulk = map[string]*bulkResult{}
+		for _, v := range variants {
+			c, tr, err := warmClient(v, pathMITM)
+			if err != nil {
+				return fmt.Errorf("bulk %s: %w", v.name, err)
+			}
+			b := &bulkResult{}
+			var s *rssSampler
+			if v.pid != 0 {
+				runtime.GC()
+				b.resetOK = resetPeakRSS(v.pid)
+				s = sampleRSS(v.pid, 20*time.Millisecond)
+			}
+			cpu0 := cpuOf(v.pid)
+			if b.down, err = runBulk(c, pathMITM, n, false); err != nil {
+				return fmt.Errorf("bulk down %s: %w", v.name, err)
+			}
+			if b.up, err = runBulk(c, pathMITM, n, true); err != nil {
+				return fmt.Errorf("bulk up %s: %w", v.name, err)
+			}
+			b.cpu = cpuOf(v.pid) - cpu0
+			if s != nil {
+				b.peakKB = s.finish()
+				if b.resetOK {
+					b.peakKB = max(b.peakKB, procStatusKB(v.pid, "VmHWM"))
+				}
+			}
+			tr.CloseIdleConnections()
+			rep.bulk[v.name] = b
+			logf("bulk %-8s down %7.1f MiB/s up %7.1f MiB/s peak RSS %.1f MiB", v.name, b.down/(1<<20), b.up/(1<<20), mib(b.peakKB))
+		}
+	}
+	rep.corkHWM = procStatusKB(e.cork.pid(), "VmHWM")
+	rep.corkLogLines = e.cork.logN.Load()
+	rep.corkLogBytes = e.cork.logB.Load()
+	rep.injected = e.up.injected.Load()
+	rep.elapsed = time.Since(t0)
+
+	var out io.Writer = os.Stdout
+	if o.out != "" {
+		f, err := os.Create(o.out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = io.MultiWriter(os.Stdout, f)
+	}
+	rep.write(out)
+	return nil
+}
+
+type clientPair struct {
+	c     *http.Client
+	close func()
+}
+
+// runProfile runs the MITM keep-alive load against cork in-process (in a
+// child) and writes the child's CPU profile.
+func runProfile(o options) error {
+	dir, err := os.MkdirTemp("", "cork-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	up, err := startUpstream(o.upstreamH2)
+	if err != nil {
+		return err
+	}
+	defer up.close()
+	if _, err := up.writeCA(dir); err != nil {
+		return err
+	}
+	extra := []string{"-child-cpuprofile", o.profile, "-child-log-level", o.corkLogLevel}
+	if o.memProfile != "" {
+		extra = append(extra, "-child-memprofile", o.memProfile)
+	}
+	p, err := startChild("cork-inproc", dir, up.resolveMap(), extra...)
+	if err != nil {
+		return err
+	}
+	v := proxyVariant("cork-inproc", p, up)
+	e := &env{up: up}
+	if err := probe(e, v); err != nil {
+		p.stop()
+		return err
+	}
+	if what, ok := strings.CutPrefix(o.profileWhat, "bulk-"); ok {
+		c, tr, err := warmClient(v, pathMITM)
+		if err != nil {
+			p.stop()
+			return err
+		}
+		logf("profiling: %d MiB %s through MITM", o.bulkMiB, what)
+		bps, err := runBulk(c, pathMITM, o.bulkMiB<<20, what == "up")
+		tr.CloseIdleConnections()
+		p.stop()
+		if err != nil {
+			return err
+		}
+		logf("%.0f MiB/s", bps/(1<<20))
+	} else {
+		var sc *scenario
+		for _, s := range scenarios(o) {
+			if s.key == o.profileWhat {
+				sc = &s
+			}
+		}
+		if sc == nil {
+			p.stop()
+			return fmt.Errorf("-profile-scenario %q: unknown", o.profileWhat)
+		}
+		logf("profiling: %s, %s", sc.title, o.profileDur)
+		res := runLoad(v, sc.path, sc.conns, sc.keepAlive, o.profileDur)
+		p.stop()
+		logf("%.0f req/s, p50 %s, p99 %s, errors %d, proxy CPU %.0f µs/request, upstream connections %d, TLS resumed %d of %d; %d log lines",
+			res.rps(), fmtDur(res.pct(.5)), fmtDur(res.pct(.99)), res.errs,
+			float64(res.proxyCPU.Microseconds())/float64(max(res.n, 1)), res.upConns, res.resumed, res.handshake, p.logN.Load())
+	}
+	logf("wrote %s; read it with: go tool pprof -top -nodecount=40 %s", o.profile, o.profile)
+	return nil
+}
+
+func mib(kb int64) float64 { return float64(kb) / 1024 }
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
+	default:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	}
+}
+
+// machineInfo describes the host for the report.
+func machineInfo() string {
+	model := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	load := ""
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = ", load average " + strings.Join(strings.Fields(string(data))[:3], " ")
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s %s/%s, GOMAXPROCS %d%s",
+		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), load)
+}

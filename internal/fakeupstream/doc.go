@@ -1,0 +1,15 @@
+// Package fakeupstream serves fake ChatGPT (chatgpt.com), OpenAI auth
+// (auth.openai.com) and Anthropic (api.anthropic.com) backends over HTTPS,
+// for running the real Codex CLI and Claude Code through cork in tests
+// (the compat suite). Nothing here talks to the network: one TLS listener on
+// 127.0.0.1 presents a certificate from a throwaway CA for every fake host,
+// and the proxy is pointed at it with Resolve.
+//
+// The fakes answer only what the pinned CLIs need for one non-interactive
+// turn (see AGENTS.md, "Observed with ..."), each with a canned reply, and
+// they accept a request only when it carries the REAL credential: a
+// placeholder that slipped through the proxy gets a 401. Every request is
+// recorded with all of its headers, so tests can check which token arrived.
+//
+// A Server is safe for concurrent use.
+package fakeupstream

@@ -1,0 +1,254 @@
+package launch
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/resolve"
+)
+
+func TestTokenJSON(t *testing.T) {
+	in := resolve.Tokens{"a": resolve.NewSecret("v1"), "b": resolve.NewSecret(`quo"te<&>`)}
+	b, err := tokenJSON(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(b, []byte("\n")) {
+		t.Errorf("tokenJSON = %q, want one line", b)
+	}
+	got, err := resolve.ParseTokens(b)
+	if err != nil {
+		t.Fatalf("ParseTokens(tokenJSON) = %v", err)
+	}
+	for slot, want := range in {
+		if !got[slot].Equal(want.Reveal()) {
+			t.Errorf("slot %s does not round-trip", slot)
+		}
+	}
+}
+
+func TestDockerEnv(t *testing.T) {
+	env := dockerEnv(map[string]string{
+		"PATH": "/bin", "HOME": "/root", "DOCKER_HOST": "unix:///x.sock", "DOCKER_CONTEXT": "ci",
+		"GH_TOKEN": "ghp_real", "OPENAI_API_KEY": "sk-real", "CORK_E2E": "x",
+	})
+	got := strings.Join(env, " ")
+	if want := "DOCKER_CONTEXT=ci DOCKER_HOST=unix:///x.sock HOME=/root PATH=/bin"; got != want {
+		t.Errorf("dockerEnv = %q, want %q", got, want)
+	}
+}
+
+func TestNewSidecarConfig(t *testing.T) {
+	dir := t.TempDir()
+	ca := dir + "/ca.pem"
+	writeTestFile(t, ca, "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n")
+	notPEM := dir + "/x.txt"
+	writeTestFile(t, notPEM, "hello")
+	tests := []struct {
+		name    string
+		raw     map[string]string
+		wantEnv []string
+		publish string
+		wantErr []string
+	}{
+		{name: "defaults", raw: nil, wantEnv: []string{
+			"CORK_CA_OUT=/cork-ca/ca.pem", "CORK_LISTEN=0.0.0.0:3128", "CORK_LOG_FORMAT=json", "CORK_LOG_LEVEL=info",
+			"CORK_POLICY_FILE=/cork-config/policy.yaml", "CORK_TOKENS_FILE=-"}},
+		{name: "passthrough", raw: map[string]string{
+			"CORK_RESOLVE": "a:443=b:443", "CORK_ALLOW_PRIVATE": "10.0.0.0/8", "CORK_LOG_LEVEL": "debug",
+			"CORK_LISTEN": "127.0.0.1:1", "CORK_LOG_FORMAT": "console", "CORK_UPSTREAM_CA_FILE": ca},
+			wantEnv: []string{"CORK_ALLOW_PRIVATE=10.0.0.0/8", "CORK_LISTEN=0.0.0.0:3128", "CORK_LOG_FORMAT=json",
+				"CORK_LOG_LEVEL=debug", "CORK_RESOLVE=a:443=b:443", "CORK_UPSTREAM_CA_FILE=/cork-config/upstream-ca.pem"}},
+		{name: "warn level still logs readiness", raw: map[string]string{"CORK_LOG_LEVEL": "warn"}, wantEnv: []string{"CORK_LOG_LEVEL=info"}},
+		{name: "admin", raw: map[string]string{"CORK_ADMIN_LISTEN": "127.0.0.1:9090"},
+			wantEnv: []string{"CORK_ADMIN_LISTEN=0.0.0.0:9090"}, publish: "127.0.0.1:9090:9090"},
+		{name: "bad", raw: map[string]string{
+			"CORK_UPSTREAM_CA_FILE": notPEM, "CORK_CA_CERT_FILE": "c", "CORK_ADMIN_LISTEN": "localhost"},
+			wantErr: []string{"CORK_UPSTREAM_CA_FILE", "CORK_CA_CERT_FILE", "CORK_ADMIN_LISTEN"}},
+		{name: "missing CA file", raw: map[string]string{"CORK_UPSTREAM_CA_FILE": dir + "/none.pem"}, wantErr: []string{"CORK_UPSTREAM_CA_FILE"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := newSidecarConfig(tc.raw)
+			if len(tc.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("newSidecarConfig(%v) = nil error, want %v", tc.raw, tc.wantErr)
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("newSidecarConfig error %q does not name %s", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("newSidecarConfig(%v) = %v", tc.raw, err)
+			}
+			env := strings.Join(c.env, "\n")
+			for _, w := range tc.wantEnv {
+				if !strings.Contains(env+"\n", w+"\n") {
+					t.Errorf("sidecar env lacks %s:\n%s", w, env)
+				}
+			}
+			if c.publish != tc.publish {
+				t.Errorf("publish = %q, want %q", c.publish, tc.publish)
+			}
+		})
+	}
+}
+
+// The agent's docker create never carries a token: only placeholders and
+// the launcher's variables.
+func TestAgentArgsHoldNoToken(t *testing.T) {
+	const real = "real-secret-value-123"
+	spec := &Spec{
+		Plan: provision.Plan{
+			Env:   map[string]string{"API_KEY": "placeholder-0000", "CFG": "~/.cfg/x.json"},
+			Files: []provision.File{{Path: ".cfg/x.json", Data: []byte("{}")}},
+		},
+		HostEnv: map[string]string{"API_KEY": real},
+		Command: []string{"agent", "--flag"},
+		Image:   "img:1",
+		Env:     map[string]string{"EXTRA": "1"},
+		Stdin:   strings.NewReader(""),
+	}
+	s := &dockerSession{Docker: &Docker{}, dockerRun: &dockerRun{workspace: "/ws,odd"}, spec: spec, id: "abc"}
+	args := s.agentArgs("cork-abc-sandbox", "/tmp/home", "cork-abc-internal", "cork-abc-ca", false)
+	joined := strings.Join(args, "\x00")
+	if strings.Contains(joined, real) {
+		t.Fatal("agent args hold the real token")
+	}
+	for _, want := range []string{
+		"API_KEY=placeholder-0000", "CFG=/home/sandbox/.cfg/x.json", "EXTRA=1", "HOME=/home/sandbox",
+		"HTTPS_PROXY=http://cork-proxy:3128", "SSL_CERT_FILE=/home/sandbox/.cork/ca-bundle.pem",
+		"NODE_EXTRA_CA_CERTS=/cork-ca/ca.pem", "--interactive", "--init", "ALL", "no-new-privileges",
+		"cork.session=abc", "cork.role=sandbox", "cork-abc-internal", "/workspace",
+	} {
+		if !strings.Contains("\x00"+joined+"\x00", "\x00"+want+"\x00") {
+			t.Errorf("agent args lack %q: %q", want, args)
+		}
+	}
+	if tail := args[len(args)-3:]; tail[0] != "img:1" || tail[1] != "agent" || tail[2] != "--flag" {
+		t.Errorf("agent args end %q, want image then command", tail)
+	}
+	if strings.Contains(joined, "--privileged") {
+		t.Error("agent args ask for --privileged")
+	}
+}
+
+func TestMountArg(t *testing.T) {
+	got := mountArg("bind", "/a,b/c", "/ws", true)
+	r := csv.NewReader(strings.NewReader(got))
+	fields, err := r.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"type=bind", "source=/a,b/c", "target=/ws", "readonly"}
+	if strings.Join(fields, "|") != strings.Join(want, "|") {
+		t.Errorf("mountArg fields = %q, want %q", fields, want)
+	}
+}
+
+func TestSidecarReadLogs(t *testing.T) {
+	var out bytes.Buffer
+	log := zerolog.New(&out)
+	s := &sidecar{name: "p", log: &log, listening: make(chan struct{}), tokens: make(chan struct{}), done: make(chan struct{})}
+	s.readLogs(strings.NewReader(strings.Join([]string{
+		`{"level":"info","addr":"[::]:3128","time":"x","msg":"proxy listening"}`,
+		`{"level":"info","slots":["a"],"msg":"tokens updated"}`,
+		`{"level":"info","msg":"egress","decision":"inject","host":"h"}`,
+		`cork: CORK_ALLOW_PRIVATE: entry 1 "x": not a CIDR`,
+	}, "\n")))
+	for name, ch := range map[string]chan struct{}{"listening": s.listening, "tokens": s.tokens} {
+		select {
+		case <-ch:
+		default:
+			t.Errorf("%s not signalled", name)
+		}
+	}
+	if !strings.Contains(s.lastLines(), "CORK_ALLOW_PRIVATE") {
+		t.Errorf("lastLines = %q, want the plain error line", s.lastLines())
+	}
+	logs := out.String()
+	for _, want := range []string{`"component":"sidecar"`, `"decision":"inject"`, `"addr":"[::]:3128"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("relayed logs lack %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, `"time":"x"`) {
+		t.Errorf("relayed logs keep the sidecar's time field:\n%s", logs)
+	}
+}
+
+func TestSidecarSetTokensWritesLines(t *testing.T) {
+	var buf bytes.Buffer
+	s := &sidecar{stdin: nopWriteCloser{&buf}}
+	s.SetTokens(resolve.Tokens{"a": resolve.NewSecret("one")})
+	s.SetTokens(resolve.Tokens{"a": resolve.NewSecret("two")})
+	if got := buf.String(); got != "{\"a\":\"one\"}\n{\"a\":\"two\"}\n" {
+		t.Errorf("stdin got %q", got)
+	}
+	s.closeStdin()
+	if err := s.sendTokens(resolve.Tokens{}); err == nil {
+		t.Error("sendTokens after closeStdin = nil, want an error")
+	}
+}
+
+func TestDockerPreflight(t *testing.T) {
+	plan := provision.Plan{Egress: provision.EgressPlan{
+		TokenEnvMap: map[string]string{"s": "TOKEN_ENV"},
+		Slots:       map[string]provision.Slot{"s": {Placeholder: "placeholder-s-000"}},
+		Routes:      []provision.Route{{Host: "api.test", Slot: "s"}},
+	}}
+	tests := []struct {
+		name string
+		d    Docker
+		spec Spec
+		want string
+	}{
+		{"no command", Docker{}, Spec{Plan: plan, Image: "i"}, "no command"},
+		{"no image", Docker{}, Spec{Plan: plan, Command: []string{"x"}}, "--image"},
+		{"bad workspace", Docker{}, Spec{Plan: plan, Command: []string{"x"}, Image: "i", Workspace: "/nonexistent/ws"}, "workspace"},
+		{"missing credential", Docker{}, Spec{Plan: plan, Command: []string{"x"}, Image: "i"}, "TOKEN_ENV"},
+		{"no client", Docker{CLI: "/nonexistent/docker"}, Spec{Plan: plan, Command: []string{"x"}, Image: "i",
+			HostEnv: map[string]string{"TOKEN_ENV": "v"}}, "docker client"},
+		{"unsupported CA", Docker{CLI: "/nonexistent/docker"}, Spec{Plan: plan, Command: []string{"x"}, Image: "i",
+			HostEnv: map[string]string{"TOKEN_ENV": "v"}, Proxy: ProxyOptions{Raw: map[string]string{"CORK_CA_KEY_FILE": "k"}}}, "CORK_CA_KEY_FILE"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.d.Run(context.Background(), &tc.spec)
+			var se *SetupError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Run = %v, want a *SetupError mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNumericUser(t *testing.T) {
+	for in, want := range map[string][2]int{"": {0, 0}, "65532:65532": {65532, 65532}, "1000": {1000, 1000}, "nobody": {0, 0}, "5:7": {5, 7}} {
+		if got := numericUser(in); got != want {
+			t.Errorf("numericUser(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+type nopWriteCloser struct{ *bytes.Buffer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+func writeTestFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,363 @@
+package provision
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// genericRandomLen is the number of random characters after "cork_" in a
+// placeholder for a variable the host does not set.
+const genericRandomLen = 32
+
+// genericTokenPrefixes are well-known credential prefixes that a generic
+// placeholder copies; genericPrefix adds a guess for other shapes.
+var genericTokenPrefixes = slices.Concat(claudeTokenPrefixes, apiKeyPrefixes, gitHubTokenPrefixes, []string{
+	"glpat-", "xoxb-", "xoxp-", "xapp-", "hf_", "npm_", "pypi-", "r8_", "dop_v1_",
+	"sk_live_", "sk_test_", "rk_live_", "rk_test_",
+})
+
+// Binding binds the credential in a host environment variable to a host:
+// the proxy swaps the variable's placeholder for its value in Header on
+// requests to Host. See ParseBinding for its flag form.
+type Binding struct {
+	// Host is a policy host pattern: "api.example.com", "*.example.com",
+	// "api.example.com:8443".
+	Host string
+	// Env names the host variable holding the credential. The sandbox gets
+	// a placeholder in the variable of the same name; the slot is its
+	// name in lower case. Upper-case letters, digits and '_'.
+	Env string
+	// Header carries the credential. Empty is Authorization.
+	Header string
+	// Scheme is bearer, token, basic or raw. Empty is bearer on
+	// Authorization and raw on any other header.
+	Scheme string
+	// BasicUser is the user name of scheme basic; empty lets the proxy
+	// choose its default (x-access-token). Only with scheme basic.
+	BasicUser string
+	// AddIfMissing makes the proxy add the header when the sandbox sent
+	// none, rather than only swapping the placeholder.
+	AddIfMissing bool
+}
+
+// Slot is the binding's slot name: Env in lower case.
+func (b Binding) Slot() string { return strings.ToLower(b.Env) }
+
+// route is the policy route of b, defaults filled in.
+func (b Binding) route() Route {
+	r := Route{Host: b.Host, Slot: b.Slot(), Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing}
+	if r.Header == "" {
+		r.Header = "Authorization"
+	}
+	if r.Scheme == "" {
+		r.Scheme = SchemeRaw
+		if strings.EqualFold(r.Header, "Authorization") {
+			r.Scheme = SchemeBearer
+		}
+	}
+	return r
+}
+
+// Validate reports every problem with b, each naming its field
+// (host, env, header, scheme, basic_user). It never prints Env when Env
+// is invalid, in case a credential was given instead of its variable.
+func (b Binding) Validate() error {
+	var errs []error
+	if err := checkHostPattern(b.Host); err != nil {
+		errs = append(errs, fmt.Errorf("host: %w", err))
+	}
+	if err := checkEnvName(b.Env); err != nil {
+		errs = append(errs, fmt.Errorf("env: %w", err))
+	}
+	if b.Header != "" && !isToken(b.Header) {
+		errs = append(errs, fmt.Errorf("header: %q is not a header name", b.Header))
+	}
+	switch b.Scheme {
+	case "", SchemeBearer, SchemeToken, SchemeBasic, SchemeRaw:
+	default:
+		errs = append(errs, fmt.Errorf("scheme: unknown scheme %q (want bearer, token, basic or raw)", b.Scheme))
+	}
+	switch {
+	case b.BasicUser == "":
+	case b.Scheme != SchemeBasic:
+		errs = append(errs, errors.New("basic_user: only with scheme basic"))
+	case strings.Contains(b.BasicUser, ":") || !isVisibleASCII(b.BasicUser):
+		errs = append(errs, errors.New("basic_user: want printable ASCII without ':' or spaces"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseBinding parses the --inject form of a Binding:
+//
+//	HOST=VAR[,header=NAME][,scheme=bearer|token|basic|raw][,basic_user=USER][,add_if_missing]
+//
+// e.g. "api.example.com=EXAMPLE_TOKEN" (Authorization: Bearer) or
+// "api.example.com=EXAMPLE_KEY,header=X-Api-Key" (the header holds the key
+// alone). Errors start with the quoted spec, except that a spec whose VAR
+// is not a variable name is never echoed: it may be a pasted credential.
+func ParseBinding(s string) (Binding, error) {
+	fail := func(format string, a ...any) (Binding, error) {
+		return Binding{}, fmt.Errorf("%q: %s", s, fmt.Sprintf(format, a...))
+	}
+	head, opts, hasOpts := strings.Cut(s, ",")
+	host, env, ok := strings.Cut(head, "=")
+	if !ok || strings.TrimSpace(host) == "" || strings.TrimSpace(env) == "" {
+		return fail("want HOST=VAR[,header=NAME][,scheme=S][,basic_user=U][,add_if_missing], e.g. api.example.com=EXAMPLE_TOKEN")
+	}
+	b := Binding{Host: strings.TrimSpace(host), Env: strings.TrimSpace(env)}
+	if err := checkEnvName(b.Env); err != nil {
+		return Binding{}, fmt.Errorf("binding for host %q: VAR: %w", b.Host, err)
+	}
+	seen := map[string]bool{}
+	for opt := range strings.SplitSeq(opts, ",") {
+		if !hasOpts {
+			break // SplitSeq yields one empty string
+		}
+		k, v, hasValue := strings.Cut(strings.TrimSpace(opt), "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		v = strings.TrimSpace(v)
+		if k == "" {
+			return fail("empty option (a stray comma?)")
+		}
+		if seen[k] {
+			return fail("option %s given twice", k)
+		}
+		seen[k] = true
+		switch k {
+		case "header":
+			b.Header = v
+		case "scheme":
+			b.Scheme = strings.ToLower(v)
+		case "basic_user":
+			b.BasicUser = v
+		case "add_if_missing":
+			if hasValue && v != "true" {
+				return fail("add_if_missing takes no value")
+			}
+			b.AddIfMissing = true
+			continue
+		default:
+			return fail("unknown option %q (want header=, scheme=, basic_user=, add_if_missing)", k)
+		}
+		if v == "" {
+			return fail("option %s needs a value (%s=...)", k, k)
+		}
+	}
+	if err := b.Validate(); err != nil {
+		return fail("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return b, nil
+}
+
+// Generic binds host variables to hosts and headers, as given by
+// `cork run --inject` and `--policy` (see ParseBinding and
+// ParseGenericPolicy), and adds extra allow and block entries. Its zero
+// value provisions nothing and is an error.
+//
+// For each variable it creates a slot (the variable's name in lower case)
+// whose real value resolution reads from the host variable itself, and
+// sets the variable in the sandbox to a placeholder, random per Build.
+// When the host sets the variable, the placeholder has its length and
+// prefix: a well-known one (sk-ant-api03-, ghp_, glpat-, xoxb-, ...), or a
+// first segment of up to 8 lower-case letters and digits ending in '_' or
+// '-' ("acme_..." → "acme_"); otherwise it is "cork_" and 32 characters.
+// Bindings of one variable share its slot. It reads no file.
+type Generic struct {
+	Bindings []Binding
+	Allow    []string
+	Block    []Block
+}
+
+var _ Profile = Generic{}
+
+// Name returns "generic".
+func (Generic) Name() string { return "generic" }
+
+// Provision adds the bindings' env and routes and the extra allow and
+// block entries to plan. It reports every invalid binding and entry, and a
+// host bound twice (the proxy would allow two headers on one host, but a
+// plan has one route per host and profile).
+func (g Generic) Provision(opts Options, plan *Plan) error {
+	opts = opts.withDefaults()
+	if len(g.Bindings) == 0 && len(g.Allow) == 0 && len(g.Block) == 0 {
+		return errors.New("nothing to provision: give bindings (--inject HOST=VAR) or a --policy file")
+	}
+	var errs []error
+	envOf := map[string]string{}  // slot → variable
+	hostOf := map[string]string{} // normalised host → variable
+	for i, b := range g.Bindings {
+		if err := b.Validate(); err != nil {
+			errs = append(errs, prefixLines(fmt.Sprintf("bindings[%d]", i), err))
+			continue
+		}
+		envOf[b.Slot()] = b.Env // upper-case names: one variable per slot
+		h := normHost(b.Host)
+		if other, ok := hostOf[h]; ok {
+			errs = append(errs, fmt.Errorf("bindings[%d]: host %s is already bound (to %s); one binding per host", i, b.Host, other))
+			continue
+		}
+		hostOf[h] = b.Env
+		plan.Egress.Routes = append(plan.Egress.Routes, b.route())
+	}
+	for i, h := range g.Allow {
+		if err := checkHostPattern(h); err != nil {
+			errs = append(errs, fmt.Errorf("allow[%d]: %w", i, err))
+		}
+	}
+	for i, b := range g.Block {
+		if err := checkBlock(b); err != nil {
+			errs = append(errs, prefixLines(fmt.Sprintf("block[%d]", i), err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, slot := range slices.Sorted(maps.Keys(envOf)) {
+		env := envOf[slot]
+		ph, err := genericPlaceholder(opts, opts.HostEnv[env])
+		if err != nil {
+			return err
+		}
+		plan.Env[env] = ph
+		plan.Egress.TokenEnvMap[slot] = env
+		plan.Egress.Slots[slot] = Slot{Placeholder: ph}
+	}
+	plan.Egress.Allow = append(plan.Egress.Allow, g.Allow...)
+	plan.Egress.Block = append(plan.Egress.Block, g.Block...)
+	return nil
+}
+
+// genericPlaceholder is shaped like real (see Generic), or "cork_" and
+// genericRandomLen random characters when real is empty.
+func genericPlaceholder(opts Options, real string) (string, error) {
+	if real == "" {
+		body, err := randomString(opts.Rand, alnum, genericRandomLen)
+		return "cork_" + body, err
+	}
+	prefixes := genericTokenPrefixes
+	if p := genericPrefix(real); p != "" {
+		prefixes = append(slices.Clip(prefixes), p)
+	}
+	return placeholderLike(opts.Rand, real, prefixes)
+}
+
+// genericPrefix guesses the fixed prefix of a credential of an unknown
+// shape: a first segment of 1 to 8 lower-case letters and digits, with at
+// least one letter, ended by '_' or '-' and followed by at least minRandom
+// characters. Random base64 rarely looks like that, so little of a secret
+// is copied when the guess is wrong.
+func genericPrefix(real string) string {
+	i := strings.IndexAny(real, "_-")
+	if i < 1 || i > 8 || len(real)-i-1 < minRandom {
+		return ""
+	}
+	letter := false
+	for _, c := range real[:i] {
+		switch {
+		case 'a' <= c && c <= 'z':
+			letter = true
+		case '0' <= c && c <= '9':
+		default:
+			return ""
+		}
+	}
+	if !letter {
+		return ""
+	}
+	return real[:i+1]
+}
+
+// reservedEnv are variables a binding may not claim: the launcher or the
+// shell own them.
+var reservedEnv = []string{"PATH", "HOME", "USER", "SHELL", "PWD", "TMPDIR"}
+
+// checkEnvName accepts an upper-case variable name, which a pasted
+// credential rarely is. Its errors never quote the name.
+func checkEnvName(s string) error {
+	if s == "" {
+		return errors.New("missing variable name")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || c == '_' || i > 0 && '0' <= c && c <= '9') {
+			return errors.New("want the name of the host variable that holds the credential (A-Z, 0-9, _), not a value")
+		}
+	}
+	switch {
+	case slices.Contains(reservedEnv, s), strings.HasSuffix(s, "_PROXY"):
+		return fmt.Errorf("%s is not a credential variable", s)
+	case strings.HasPrefix(s, "CORK_"):
+		return fmt.Errorf("%s: CORK_ variables are cork's own", s)
+	}
+	return nil
+}
+
+// checkHostPattern does the checks that need no DNS or IDNA knowledge; the
+// proxy validates the policy fully.
+func checkHostPattern(h string) error {
+	switch {
+	case h == "":
+		return errors.New("missing host")
+	case strings.Contains(h, "://"):
+		return fmt.Errorf("%q: a host, not a URL", h)
+	case strings.ContainsAny(h, "/?#@,= \t\r\n"):
+		return fmt.Errorf("%q: not a host pattern (want api.example.com, *.example.com or api.example.com:8443)", h)
+	case strings.Contains(h[min(len(h), 1):], "*") || strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*."):
+		return fmt.Errorf("%q: a wildcard is allowed only as a leading \"*.\"", h)
+	}
+	return nil
+}
+
+func checkBlock(b Block) error {
+	var errs []error
+	if err := checkHostPattern(b.Host); err != nil {
+		errs = append(errs, fmt.Errorf("host: %w", err))
+	}
+	if b.Path != "" && !strings.HasPrefix(b.Path, "/") {
+		errs = append(errs, errors.New(`path: must start with "/"`))
+	}
+	return errors.Join(errs...)
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110), as header names
+// are.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// isVisibleASCII reports whether s is printable ASCII without spaces.
+func isVisibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// prefixLines puts prefix before each of err's joined errors.
+func prefixLines(prefix string, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = fmt.Errorf("%s.%w", prefix, e)
+	}
+	return errors.Join(out...)
+}

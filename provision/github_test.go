@@ -1,0 +1,173 @@
+package provision
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// gitHubTokens are the fake tokens of testdata/github/tokens.json by shape.
+func gitHubTokens(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "github", "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+var gitHubRoutes = []Route{
+	{Host: "api.github.com", Slot: "github", Header: "Authorization", Scheme: "token"},
+	{Host: "uploads.github.com", Slot: "github", Header: "Authorization", Scheme: "token"},
+	{Host: "github.com", Slot: "github", Header: "Authorization", Scheme: "basic", BasicUser: "x-access-token"},
+}
+
+func buildGitHub(t *testing.T, env map[string]string, forward bool) Plan {
+	t.Helper()
+	plan, err := Build(Options{HostHome: t.TempDir(), HostEnv: env, ForwardHostCredentials: forward, ReadFile: noReads(t)}, GitHub{})
+	if err != nil {
+		t.Fatalf("Build(github) error = %v", err)
+	}
+	return plan
+}
+
+func TestGitHub(t *testing.T) {
+	tok := gitHubTokens(t)
+	tests := []struct {
+		name     string
+		env      map[string]string
+		forward  bool
+		tokenEnv string
+		real     string
+		prefix   string
+	}{
+		{"classic GH_TOKEN", map[string]string{"GH_TOKEN": tok["classic"]}, true, "GH_TOKEN", tok["classic"], "ghp_"},
+		{"fine-grained GH_TOKEN", map[string]string{"GH_TOKEN": tok["fine_grained"]}, true, "GH_TOKEN", tok["fine_grained"], "github_pat_"},
+		{"oauth GITHUB_TOKEN", map[string]string{"GITHUB_TOKEN": tok["oauth"]}, true, "GITHUB_TOKEN", tok["oauth"], "gho_"},
+		{"app token, forwarding off", map[string]string{"GH_TOKEN": tok["app_installation"]}, false, "GH_TOKEN", tok["app_installation"], "ghs_"},
+		{"GH_TOKEN wins", map[string]string{"GH_TOKEN": tok["user_to_server"], "GITHUB_TOKEN": tok["classic"]}, true, "GH_TOKEN", tok["user_to_server"], "ghu_"},
+		{"empty GH_TOKEN", map[string]string{"GH_TOKEN": "", "GITHUB_TOKEN": tok["classic"]}, true, "GITHUB_TOKEN", tok["classic"], "ghp_"},
+		{"neither", nil, true, "GH_TOKEN", "", "ghp_"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan := buildGitHub(t, tt.env, tt.forward)
+			if got, want := plan.Egress.TokenEnvMap, map[string]string{"github": tt.tokenEnv}; !reflect.DeepEqual(got, want) {
+				t.Errorf("TokenEnvMap = %v, want %v", got, want)
+			}
+			ph := plan.Egress.Slots["github"].Placeholder
+			wantLen := 40
+			if tt.real != "" {
+				wantLen = len(tt.real)
+			}
+			if !strings.HasPrefix(ph, tt.prefix) || len(ph) != wantLen || ph == tt.real {
+				t.Errorf("placeholder = %q, want prefix %q and %d characters", ph, tt.prefix, wantLen)
+			}
+			if strings.Trim(strings.TrimPrefix(ph, tt.prefix), alnum) != "" {
+				t.Errorf("placeholder = %q, want alphanumerics after the prefix (it goes into a shell helper)", ph)
+			}
+			wantEnv := map[string]string{
+				"GH_TOKEN":           ph,
+				"GITHUB_TOKEN":       ph,
+				"GIT_CONFIG_COUNT":   "2",
+				"GIT_CONFIG_KEY_0":   "credential.https://github.com.helper",
+				"GIT_CONFIG_VALUE_0": "",
+				"GIT_CONFIG_KEY_1":   "credential.https://github.com.helper",
+				"GIT_CONFIG_VALUE_1": `!f() { test "$1" = get || return 0; echo username=x-access-token; echo password=` + ph + `; }; f`,
+			}
+			if got := plan.Env; !reflect.DeepEqual(got, wantEnv) {
+				t.Errorf("Env = %v, want %v", got, wantEnv)
+			}
+			if got := plan.Egress.Routes; !reflect.DeepEqual(got, gitHubRoutes) {
+				t.Errorf("Routes = %+v, want %+v", got, gitHubRoutes)
+			}
+			if got, want := plan.Egress.Allow, []string{"codeload.github.com", "*.githubusercontent.com"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("Allow = %v, want %v", got, want)
+			}
+			wantBlock := []Block{{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"}}
+			if got := plan.Egress.Block; !reflect.DeepEqual(got, wantBlock) {
+				t.Errorf("Block = %+v, want %+v", got, wantBlock)
+			}
+			if len(plan.Files) != 0 || len(plan.ProvisionedEnv) != 0 || len(plan.Sources) != 0 {
+				t.Errorf("plan = %v, want no files, provisioned env or sources", plan)
+			}
+			view := sandboxView(t, plan) + fmt.Sprintf("%v %+v %#v", plan, plan, plan)
+			for _, real := range tok {
+				if strings.Contains(view, real) {
+					t.Errorf("sandbox or printed plan contains real token %.12q...", real)
+				}
+			}
+			if strings.Contains(view, "REAL") {
+				t.Error("sandbox or printed plan contains a REAL marker")
+			}
+		})
+	}
+}
+
+func TestGitHubPlaceholdersRandom(t *testing.T) {
+	env := map[string]string{"GH_TOKEN": gitHubTokens(t)["classic"]}
+	a, b := buildGitHub(t, env, true), buildGitHub(t, env, true)
+	if pa, pb := a.Egress.Slots["github"].Placeholder, b.Egress.Slots["github"].Placeholder; pa == pb {
+		t.Errorf("two Builds: placeholder %q both times, want random", pa)
+	}
+}
+
+// TestGitHubCredentialHelper runs git with the plan's env: it must offer the
+// placeholder for github.com, override a helper configured before it, and
+// leave other hosts alone.
+func TestGitHubCredentialHelper(t *testing.T) {
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("git not found")
+		}
+		t.Skip("git not found")
+	}
+	plan := buildGitHub(t, map[string]string{"GH_TOKEN": gitHubTokens(t)["classic"]}, true)
+	ph := plan.Env["GH_TOKEN"]
+	home := t.TempDir()
+	// A helper the sandbox image might carry, standing for a keychain.
+	global := "[credential]\n\thelper = \"!f() { echo username=someone; echo password=ghp_REALFROMKEYCHAIN; }; f\"\n"
+	if err := os.WriteFile(filepath.Join(home, ".gitconfig"), []byte(global), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"}
+	for k, v := range plan.Env {
+		env = append(env, k+"="+v)
+	}
+	fill := func(host string) string {
+		t.Helper()
+		cmd := exec.Command(gitPath, "credential", "fill")
+		cmd.Env = env
+		cmd.Dir = home
+		cmd.Stdin = strings.NewReader("protocol=https\nhost=" + host + "\npath=cli/cli.git\n\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("git credential fill for %s: %v", host, err)
+		}
+		return string(out)
+	}
+	if got := fill("github.com"); !strings.Contains(got, "username=x-access-token\npassword="+ph+"\n") || strings.Contains(got, "REAL") {
+		t.Errorf("git credential fill for github.com =\n%s\nwant x-access-token and the placeholder", got)
+	}
+	if got := fill("gitlab.com"); !strings.Contains(got, "username=someone") {
+		t.Errorf("git credential fill for gitlab.com =\n%s\nwant the other helper: the profile only answers for github.com", got)
+	}
+	for _, action := range []string{"approve", "reject"} {
+		cmd := exec.Command(gitPath, "credential", action)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader("protocol=https\nhost=github.com\nusername=x-access-token\npassword=" + ph + "\n\n")
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+			t.Errorf("git credential %s = %q, %v; want silence", action, out, err)
+		}
+	}
+}
