@@ -103,8 +103,13 @@ func images(t *testing.T) (sidecar, api, agent string) {
 }
 
 func buildImages() error {
-	dir, err := os.MkdirTemp("", "cork-e2e-images-")
-	if err != nil {
+	// One fixed directory, emptied first: the package has its TestMain
+	// elsewhere, so nothing would remove a fresh one at the end.
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("cork-e2e-images-%d", os.Getuid()))
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	root, err := repoRoot()

@@ -192,6 +192,9 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	// Smolfile, which could widen the VM's mounts or egress.
 	cmd.Dir = home
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	if _, err := os.Stat(spec.Image); err != nil {
+		spec.progress("the VM pulls %s through the proxy: its registry's hosts must be allowed (--allow), or use a docker save archive", spec.Image)
+	}
 	spec.progress("starting a %s microVM; running %s", spec.Image, filepath.Base(spec.Command[0]))
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", bin, err)

@@ -62,6 +62,10 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	if err != nil {
 		return usageErrorf("--backend: %v", err)
 	}
+	if sv, ok := backend.(*launch.Smolvm); ok {
+		// Where the VM reaches the proxy: default the host's primary IPv4.
+		sv.ProxyListen = strings.TrimSpace(environ["CORK_SMOLVM_PROXY_LISTEN"])
+	}
 	generic, err := genericProfile(injects, *policyFile)
 	if err != nil {
 		return err

@@ -178,7 +178,9 @@ var leakKinds = []leakKind{
 	{"tunnel new conn", 3, func(_ *testing.T, v variant, c *leakClients) error { return get(c.fresh, pathTunnel, "/1k", 200) }},
 	{"plain keep-alive", 22, func(_ *testing.T, v variant, c *leakClients) error { return get(c.keep, pathPlain, "/1k", 200) }},
 	{"plain new conn", 3, func(_ *testing.T, v variant, c *leakClients) error { return get(c.fresh, pathPlain, "/1k", 200) }},
-	{"mitm sse", 2, func(_ *testing.T, v variant, c *leakClients) error { return get(c.keep, pathMITM, "/sse?n=3&ms=1", 200) }},
+	{"mitm sse", 2, func(_ *testing.T, v variant, c *leakClients) error {
+		return get(c.keep, pathMITM, "/sse?n=3&ms=1", 200)
+	}},
 	{"mitm upload", 2, func(_ *testing.T, v variant, c *leakClients) error {
 		req, _ := newRequest(context.Background(), http.MethodPost, pathMITM, "/up", &genReader{n: 64 << 10})
 		return expect(c.keep.Do(req))(200)

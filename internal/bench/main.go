@@ -46,6 +46,20 @@ type options struct {
 	profileDur   time.Duration
 	profileWhat  string
 	skipBulk     bool
+	only         string
+}
+
+// phase reports whether -only selects phase (empty: every phase).
+func (o options) phase(name string) bool {
+	if o.only == "" {
+		return true
+	}
+	for _, p := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(p) == name {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {
@@ -61,6 +75,7 @@ func main() {
 	flag.IntVar(&o.sseGapMS, "sse-gap-ms", 20, "milliseconds between SSE events")
 	flag.Int64Var(&o.bulkMiB, "bulk-mib", 1024, "MiB moved down and up through MITM per variant")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk (default all)")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
 	flag.StringVar(&o.corkBin, "cork-bin", "", "cork binary (default: go build ./cmd/cork into a temporary directory)")
 	flag.StringVar(&o.corkLogLevel, "cork-log-level", "info", "CORK_LOG_LEVEL for cork (info writes one audit line per request)")
@@ -229,6 +244,9 @@ func run(o options) error {
 	logf("cork idle RSS %.1f MiB (baseline %.1f MiB)", mib(rep.idleRSS), mib(rep.idleRSSBase))
 
 	scs := scenarios(o)
+	if !o.phase("requests") {
+		scs = nil
+	}
 	rep.load = map[string]map[string][]loadResult{}
 	for r := range o.rounds {
 		for _, sc := range scs {
@@ -250,9 +268,13 @@ func run(o options) error {
 		}
 	}
 
-	logf("SSE")
 	rep.sse = map[string]map[string][]sseResult{}
-	for _, p := range []path{pathMITM, pathTunnel, pathPlain} {
+	ssePaths := []path{pathMITM, pathTunnel, pathPlain}
+	if !o.phase("sse") {
+		ssePaths = nil
+	}
+	for _, p := range ssePaths {
+		logf("SSE %s", p.name)
 		rep.sse[p.name] = map[string][]sseResult{}
 		clients := map[string]*clientPair{}
 		for _, v := range variants {
@@ -279,8 +301,11 @@ func run(o options) error {
 		}
 	}
 
-	logf("%d idle keep-alive connections through MITM", o.idleConns)
-	for _, v := range []variant{e.vCork, e.vBase} {
+	idleVariants := []variant{e.vCork, e.vBase}
+	if !o.phase("conns") {
+		idleVariants = nil
+	}
+	for _, v := range idleVariants {
 		closeAll, err := openIdle(v, pathMITM, o.idleConns)
 		if err != nil {
 			return fmt.Errorf("%s: %d idle connections: %w", v.name, o.idleConns, err)
@@ -297,7 +322,7 @@ func run(o options) error {
 	}
 	time.Sleep(300 * time.Millisecond)
 
-	if !o.skipBulk {
+	if !o.skipBulk && o.phase("bulk") {
 		n := o.bulkMiB << 20
 		rep.bulk = map[string]*bulkResult{}
 		for _, v := range variants {

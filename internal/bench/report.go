@@ -181,17 +181,19 @@ func (r *report) write(w io.Writer) {
 	row := func(target, measured string, ok bool) {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", target, measured, passFail(ok))
 	}
-	mk, base := r.ratio("mitm-"+c, "cork"), r.ratio("mitm-"+c, "baseline")
-	row("MITM + inject, keep-alive, "+c+" conns: ≥ 0.45 of direct and above the baseline",
-		fmt.Sprintf("%.2f (baseline %.2f)", mk, base), mk >= 0.45 && mk > base)
-	mn := r.ratio("mitm-new", "cork")
-	row("MITM + inject, new connection per request: ≥ 0.55 of direct",
-		fmt.Sprintf("%.2f (baseline %.2f; client TLS sessions resumed: cork %s, direct %s; upstream connections per request: cork %.2f, baseline %.2f)",
-			mn, r.ratio("mitm-new", "baseline"), r.resumed("mitm-new", "cork"), r.resumed("mitm-new", "direct"),
-			r.upConnsPerReq("mitm-new", "cork"), r.upConnsPerReq("mitm-new", "baseline")), mn >= 0.55)
-	tk := r.ratio("tunnel-"+c, "cork")
-	row("CONNECT tunnel, "+c+" conns: ≥ 0.70 of direct",
-		fmt.Sprintf("%.2f (baseline %.2f)", tk, r.ratio("tunnel-"+c, "baseline")), tk >= 0.70)
+	if r.load["mitm-"+c] != nil {
+		mk, base := r.ratio("mitm-"+c, "cork"), r.ratio("mitm-"+c, "baseline")
+		row("MITM + inject, keep-alive, "+c+" conns: ≥ 0.45 of direct and above the baseline",
+			fmt.Sprintf("%.2f (baseline %.2f)", mk, base), mk >= 0.45 && mk > base)
+		mn := r.ratio("mitm-new", "cork")
+		row("MITM + inject, new connection per request: ≥ 0.55 of direct",
+			fmt.Sprintf("%.2f (baseline %.2f; client TLS sessions resumed: cork %s, direct %s; upstream connections per request: cork %.2f, baseline %.2f)",
+				mn, r.ratio("mitm-new", "baseline"), r.resumed("mitm-new", "cork"), r.resumed("mitm-new", "direct"),
+				r.upConnsPerReq("mitm-new", "cork"), r.upConnsPerReq("mitm-new", "baseline")), mn >= 0.55)
+		tk := r.ratio("tunnel-"+c, "cork")
+		row("CONNECT tunnel, "+c+" conns: ≥ 0.70 of direct",
+			fmt.Sprintf("%.2f (baseline %.2f)", tk, r.ratio("tunnel-"+c, "baseline")), tk >= 0.70)
+	}
 
 	var firstParts, gapParts []string
 	firstOK, gapOK := true, true
@@ -228,9 +230,19 @@ func (r *report) write(w io.Writer) {
 			fmt.Sprintf("%.1f MiB (baseline %.1f MiB)", mib(k.peakKB), mib(b["baseline"].peakKB)), mib(k.peakKB) <= 48)
 	}
 	row("idle RSS ≤ 20 MiB", fmt.Sprintf("%.1f MiB (baseline %.1f MiB)", mib(r.idleRSS), mib(r.idleRSSBase)), mib(r.idleRSS) <= 20)
-	row(fmt.Sprintf("RSS with %d open idle keep-alive MITM connections ≤ 48 MiB", o.idleConns),
-		fmt.Sprintf("%.1f MiB (baseline %.1f MiB)", mib(r.connsRSS), mib(r.connsRSSBase)), mib(r.connsRSS) <= 48)
+	if r.connsRSS > 0 {
+		row(fmt.Sprintf("RSS with %d open idle keep-alive MITM connections ≤ 48 MiB", o.idleConns),
+			fmt.Sprintf("%.1f MiB (baseline %.1f MiB)", mib(r.connsRSS), mib(r.connsRSSBase)), mib(r.connsRSS) <= 48)
+	}
 
+	if len(r.load) > 0 {
+		r.writeRequests(w)
+	}
+	r.writeRest(w)
+}
+
+func (r *report) writeRequests(w io.Writer) {
+	o := r.opts
 	fmt.Fprintf(w, "\n#### Requests (GET 1 KiB body)\n\n")
 	fmt.Fprintln(w, "| scenario | direct req/s | baseline req/s (÷ direct) | cork req/s (÷ direct) | p50 direct / baseline / cork | p99 direct / baseline / cork | proxy CPU per request baseline / cork |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
@@ -251,6 +263,10 @@ func (r *report) write(w io.Writer) {
 			r.cpuPerReq(k, "baseline"), r.cpuPerReq(k, "cork"))
 	}
 
+}
+
+func (r *report) writeRest(w io.Writer) {
+	o := r.opts
 	if len(r.sse) > 0 {
 		fmt.Fprintf(w, "\n#### SSE (%d events, %d ms apart, warm keep-alive connection; %d streams per variant and path)\n\n",
 			o.sseEvents, o.sseGapMS, o.sseRuns*o.rounds)

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package launch
+
+import (
+	"errors"
+	"net"
+	"os/exec"
+)
+
+// netns is Linux-only; elsewhere --isolate-net is refused up front.
+type netns struct{ ln net.Listener }
+
+func newNetns() (*netns, error) {
+	return nil, errors.New("network isolation needs Linux network namespaces")
+}
+
+func (ns *netns) start(cmd *exec.Cmd) error { return cmd.Start() }
+
+func (ns *netns) Close() error { return nil }
