@@ -125,6 +125,12 @@ func exitCode(err error, stderr io.Writer) int {
 	if errors.Is(err, errUsageShown) {
 		return 2
 	}
+	if errors.Is(err, context.Canceled) {
+		// Interrupted (SIGINT/SIGTERM) before the sandbox ran: everything
+		// created was torn down; exit as a shell would.
+		fmt.Fprintln(stderr, "cork: interrupted")
+		return 130
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		printLines(stderr, ue.err)
