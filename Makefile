@@ -15,3 +15,6 @@ image: build
 
 clean:
 	rm -rf bin
+
+bench:
+	$(GO) run ./internal/bench

@@ -200,6 +200,8 @@ func startChild(mode, dir string, res map[string]string, extra ...string) (*prox
 }
 
 func (p *proxyProc) start(onLine func(string) bool, extra func()) error {
+	// If the benchmark dies (Ctrl-C, a closed stdout), the proxy goes too.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		return err
