@@ -149,7 +149,7 @@ type upstream struct {
 }
 
 // newUpstream starts a fake origin; tls selects HTTPS with upstreamCert.
-func newUpstream(t *testing.T, useTLS bool, h http.Handler) *upstream {
+func newUpstream(t testing.TB, useTLS bool, h http.Handler) *upstream {
 	t.Helper()
 	u := &upstream{Server: httptest.NewUnstartedServer(h)}
 	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -183,7 +183,7 @@ type testProxy struct {
 // startProxy builds a proxy over policy (YAML) with tokens, loopback
 // allowed, the fake upstreams trusted, and resolve overrides. mods edit
 // the Config before New.
-func startProxy(t *testing.T, policy string, tokens resolve.Tokens, resolveMap map[string]string, mods ...func(*Config)) *testProxy {
+func startProxy(t testing.TB, policy string, tokens resolve.Tokens, resolveMap map[string]string, mods ...func(*Config)) *testProxy {
 	t.Helper()
 	pol, err := ParsePolicy([]byte(policy))
 	if err != nil {
@@ -398,18 +398,30 @@ func newStdEnv(t *testing.T, mods ...func(*Config)) *stdEnv {
 	e.bSrv = newUpstream(t, true, e.b)
 	e.plainSrv = newUpstream(t, false, e.b)
 	res := map[string]string{
-		"b.example.test:443":        e.bSrv.addr(),
-		"allowed.example.test:443":  e.bSrv.addr(),
-		"allowed.example.test:80":   e.plainSrv.addr(),
-		"insecure.example.test:80":  e.plainSrv.addr(),
-		"api.example.test:80":       e.plainSrv.addr(),
-		"other.example.test:80":     e.plainSrv.addr(),
-		"b.example.test:80":         e.plainSrv.addr(),
-		"down.example.test:443":     "127.0.0.1:1", // nothing listens
+		"b.example.test:443":       e.bSrv.addr(),
+		"allowed.example.test:443": e.bSrv.addr(),
+		"allowed.example.test:80":  e.plainSrv.addr(),
+		"insecure.example.test:80": e.plainSrv.addr(),
+		"api.example.test:80":      e.plainSrv.addr(),
+		"other.example.test:80":    e.plainSrv.addr(),
+		"b.example.test:80":        e.plainSrv.addr(),
+		"down.example.test:443":    "127.0.0.1:1", // nothing listens
 	}
 	for _, h := range []string{"api", "gh", "tok", "raw", "add", "other"} {
 		res[h+".example.test:443"] = e.apiSrv.addr()
 	}
 	e.tp = startProxy(t, testPolicy, testTokens(), res, mods...)
 	return e
+}
+
+// eventually polls cond for up to 5 s: audit lines and metrics are written
+// when the proxy closes a response body, just after the client has it.
+func eventually(t *testing.T, cond func() bool) bool {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
 }

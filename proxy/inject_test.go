@@ -150,8 +150,11 @@ func TestInjectThroughMITM(t *testing.T) {
 			tc.check(t, e.api.last(t).header)
 		})
 	}
-	if logs := e.tp.logs.String(); !strings.Contains(logs, `"decision":"inject"`) || !strings.Contains(logs, `"slot":"gh"`) {
-		t.Errorf("audit log lacks inject lines:\n%s", logs)
+	if !eventually(t, func() bool {
+		logs := e.tp.logs.String()
+		return strings.Contains(logs, `"decision":"inject"`) && strings.Contains(logs, `"slot":"gh"`)
+	}) {
+		t.Errorf("audit log lacks inject lines:\n%s", e.tp.logs.String())
 	}
 }
 

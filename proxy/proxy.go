@@ -369,7 +369,7 @@ type connState struct {
 	mode      connMode
 	host      string // normalised
 	port      int
-	authority string // net.JoinHostPort(host, port)
+	authority string       // net.JoinHostPort(host, port)
 	conn      *trackedConn // set at hijack, before goproxy starts the MITM loop
 
 	// Set when the tunnel ends badly; guarded by mu.
