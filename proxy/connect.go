@@ -70,7 +70,7 @@ func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, st *connState, d deny) (*go
 func (p *Proxy) mitmTLSConfig(_ string, ctx *goproxy.ProxyCtx) (*tls.Config, error) {
 	st, _ := ctx.UserData.(*connState)
 	host := st.host
-	return &tls.Config{
+	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -80,7 +80,13 @@ func (p *Proxy) mitmTLSConfig(_ string, ctx *goproxy.ProxyCtx) (*tls.Config, err
 			}
 			return c, err
 		},
-	}, nil
+	}
+	// Session resumption across connections (goproxy clones this config;
+	// Clone keeps the keys). A ticket is only ever presented back to a
+	// connection for the same CONNECT host: the client caches sessions by
+	// server name.
+	c.SetSessionTicketKeys(p.ticketKeys)
+	return c, nil
 }
 
 // connectionError is goproxy's ConnectionErrHandler: a blind tunnel's dial

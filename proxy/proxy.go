@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -123,6 +124,11 @@ type Proxy struct {
 	policy atomic.Pointer[policyState]
 	tokens atomic.Pointer[resolve.Tokens]
 
+	// ticketKeys are shared by every intercepted connection's TLS config
+	// so that clients can resume sessions across connections: a fresh
+	// config per CONNECT would otherwise get its own random ticket key.
+	ticketKeys [][32]byte
+
 	tunnelIdle time.Duration
 	conns      connSet
 	connSeq    atomic.Uint64
@@ -149,7 +155,9 @@ func New(cfg Config) (*Proxy, error) {
 		tunnelIdle: orDefault(cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout),
 		stopReaper: make(chan struct{}),
 		reaperDone: make(chan struct{}),
+		ticketKeys: make([][32]byte, 1),
 	}
+	rand.Read(p.ticketKeys[0][:])
 	if cfg.Logger != nil {
 		p.log = *cfg.Logger
 	}

@@ -213,7 +213,16 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		return deny{reason: ReasonBadRequest, what: req.Method, detail: "unexpected request"}.response(req), nil
 	}
 	start := time.Now()
-	resp, err := p.tr.RoundTrip(req)
+	out := req
+	if req.Close {
+		// The client's "Connection: close" is about its own connection,
+		// which goproxy honours through ctx.Req. Upstream, keep the pooled
+		// connection: a new TLS handshake per request is the proxy's
+		// biggest cost.
+		out = req.WithContext(req.Context())
+		out.Close = false
+	}
+	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
 		d := upstreamDeny(err, rs.what)
 		p.log.Debug().Err(err).Str(fieldConnID, rs.conn.id).Str(fieldReason, d.reason).Msg("upstream request failed")
