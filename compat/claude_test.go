@@ -2,75 +2,125 @@ package compat
 
 import (
 	"crypto/rand"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cork-sh/cork/internal/fakeupstream"
 	"github.com/cork-sh/cork/provision"
 )
 
-const (
-	claudeSlot     = "claude"
-	claudeTokenEnv = "CORK_CLAUDE_OAUTH_TOKEN"
-	// claudeOAuthPrefix starts Claude's OAuth access tokens.
-	claudeOAuthPrefix = "sk-ant-oat01-"
-)
+// claudeFixture is a HOST .credentials.json (fake, with REAL… markers; see
+// testdata/claude/README.md). Its tokens expire at 14:00 on claudeNow's
+// day, so provisioning runs at that clock.
+const claudeFixture = "../testdata/claude/oauth/.credentials.json"
 
-// claudeToken returns a fake OAuth access token shaped like a real one:
-// the prefix, 93 base64url characters, "AA".
-func claudeToken(t *testing.T) string {
+var claudeNow = time.Date(2026, 11, 2, 8, 30, 0, 0, time.UTC)
+
+// claudeSecretMarkers are parts of the host credentials file that must
+// never reach the sandbox.
+var claudeSecretMarkers = []string{"sk-ant-oat01-REALACCESS", "sk-ant-ort01-REALREFRESH", "REALMCPACCESS", "REALMCPREFRESH"}
+
+// randomToken returns prefix and n random base64url characters.
+func randomToken(t *testing.T, prefix string, n int) string {
 	t.Helper()
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	b := make([]byte, 93)
+	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
-	return claudeOAuthPrefix + string(b) + "AA"
-}
-
-// claudePlan is what the claude profile is expected to provision for an
-// OAuth token: the placeholder as CLAUDE_CODE_OAUTH_TOKEN (a static bearer,
-// no refresh path), a bearer route on api.anthropic.com, the token
-// endpoints blocked.
-//
-// TODO(claude profile): replace with provision.Build(opts, provision.Claude{})
-// once the profile lands, reading the real token from a host
-// .credentials.json fixture.
-func claudePlan(real, placeholder string) provision.Plan {
-	block := func(host string) provision.Block {
-		return provision.Block{Host: host, Path: "/v1/oauth/token", Reason: "token refresh happens on the host"}
-	}
-	return provision.Plan{
-		Env: map[string]string{
-			"CLAUDE_CODE_OAUTH_TOKEN":                  placeholder,
-			"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-		},
-		ProvisionedEnv: map[string]string{claudeTokenEnv: real},
-		Egress: provision.EgressPlan{
-			TokenEnvMap: map[string]string{claudeSlot: claudeTokenEnv},
-			Slots:       map[string]provision.Slot{claudeSlot: {Placeholder: placeholder}},
-			Routes: []provision.Route{
-				{Host: fakeupstream.AnthropicHost, Slot: claudeSlot, Header: "Authorization", Scheme: provision.SchemeBearer},
-			},
-			Block: []provision.Block{block(fakeupstream.ClaudePlatformHost), block(fakeupstream.AnthropicConsole)},
-		},
-	}
+	return prefix + string(b)
 }
 
 func TestClaude(t *testing.T) {
 	claude := requireCLI(t, "claude")
 	version := cliVersion(t, claude)
-	t.Parallel()
-	row := report(t, 20, "Claude Code (`claude -p`, OAuth token)", version, "HTTPS + SSE (`/v1/messages`)", "")
+	apiKey := randomToken(t, "sk-ant-api03-", 93) + "AA"
+	for i, tc := range []struct {
+		name, transport string
+		// opts returns the provisioning options for a host home.
+		opts func(hostHome string) provision.Options
+		// real is the credential the fake must receive; header carries it.
+		real, header, sandboxVar string
+		markers                  []string
+	}{
+		{
+			name: "oauth", transport: "HTTPS + SSE, OAuth token from the host's `.credentials.json`",
+			opts: func(hostHome string) provision.Options {
+				return provision.Options{HostHome: hostHome, ForwardHostCredentials: true, Now: func() time.Time { return claudeNow }}
+			},
+			header: "Authorization", sandboxVar: provision.ClaudeOAuthTokenEnv, markers: claudeSecretMarkers,
+		},
+		{
+			name: "apikey", transport: "HTTPS + SSE, `ANTHROPIC_API_KEY` (x-api-key)",
+			opts: func(hostHome string) provision.Options {
+				return provision.Options{HostHome: hostHome, HostEnv: map[string]string{provision.AnthropicAPIKeyEnv: apiKey}}
+			},
+			real: apiKey, header: "X-Api-Key", sandboxVar: provision.AnthropicAPIKeyEnv,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			row := report(t, 20+i, "Claude Code (`claude -p`)", version, tc.transport, "")
+			hostHome := t.TempDir()
+			real := tc.real
+			if tc.name == "oauth" {
+				real = copyClaudeFixture(t, hostHome)
+			}
+			plan, err := provision.Build(tc.opts(hostHome), provision.Claude{})
+			if err != nil {
+				t.Fatalf("provision.Build(claude) = %v", err)
+			}
+			testClaude(t, claude, plan, tc.opts(hostHome).HostEnv, real, tc.header, tc.sandboxVar, tc.markers, row)
+		})
+	}
+}
 
-	real, placeholder := claudeToken(t), claudeToken(t)
+// copyClaudeFixture puts the fixture at <hostHome>/.claude/.credentials.json
+// and returns its access token.
+func copyClaudeFixture(t *testing.T, hostHome string) string {
+	t.Helper()
+	data, err := os.ReadFile(claudeFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(hostHome, ".claude")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".credentials.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var creds struct {
+		ClaudeAiOauth struct {
+			AccessToken string `json:"accessToken"`
+		} `json:"claudeAiOauth"`
+	}
+	if err := json.Unmarshal(data, &creds); err != nil || creds.ClaudeAiOauth.AccessToken == "" {
+		t.Fatalf("fixture %s: %v", claudeFixture, err)
+	}
+	return creds.ClaudeAiOauth.AccessToken
+}
+
+func testClaude(t *testing.T, claude string, plan provision.Plan, hostEnv map[string]string, real, header, sandboxVar string, markers []string, row *row) {
+	slot := provision.ClaudeSlot
+	if header != "Authorization" {
+		slot = provision.AnthropicSlot
+	}
+	placeholder := plan.Egress.Slots[slot].Placeholder
+	if placeholder == "" || placeholder == real {
+		t.Fatalf("%s slot placeholder = %q", slot, placeholder)
+	}
 	fake := startFake(t, fakeupstream.Config{AnthropicToken: real})
-	workspace := t.TempDir()
-	r := runSandbox(t, claudePlan(real, placeholder), fake, workspace, nil, claude, "-p", "say ok")
+	r := runSandbox(t, plan, fake, t.TempDir(), hostEnv, nil, claude, "-p", "say ok")
 	defer func() {
 		if t.Failed() || testing.Verbose() {
 			t.Logf("fake upstream saw:\n%s", fake.Summary())
@@ -85,23 +135,20 @@ func TestClaude(t *testing.T) {
 	if !strings.Contains(r.Stdout, fake.Reply()) {
 		t.Errorf("claude stdout does not hold the canned reply %q", fake.Reply())
 	}
-	reqs := fake.Requests(fakeupstream.AnthropicHost)
+	want := real
+	if header == "Authorization" {
+		want = "Bearer " + real
+	}
 	messages := 0
-	for _, q := range reqs {
-		if got := q.Header.Get("Authorization"); got != "Bearer "+real {
-			t.Errorf("%s %s reached api.anthropic.com with Authorization %s, want the real token", q.Method, q.Path, describeToken(got, real, placeholder))
+	for _, q := range fake.Requests(fakeupstream.AnthropicHost) {
+		if got := q.Header.Get(header); got != want {
+			t.Errorf("%s %s reached api.anthropic.com with %s %s, want the real credential", q.Method, q.Path, header, describeToken(got, real, placeholder))
 		}
-		for k, vs := range q.Header {
-			for _, v := range vs {
-				if strings.Contains(v, placeholder) {
-					t.Errorf("%s %s: header %s carries the placeholder", q.Method, q.Path, k)
-				}
-			}
-		}
+		checkNoPlaceholder(t, q, placeholder)
 		if q.Path == fakeupstream.MessagesPath && q.Status == http.StatusOK {
 			messages++
 			// OAuth needs its beta flag kept (AGENTS.md).
-			if !strings.Contains(strings.Join(q.Header.Values("anthropic-beta"), ","), "oauth-") {
+			if header == "Authorization" && !strings.Contains(strings.Join(q.Header.Values("anthropic-beta"), ","), "oauth-") {
 				t.Errorf("POST %s without the oauth anthropic-beta flag: %q", q.Path, q.Header.Values("anthropic-beta"))
 			}
 		}
@@ -117,18 +164,29 @@ func TestClaude(t *testing.T) {
 			t.Errorf("the sandbox tried %s: %v", h, got)
 		}
 	}
-	// Anything else Claude Code tried was denied, not sent.
-	for _, m := range r.Audit {
-		if (m["msg"] == "egress" || m["message"] == "egress") && m["host"] != fakeupstream.AnthropicHost {
-			t.Logf("other egress: %v %v %v", m["decision"], m["host"], m["path"])
+	if r.Env[sandboxVar] != placeholder {
+		t.Errorf("sandbox %s is not the placeholder", sandboxVar)
+	}
+	checkNoSecret(t, r, "real credential", real)
+	for _, m := range markers {
+		checkNoSecret(t, r, "host credentials secret "+m, m)
+	}
+	if !t.Failed() {
+		row.Notes = fmt.Sprintf("placeholder in %s; %s swapped on api.anthropic.com; settings/policy_limits answered 404", sandboxVar, header)
+		if header == "Authorization" {
+			row.Notes += "; `anthropic-beta: oauth-…` kept"
 		}
 	}
+}
 
-	if r.Env["CLAUDE_CODE_OAUTH_TOKEN"] != placeholder {
-		t.Errorf("sandbox CLAUDE_CODE_OAUTH_TOKEN is not the placeholder")
-	}
-	checkNoSecret(t, r, "real OAuth token", real)
-	if !t.Failed() {
-		row.Notes = "placeholder in CLAUDE_CODE_OAUTH_TOKEN; settings/policy_limits 404; `anthropic-beta: oauth-…` kept"
+// checkNoPlaceholder fails t if any header of q carries the placeholder.
+func checkNoPlaceholder(t *testing.T, q fakeupstream.Request, placeholder string) {
+	t.Helper()
+	for k, vs := range q.Header {
+		for _, v := range vs {
+			if strings.Contains(v, placeholder) {
+				t.Errorf("%s %s: header %s carries the placeholder", q.Method, q.Path, k)
+			}
+		}
 	}
 }

@@ -17,11 +17,19 @@ import (
 // The generic clients call the Messages API the way an SDK-based agent
 // would, with the placeholder from ANTHROPIC_AUTH_TOKEN as a bearer.
 
-// messagesPlan is claudePlan with the placeholder in ANTHROPIC_AUTH_TOKEN.
-func messagesPlan(real, placeholder string) provision.Plan {
-	p := claudePlan(real, placeholder)
-	p.Env = map[string]string{"ANTHROPIC_AUTH_TOKEN": placeholder}
-	return p
+// messagesPlan is the claude profile for a bearer token that is not a
+// subscription token (ANTHROPIC_AUTH_TOKEN on the host): the sandbox gets
+// the placeholder in ANTHROPIC_AUTH_TOKEN. It returns the plan and the
+// placeholder.
+func messagesPlan(t *testing.T, real string) (provision.Plan, string) {
+	t.Helper()
+	plan, err := provision.Build(provision.Options{
+		HostEnv: map[string]string{provision.AnthropicAuthTokenEnv: real},
+	}, provision.Claude{})
+	if err != nil {
+		t.Fatalf("provision.Build(claude) = %v", err)
+	}
+	return plan, plan.Egress.Slots[provision.ClaudeSlot].Placeholder
 }
 
 // nodeScript POSTs a streaming Messages request with fetch and prints the
@@ -99,14 +107,15 @@ func TestNodeFetch(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			t.Parallel()
 			row := report(t, 30+i, "Node `fetch`", version, tc.transport, "")
-			real, placeholder := claudeToken(t), claudeToken(t)
+			real := randomToken(t, "sk-ant-api03-", 95)
+			plan, placeholder := messagesPlan(t, real)
 			fake := startFake(t, fakeupstream.Config{AnthropicToken: real})
 			workspace := t.TempDir()
 			script := filepath.Join(workspace, "fetch.js")
 			if err := os.WriteFile(script, []byte(nodeScript), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			r := runSandbox(t, messagesPlan(real, placeholder), fake, workspace,
+			r := runSandbox(t, plan, fake, workspace, map[string]string{provision.AnthropicAuthTokenEnv: real},
 				map[string]string{"CORK_COMPAT_UNDICI": undici}, node, script, tc.mode)
 			defer func() {
 				if t.Failed() || testing.Verbose() {
@@ -151,13 +160,14 @@ func TestCurl(t *testing.T) {
 	version := cliVersion(t, curl)
 	t.Parallel()
 	row := report(t, 40, "curl", version, "HTTPS + SSE (`-N`)", "")
-	real, placeholder := claudeToken(t), claudeToken(t)
+	real := randomToken(t, "sk-ant-api03-", 95)
+	plan, placeholder := messagesPlan(t, real)
 	fake := startFake(t, fakeupstream.Config{AnthropicToken: real})
 	const script = `curl -sS -N --fail-with-body -H "Authorization: Bearer $ANTHROPIC_AUTH_TOKEN" ` +
 		`-H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' ` +
 		`-d '{"model":"claude-compat","max_tokens":16,"stream":true,"messages":[{"role":"user","content":"say ok"}]}' ` +
 		`https://api.anthropic.com/v1/messages`
-	r := runSandbox(t, messagesPlan(real, placeholder), fake, t.TempDir(), nil, "/bin/sh", "-c", script)
+	r := runSandbox(t, plan, fake, t.TempDir(), map[string]string{provision.AnthropicAuthTokenEnv: real}, nil, "/bin/sh", "-c", script)
 	defer func() {
 		if t.Failed() || testing.Verbose() {
 			t.Logf("fake upstream saw:\n%s\nproxy decisions:\n%s\ncurl stdout:\n%s\ncurl stderr:\n%s",
@@ -196,7 +206,8 @@ func TestPython(t *testing.T) {
 	version := cliVersion(t, python)
 	t.Parallel()
 	row := report(t, 41, "Python `urllib.request`", version, "HTTPS (JSON)", "")
-	real, placeholder := claudeToken(t), claudeToken(t)
+	real := randomToken(t, "sk-ant-api03-", 95)
+	plan, placeholder := messagesPlan(t, real)
 	fake := startFake(t, fakeupstream.Config{AnthropicToken: real})
 	const script = `import json, os, urllib.request
 req = urllib.request.Request("https://api.anthropic.com/v1/messages",
@@ -207,7 +218,7 @@ req = urllib.request.Request("https://api.anthropic.com/v1/messages",
 with urllib.request.urlopen(req, timeout=30) as resp:
     print(json.load(resp)["content"][0]["text"])
 `
-	r := runSandbox(t, messagesPlan(real, placeholder), fake, t.TempDir(), nil, python, "-c", script)
+	r := runSandbox(t, plan, fake, t.TempDir(), map[string]string{provision.AnthropicAuthTokenEnv: real}, nil, python, "-c", script)
 	defer func() {
 		if t.Failed() || testing.Verbose() {
 			t.Logf("fake upstream saw:\n%s\nproxy decisions:\n%s\npython stdout:\n%s\npython stderr:\n%s",
@@ -262,36 +273,17 @@ func npmVersion(dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// gitPlan is what a github profile is expected to provision for git: the
-// placeholder as GH_TOKEN, a credential helper (through GIT_CONFIG_*) that
-// hands it to git, and a Basic route on github.com that swaps the password.
-//
-// TODO(github profile): replace with the profile once it lands.
-func gitPlan(real, placeholder string) provision.Plan {
-	return provision.Plan{
-		Env: map[string]string{
-			"GH_TOKEN":            placeholder,
-			"GIT_TERMINAL_PROMPT": "0",
-			"GIT_CONFIG_COUNT":    "1",
-			"GIT_CONFIG_KEY_0":    "credential.https://github.com.helper",
-			"GIT_CONFIG_VALUE_0":  `!f() { test "$1" = get && printf 'username=x-access-token\npassword=%s\n' "$GH_TOKEN"; }; f`,
-		},
-		ProvisionedEnv: map[string]string{"CORK_GITHUB_TOKEN": real},
-		Egress: provision.EgressPlan{
-			TokenEnvMap: map[string]string{"github": "CORK_GITHUB_TOKEN"},
-			Slots:       map[string]provision.Slot{"github": {Placeholder: placeholder}},
-			Routes: []provision.Route{{Host: fakeupstream.GitHubHost, Slot: "github", Header: "Authorization",
-				Scheme: provision.SchemeBasic, BasicUser: fakeupstream.GitHubUser}},
-		},
-	}
-}
-
 func TestGit(t *testing.T) {
 	git := requireCLI(t, "git")
 	version := cliVersion(t, git)
 	t.Parallel()
 	row := report(t, 42, "git (smart HTTP, credential helper)", version, "HTTPS, Basic auth (clone + push)", "")
-	real, placeholder := githubToken(t), githubToken(t)
+	real := "ghp_" + strings.NewReplacer("-", "x", "_", "y").Replace(randomToken(t, "", 36))
+	plan, err := provision.Build(provision.Options{HostEnv: map[string]string{provision.GHTokenEnv: real}}, provision.GitHub{})
+	if err != nil {
+		t.Fatalf("provision.Build(github) = %v", err)
+	}
+	placeholder := plan.Egress.Slots[provision.GitHubSlot].Placeholder
 
 	root := t.TempDir()
 	bare := filepath.Join(root, "cork", "demo.git")
@@ -312,7 +304,7 @@ git add file.txt
 git -c user.name=cork -c user.email=cork@example.invalid commit -qm "cork compat push"
 git push -q origin HEAD:main 2>&1
 git ls-remote https://github.com/cork/demo.git main`
-	r := runSandbox(t, gitPlan(real, placeholder), fake, t.TempDir(), nil, "/bin/sh", "-c", script)
+	r := runSandbox(t, plan, fake, t.TempDir(), map[string]string{provision.GHTokenEnv: real}, nil, "/bin/sh", "-c", script)
 	defer func() {
 		if t.Failed() || testing.Verbose() {
 			t.Logf("fake upstream saw:\n%s\nproxy decisions:\n%s\ngit stdout:\n%s\ngit stderr:\n%s",
@@ -332,7 +324,7 @@ git ls-remote https://github.com/cork/demo.git main`
 		switch {
 		case !ok:
 			// the unauthenticated first try, answered 401
-		case user == fakeupstream.GitHubUser && pass == real:
+		case user == provision.GitHubBasicUser && pass == real:
 			authed++
 		case pass == placeholder:
 			t.Errorf("%s %s reached github.com with the placeholder", q.Method, q.Path)
@@ -343,23 +335,13 @@ git ls-remote https://github.com/cork/demo.git main`
 	if authed == 0 {
 		t.Errorf("no request reached github.com with the real token")
 	}
+	if r.Env[provision.GHTokenEnv] != placeholder {
+		t.Errorf("sandbox %s is not the placeholder", provision.GHTokenEnv)
+	}
 	checkNoSecret(t, r, "real token", real)
 	if !t.Failed() {
-		row.Notes = "placeholder from a credential helper; cork decodes Basic, swaps the password, re-encodes"
+		row.Notes = "github profile: placeholder from its credential helper (`GIT_CONFIG_*`); sent after the 401 challenge; cork decodes Basic, swaps the password, re-encodes"
 	}
-}
-
-// githubToken returns a token shaped like a classic GitHub PAT.
-func githubToken(t *testing.T) string {
-	t.Helper()
-	tok := claudeToken(t) // random base64url
-	var b strings.Builder
-	for _, c := range tok[len(claudeOAuthPrefix):] {
-		if c != '-' && c != '_' {
-			b.WriteRune(c)
-		}
-	}
-	return "ghp_" + b.String()[:36]
 }
 
 func basicAuth(h http.Header) (user, pass string, ok bool) {

@@ -119,7 +119,7 @@ func testCodex(t *testing.T, codex string, mode codexMode, extra []string, row *
 		"-c", "check_for_update_on_startup=false", "-c", `otel.metrics_exporter="none"`}
 	argv = append(argv, extra...)
 	argv = append(argv, "say ok")
-	r := runSandbox(t, plan, fake, workspace, nil, argv...)
+	r := runSandbox(t, plan, fake, workspace, nil, nil, argv...)
 
 	failed := func() {
 		t.Logf("fake upstream saw:\n%s", fake.Summary())

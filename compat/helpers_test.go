@@ -148,11 +148,13 @@ type sandboxRun struct {
 }
 
 // runSandbox runs argv in a local sandbox for plan, through cork's proxy,
-// with every fake host resolved to fake. The command is wrapped in sh so
+// with every fake host resolved to fake. hostEnv is added to the host
+// environment the launcher resolves tokens from (a real token given by
+// env, as the operator would); env is added to the sandbox's. The command is wrapped in sh so
 // that, after it exits, the sandbox's environment and a copy of its HOME
 // are saved for inspection (the launcher deletes the HOME when Run
 // returns).
-func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, workspace string, env map[string]string, argv ...string) *sandboxRun {
+func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, workspace string, hostEnv, env map[string]string, argv ...string) *sandboxRun {
 	t.Helper()
 	if err := plan.Validate(); err != nil {
 		t.Fatalf("plan.Validate() = %v", err)
@@ -162,6 +164,10 @@ func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, wo
 	logBuf := &syncBuffer{}
 	logger := zerolog.New(logBuf).With().Timestamp().Logger()
 	var stdout, stderr syncBuffer
+	host := map[string]string{"PATH": hostPath(), "LANG": "C.UTF-8"}
+	for k, v := range hostEnv {
+		host[k] = v
+	}
 	sandboxEnv := map[string]string{"CORK_COMPAT_OUT": out}
 	for k, v := range env {
 		sandboxEnv[k] = v
@@ -172,7 +178,7 @@ func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, wo
 	}
 	spec := &launch.Spec{
 		Plan:      plan,
-		HostEnv:   map[string]string{"PATH": hostPath(), "LANG": "C.UTF-8"},
+		HostEnv:   host,
 		Command:   append([]string{"/bin/sh", "-c", wrapper, "sh"}, argv...),
 		Workspace: workspace,
 		Env:       sandboxEnv,
@@ -189,19 +195,29 @@ func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, wo
 	}
 	t0 := time.Now()
 	if trace {
-		spec.Progress = func(msg string) { t.Logf("%s +%s %s", time.Now().Format("15:04:05.000"), time.Since(t0).Round(time.Millisecond), msg) }
+		spec.Progress = func(msg string) {
+			t.Logf("%s +%s %s", time.Now().Format("15:04:05.000"), time.Since(t0).Round(time.Millisecond), msg)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	start := time.Now()
+	// A run that is about to time out: keep the process table, to see
+	// which process hangs (the launcher kills only the direct child).
+	var ps syncBuffer
+	stall := time.AfterFunc(runTimeout-10*time.Second, func() {
+		out, _ := exec.Command("ps", "-eo", "pid,ppid,stat,etime,wchan:24,args").CombinedOutput()
+		ps.Write(out)
+	})
 	code, err := (&launch.Local{}).Run(ctx, spec)
+	stall.Stop()
 	r := &sandboxRun{Code: code, Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), AuditRaw: logBuf.String()}
 	t.Logf("%s exited %d after %s", filepath.Base(argv[0]), code, r.Elapsed.Round(10*time.Millisecond))
 	if err != nil {
 		t.Fatalf("launch.Local.Run = %v\nstderr:\n%s", err, r.Stderr)
 	}
 	if ctx.Err() != nil {
-		t.Errorf("%s did not finish within %s", argv[0], runTimeout)
+		t.Errorf("%s did not finish within %s; processes %s before the deadline:\n%s", argv[0], runTimeout, 10*time.Second, ps.String())
 	}
 	sc := bufio.NewScanner(strings.NewReader(r.AuditRaw))
 	sc.Buffer(make([]byte, 64<<10), 4<<20)

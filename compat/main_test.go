@@ -141,9 +141,12 @@ const compatNotes = `
   SSE is used with a custom provider that sets ` + "`supports_websockets=false`" + ` (the flag is ignored on the
   built-in provider): ` + "`-c model_provider=X -c model_providers.X.base_url=\"https://chatgpt.com/backend-api/codex\" -c model_providers.X.requires_openai_auth=true -c model_providers.X.supports_websockets=false`" + `.
   Codex calls ` + "`GET /backend-api/wham/accounts/check`" + ` before its first turn; it must succeed.
-- **Claude Code**: ` + "`CLAUDE_CODE_OAUTH_TOKEN=<placeholder>`" + ` (static bearer: no refresh path),
-  ` + "`CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`" + `; trusts the cork CA through ` + "`NODE_EXTRA_CA_CERTS`" + `, honours
-  ` + "`HTTPS_PROXY`" + `. The test builds this plan by hand until the ` + "`claude`" + ` profile lands.
+- **Claude Code**: the ` + "`claude`" + ` profile. With a host ` + "`~/.claude/.credentials.json`" + `, the sandbox gets
+  ` + "`CLAUDE_CODE_OAUTH_TOKEN=<placeholder>`" + ` (a static bearer: no refresh path); with ` + "`ANTHROPIC_API_KEY`" + `,
+  its placeholder (sent as ` + "`x-api-key`" + `). Both: ` + "`CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`" + `, a
+  ` + "`~/.claude.json`" + ` marking onboarding done, the token endpoints blocked. Claude Code trusts the cork CA
+  through ` + "`NODE_EXTRA_CA_CERTS`" + ` and honours ` + "`HTTPS_PROXY`" + `; with this setting it calls only
+  ` + "`api.anthropic.com`" + `.
 - **Node ` + "`fetch`" + `**: Node 20's global ` + "`fetch`" + ` ignores ` + "`HTTPS_PROXY`" + ` (` + "`NODE_USE_ENV_PROXY=1`" + `, which cork sets,
   needs Node 24+). Use undici's ` + "`EnvHttpProxyAgent`" + ` from the ` + "`undici`" + ` npm package, either as the
   ` + "`dispatcher`" + ` of undici's ` + "`fetch`" + ` or installed with ` + "`setGlobalDispatcher`" + ` (which Node's built-in
@@ -151,9 +154,13 @@ const compatNotes = `
   fails (closed), outside one it would go direct and be unauthenticated.
 - **curl**, **Python** (` + "`urllib`" + `): work with the launcher's variables alone (` + "`https_proxy`" + `,
   ` + "`CURL_CA_BUNDLE`" + ` / ` + "`SSL_CERT_FILE`" + `).
-- **git**: the placeholder comes from a credential helper (set here through ` + "`GIT_CONFIG_*`" + `); git sends it
-  only after a 401 challenge, in Basic auth, which cork decodes, swaps and re-encodes. The same clients
-  against a standalone ` + "`cork proxy`" + ` are tested in ` + "`cmd/cork/clients_test.go`" + `.
+- **git**: the ` + "`github`" + ` profile's credential helper (set through ` + "`GIT_CONFIG_*`" + `) hands git the
+  placeholder; git sends it only after a 401 challenge, in Basic auth, which cork decodes, swaps and
+  re-encodes. The same clients against a standalone ` + "`cork proxy`" + ` are tested in
+  ` + "`cmd/cork/clients_test.go`" + `.
+
+The Node, curl and Python rows use the ` + "`claude`" + ` profile with ` + "`ANTHROPIC_AUTH_TOKEN`" + ` on the host (a
+bearer that is not a subscription token): the sandbox holds its placeholder in the same variable.
 
 Regenerate after bumping a pin in ` + "`.ci/npm-install.sh`" + `:
 

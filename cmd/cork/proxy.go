@@ -143,9 +143,12 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin i
 	if admin != nil {
 		admin.Shutdown(sctx)
 	}
-	err = srv.Shutdown(sctx)
-	p.Close()
-	if err != nil {
+	// Stop accepting and drain plain connections (srv), and let requests in
+	// flight inside intercepted connections finish (p), both bounded.
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Shutdown(sctx) }()
+	perr := p.Shutdown(sctx)
+	if err := <-srvDone; err != nil || perr != nil {
 		srv.Close()
 		log.Warn().Msg("in-flight requests cut at the shutdown deadline")
 	}

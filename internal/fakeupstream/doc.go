@@ -1,9 +1,10 @@
 // Package fakeupstream serves fake ChatGPT (chatgpt.com), OpenAI auth
-// (auth.openai.com) and Anthropic (api.anthropic.com) backends over HTTPS,
-// for running the real Codex CLI and Claude Code through cork in tests
-// (the compat suite). Nothing here talks to the network: one TLS listener on
-// 127.0.0.1 presents a certificate from a throwaway CA for every fake host,
-// and the proxy is pointed at it with Resolve.
+// (auth.openai.com), Anthropic (api.anthropic.com) and GitHub git
+// (github.com, through the real git http-backend) backends over HTTPS, for
+// running the real Codex CLI, Claude Code and other clients through cork in
+// tests (the compat suite). Nothing here talks to the network: one TLS
+// listener on 127.0.0.1 presents a certificate from a throwaway CA for
+// every fake host, and the proxy is pointed at it with Resolve.
 //
 // The fakes answer only what the pinned CLIs need for one non-interactive
 // turn (see AGENTS.md, "Observed with ..."), each with a canned reply, and
