@@ -154,13 +154,6 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		Stderr:   stderr,
 		Progress: progress,
 	}
-	if progress != nil {
-		names := make([]string, len(profiles))
-		for i, p := range profiles {
-			names[i] = p.Name()
-		}
-		progress(fmt.Sprintf("provisioned %s for the %s backend", strings.Join(names, ", "), backend.Name()))
-	}
 	code, err := backend.Run(ctx, spec)
 	if err != nil {
 		var se *launch.SetupError

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad input to `cork run` gets one clear line, exit status 2, and leaves
+// nothing behind (issue #4).
+func TestRunBadInput(t *testing.T) {
+	home := t.TempDir()
+	unreadable := filepath.Join(t.TempDir(), "locked")
+	if err := os.Mkdir(unreadable, 0o000); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"unknown backend", nil, []string{"--backend", "vmware", "--agent", "codex", "--", "true"}, `cork: --backend: unknown backend "vmware" (want docker, local, smolvm)`},
+		{"unknown agent", nil, []string{"--agent", "cursor", "--", "true"}, `cork: --agent: unknown agent profile "cursor" (known: claude, codex, github)`},
+		{"no command", nil, []string{"--agent", "codex"}, "cork: run: no command: give it after --, e.g. cork run --agent codex -- codex"},
+		{"missing workspace", nil, []string{"--agent", "github", "--workspace", filepath.Join(home, "nope"), "--", "true"}, "cork: --workspace: " + filepath.Join(home, "nope") + ": no such file or directory"},
+		{"missing host credential", nil, []string{"--agent", "codex", "--", "true"}, "cork: codex: read " + filepath.Join(home, ".codex", "auth.json") + ": no such file or directory (sign in on the host with `codex login`, set OPENAI_API_KEY, or don't forward host credentials)\n"},
+		{"unset token variable", nil, []string{"--agent", "github", "--", "true"}, "cork: missing credential: GH_TOKEN (slot github) unset or empty"},
+		{"no docker image", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--backend", "docker", "--agent", "github", "--", "true"}, "cork: --image: the docker backend needs an image for the sandbox\n"},
+		{"bad CORK_ variable", map[string]string{"CORK_LOG_LEVEL": "loud", "GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--", "true"}, `cork: CORK_LOG_LEVEL: "loud": want trace, debug, info, warn or error`},
+	}
+	if os.Geteuid() != 0 { // root reads any directory
+		tests = append(tests, struct {
+			name string
+			env  map[string]string
+			args []string
+			want string
+		}{"unreadable workspace", nil, []string{"--agent", "github", "--workspace", unreadable, "--", "true"}, "cork: --workspace: " + unreadable + ": permission denied"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			env := map[string]string{"HOME": home, "PATH": os.Getenv("PATH"), "TMPDIR": tmp}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			t.Setenv("TMPDIR", tmp) // where a backend would create its sandbox
+			code, _, stderr := runCork(t, env, append([]string{"run"}, tt.args...)...)
+			if code != 2 {
+				t.Errorf("exit = %d, want 2; stderr:\n%s", code, stderr)
+			}
+			if !strings.HasPrefix(stderr, tt.want) {
+				t.Errorf("stderr = %q, want it to start with %q", stderr, tt.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n > 0 && !strings.Contains(tt.name, "usage") {
+				t.Errorf("stderr has %d lines, want one:\n%s", n+1, stderr)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) > 0 {
+				t.Errorf("left behind in TMPDIR: %v", left)
+			}
+			if strings.Contains(stderr, "ghp_REAL") {
+				t.Errorf("stderr shows a token value: %q", stderr)
+			}
+		})
+	}
+}
