@@ -287,12 +287,8 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	bundle := filepath.Join(home, ".cork", "ca-bundle.pem")
-	if err := os.MkdirAll(filepath.Dir(bundle), 0o700); err != nil {
-		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
-	}
-	if err := os.WriteFile(bundle, CABundle(ca), 0o644); err != nil {
-		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
+	if _, _, err := writeTrust(home, ca); err != nil {
+		return 0, err
 	}
 	if s.stopWtch, err = watchSources(ctx, spec, s.side); err != nil {
 		return 0, fmt.Errorf("watch host credentials: %w", err)
@@ -375,7 +371,7 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 		env[k] = v
 	}
 	proxyURL := fmt.Sprintf("http://%s:%d", ProxyAlias, ProxyPort)
-	for k, v := range SandboxEnv(proxyURL, SandboxHome+"/.cork/ca-bundle.pem", sidecarCAPath) {
+	for k, v := range SandboxEnv(proxyURL, SandboxHome+"/"+SandboxBundleFile, sidecarCAPath) {
 		env[k] = v
 	}
 	for k, v := range sandboxEnvExpand(spec.Env, SandboxHome) {

@@ -1,7 +1,9 @@
 package launch
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -55,4 +57,27 @@ func CABundle(caPEM []byte) []byte {
 		}
 	}
 	return append(b, caPEM...)
+}
+
+// Where a sandbox finds the session CA and the bundle, relative to its home.
+const (
+	SandboxCAFile     = ".cork/ca.pem"
+	SandboxBundleFile = ".cork/ca-bundle.pem"
+)
+
+// writeTrust writes the session CA and the bundle of system roots plus
+// the CA into home (as the host sees it) and returns their host paths.
+func writeTrust(home string, caPEM []byte) (caPath, bundlePath string, err error) {
+	caPath = filepath.Join(home, filepath.FromSlash(SandboxCAFile))
+	bundlePath = filepath.Join(home, filepath.FromSlash(SandboxBundleFile))
+	if err := os.MkdirAll(filepath.Dir(caPath), 0o700); err != nil {
+		return "", "", fmt.Errorf("sandbox CA: %w", err)
+	}
+	if err := os.WriteFile(caPath, caPEM, 0o644); err != nil {
+		return "", "", fmt.Errorf("sandbox CA: %w", err)
+	}
+	if err := os.WriteFile(bundlePath, CABundle(caPEM), 0o644); err != nil {
+		return "", "", fmt.Errorf("sandbox CA bundle: %w", err)
+	}
+	return caPath, bundlePath, nil
 }

@@ -83,16 +83,9 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	defer stopRefresh()
 	spec.progress("proxy listening on %s", ln.Addr())
 
-	caPath := filepath.Join(home, ".cork", "ca.pem")
-	bundlePath := filepath.Join(home, ".cork", "ca-bundle.pem")
-	if err := os.MkdirAll(filepath.Dir(caPath), 0o700); err != nil {
-		return 0, fmt.Errorf("sandbox home: %w", err)
-	}
-	if err := os.WriteFile(caPath, ip.proxy.CACertPEM(), 0o644); err != nil {
-		return 0, fmt.Errorf("sandbox CA: %w", err)
-	}
-	if err := os.WriteFile(bundlePath, CABundle(ip.proxy.CACertPEM()), 0o644); err != nil {
-		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
+	caPath, bundlePath, err := writeTrust(home, ip.proxy.CACertPEM())
+	if err != nil {
+		return 0, err
 	}
 
 	env := map[string]string{}

@@ -175,14 +175,8 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	defer stopRefresh()
 	spec.progress("proxy listening on %s (the VM's only way out)", ln.Addr())
 
-	if err := os.MkdirAll(filepath.Join(home, ".cork"), 0o700); err != nil {
-		return 0, fmt.Errorf("sandbox home: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(home, ".cork", "ca.pem"), ip.proxy.CACertPEM(), 0o644); err != nil {
-		return 0, fmt.Errorf("sandbox CA: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(home, ".cork", "ca-bundle.pem"), CABundle(ip.proxy.CACertPEM()), 0o644); err != nil {
-		return 0, fmt.Errorf("sandbox CA bundle: %w", err)
+	if _, _, err := writeTrust(home, ip.proxy.CACertPEM()); err != nil {
+		return 0, err
 	}
 
 	run.home = home
@@ -262,7 +256,7 @@ func smolvmGuestEnvMap(spec *Spec, proxyURL string) map[string]string {
 	for k, v := range sandboxEnvExpand(spec.Plan.Env, SmolvmHome) {
 		env[k] = v
 	}
-	for k, v := range SandboxEnv(proxyURL, SmolvmHome+"/.cork/ca-bundle.pem", SmolvmHome+"/.cork/ca.pem") {
+	for k, v := range SandboxEnv(proxyURL, SmolvmHome+"/"+SandboxBundleFile, SmolvmHome+"/"+SandboxCAFile) {
 		env[k] = v
 	}
 	for k, v := range sandboxEnvExpand(spec.Env, SmolvmHome) {

@@ -164,7 +164,7 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 	if needPolicy {
 		if o.policyFile == "" {
 			bad("policy-file", "required: the policy file to enforce")
-		} else if err := checkReadable(o.policyFile); err != nil {
+		} else if err := checkPath(o.policyFile, false); err != nil {
 			bad("policy-file", "%v", err)
 		}
 		if o.tokensFile == "" {
@@ -302,7 +302,9 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-func checkReadable(path string) error {
+// checkPath checks that path is a readable file (wantDir false) or a
+// listable directory (wantDir true).
+func checkPath(path string, wantDir bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return pathError(err)
@@ -312,8 +314,15 @@ func checkReadable(path string) error {
 	if err != nil {
 		return pathError(err)
 	}
-	if st.IsDir() {
+	switch {
+	case wantDir && !st.IsDir():
+		return fmt.Errorf("%s: not a directory", path)
+	case !wantDir && st.IsDir():
 		return fmt.Errorf("%s: is a directory", path)
+	case wantDir:
+		if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: %v", path, errors.Unwrap(err))
+		}
 	}
 	return nil
 }
@@ -321,7 +330,7 @@ func checkReadable(path string) error {
 // checkTokensFile insists on a private file: tokens are secrets
 // (invariant 7).
 func checkTokensFile(path string) error {
-	if err := checkReadable(path); err != nil {
+	if err := checkPath(path, false); err != nil {
 		return err
 	}
 	st, err := os.Stat(path)

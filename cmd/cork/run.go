@@ -100,7 +100,7 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		if err != nil {
 			return usageErrorf("--workspace: %v", err)
 		}
-		if err := readableDir(abs); err != nil {
+		if err := checkPath(abs, true); err != nil {
 			return usageErrorf("--workspace: %v", err)
 		}
 		*workspace = abs
@@ -213,25 +213,6 @@ func (s *proxySettings) raw() map[string]string {
 		}
 	}
 	return m
-}
-
-func readableDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return pathError(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return pathError(err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s: not a directory", dir)
-	}
-	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %v", dir, errors.Unwrap(err))
-	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
