@@ -150,6 +150,9 @@ func TestNodeFetch(t *testing.T) {
 			checkMessages(t, r, fake, real, placeholder)
 			if !t.Failed() {
 				row.Notes = tc.notes
+				if tc.mode == "plain" {
+					row.Notes = "`NODE_USE_ENV_PROXY=1`, set by the launcher, makes the built-in fetch use HTTPS_PROXY"
+				}
 			}
 		})
 	}

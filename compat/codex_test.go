@@ -213,7 +213,7 @@ func testCodex(t *testing.T, codex string, mode codexMode, extra []string, row *
 		enc := checkSSEBodies(t, sse)
 		row.Notes = "request body " + enc + ", passed through untouched"
 		if mode == codexFallback {
-			row.Notes = fmt.Sprintf("upgrade refused with %d (%d tries), then POST; ", wsRefusedStatus, len(ws)) + row.Notes
+			row.Notes = fmt.Sprintf("upgrade refused with %d (attempts: %d), then POST; ", wsRefusedStatus, len(ws)) + row.Notes
 		}
 	}
 
