@@ -21,3 +21,16 @@ func ownProcessGroup(cmd *exec.Cmd) {
 func sandboxUser() string {
 	return fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
 }
+
+// signalGroup signals the process group that ownProcessGroup gave cmd:
+// the command and everything it left running.
+func signalGroup(cmd *exec.Cmd, sig syscall.Signal) {
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, sig)
+	}
+}
+
+// groupAlive reports whether any process of cmd's group is left.
+func groupAlive(cmd *exec.Cmd) bool {
+	return cmd.Process != nil && syscall.Kill(-cmd.Process.Pid, 0) == nil
+}

@@ -95,6 +95,14 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 		}
 	}
 	env["HOME"] = home
+	// A private temporary directory, removed with the home. (Codex also
+	// refuses to create helpers under the system temporary directory,
+	// which the sandbox home is in.)
+	tmp := filepath.Join(home, ".tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return 0, fmt.Errorf("sandbox home: %w", err)
+	}
+	env["TMPDIR"] = tmp
 	for k, v := range sandboxEnvExpand(spec.Plan.Env, home) {
 		env[k] = v
 	}
@@ -112,6 +120,18 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 		cmd.Dir = spec.Workspace
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	// Without a terminal, the command gets a process group of its own so
+	// that whatever it leaves running is stopped at teardown. On a
+	// terminal it stays in cork's foreground group, where it can read the
+	// terminal and gets the user's Ctrl-C directly.
+	grouped := !isTerminal(spec.Stdin)
+	if grouped {
+		ownProcessGroup(cmd)
+	}
+	// A leftover process holding the output pipes must not keep cork
+	// waiting after the command exits: once it has, its output gets
+	// outputDrain to arrive, then the leftovers are stopped.
+	cmd.WaitDelay = outputDrain
 	spec.progress("sandbox ready; running %s", filepath.Base(spec.Command[0]))
 	if ns != nil {
 		err = ns.start(cmd)
@@ -121,34 +141,61 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Command[0], err)
 	}
-	code, err := waitChild(ctx, cmd)
+	code, err := waitChild(ctx, cmd, grouped)
 	spec.progress("sandbox exited with status %d; tearing down", code)
 	return code, err
 }
 
 // waitChild waits for cmd; when ctx ends first it sends SIGTERM, then
-// SIGKILL after ChildStopGrace. It returns the child's exit status (128+n
-// when killed by signal n).
-func waitChild(ctx context.Context, cmd *exec.Cmd) (int, error) {
+// SIGKILL after ChildStopGrace. With grouped, signals go to the command's
+// process group, and anything left in it once the command exits is
+// stopped too. It returns the command's exit status (128+n when killed by
+// signal n).
+func waitChild(ctx context.Context, cmd *exec.Cmd, grouped bool) (int, error) {
+	signal := func(sig syscall.Signal) {
+		if grouped {
+			signalGroup(cmd, sig)
+		} else {
+			cmd.Process.Signal(sig)
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
+		signal(syscall.SIGTERM)
 		select {
 		case err = <-done:
 		case <-time.After(ChildStopGrace):
-			cmd.Process.Kill()
+			signal(syscall.SIGKILL)
 			err = <-done
 		}
+	}
+	if grouped && groupAlive(cmd) {
+		signalGroup(cmd, syscall.SIGTERM)
+		for deadline := time.Now().Add(leftoverGrace); groupAlive(cmd) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		signalGroup(cmd, syscall.SIGKILL)
 	}
 	return exitStatus(err)
 }
 
+// outputDrain is how long output written before the command exited may
+// take to arrive once it has, while something it left running holds the
+// pipes.
+const outputDrain = 250 * time.Millisecond
+
+// leftoverGrace is how long processes the command left behind get after
+// SIGTERM before they are killed.
+const leftoverGrace = 500 * time.Millisecond
+
 func exitStatus(err error) (int, error) {
-	if err == nil {
+	if err == nil || errors.Is(err, exec.ErrWaitDelay) {
+		// ErrWaitDelay: the command exited 0; only a leftover process
+		// still held its output.
 		return 0, nil
 	}
 	var ee *exec.ExitError

@@ -488,9 +488,12 @@ func TestLocalRun(t *testing.T) {
 		}
 	}
 	checkSandboxEnv(t, rep.Env, proxyURL, home)
+	if want := filepath.Join(home, ".tmp"); rep.Env["TMPDIR"] != want {
+		t.Errorf("TMPDIR = %q, want the private %q", rep.Env["TMPDIR"], want)
+	}
 	for k := range rep.Env {
 		if !slices.Contains(hostEnvPassthrough, k) {
-			if _, fromSandbox := SandboxEnv("", "", "")[k]; !fromSandbox && k != "HOME" && k != "API_TOKEN" && k != "API_TOKEN_FILE" {
+			if _, fromSandbox := SandboxEnv("", "", "")[k]; !fromSandbox && k != "HOME" && k != "TMPDIR" && k != "API_TOKEN" && k != "API_TOKEN_FILE" {
 				t.Errorf("unexpected variable %s in the sandbox", k)
 			}
 		}
@@ -762,5 +765,26 @@ func checkRefresh(t *testing.T, b Backend, spec *Spec, up *upstream) {
 		if l.Sent != "" && l.Sent != "Bearer "+testPlaceholder {
 			t.Errorf("the sandbox sent %q, want only the placeholder", l.Sent)
 		}
+	}
+}
+
+// Processes the command leaves running do not keep cork waiting, and are
+// stopped at teardown: nothing is left behind.
+func TestLocalLeftoverProcesses(t *testing.T) {
+	t.Parallel()
+	marker := filepath.Join(t.TempDir(), "leftover-ran")
+	// The background job would create marker after 3 s if it survived.
+	spec, _, stderr := localSpec(t, nil, "/bin/sh", "-c", "(sleep 3; touch "+marker+") & echo started")
+	start := time.Now()
+	code, err := (&Local{}).Run(context.Background(), spec)
+	if err != nil || code != 0 {
+		t.Fatalf("Run = %d, %v; stderr:\n%s", code, err, stderr)
+	}
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Errorf("Run took %v: it waited for the leftover process", d)
+	}
+	time.Sleep(3500*time.Millisecond - time.Since(start))
+	if _, err := os.Stat(marker); err == nil {
+		t.Errorf("the leftover background process survived teardown")
 	}
 }

@@ -186,6 +186,11 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	// Smolfile, which could widen the VM's mounts or egress.
 	cmd.Dir = home
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	grouped := !isTerminal(spec.Stdin) // as for local: see Local.Run
+	if grouped {
+		ownProcessGroup(cmd)
+	}
+	cmd.WaitDelay = outputDrain
 	if _, err := os.Stat(spec.Image); err != nil {
 		spec.progress("the VM pulls %s through the proxy: its registry's hosts must be allowed (--allow), or use a docker save archive", spec.Image)
 	}
@@ -193,7 +198,7 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", bin, err)
 	}
-	code, err := waitChild(ctx, cmd)
+	code, err := waitChild(ctx, cmd, grouped)
 	spec.progress("microVM exited with status %d; tearing down", code)
 	return code, err
 }
