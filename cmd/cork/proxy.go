@@ -37,7 +37,9 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 		return usageErrorf("proxy: unexpected argument %q", fs.Arg(0))
 	}
 	settings.set = setFlags(fs)
-	opts, err := settings.validate(true, stderr)
+	logw := newBufferedLog(stderr)
+	defer logw.Close()
+	opts, err := settings.validate(true, logw)
 	if err != nil {
 		return err
 	}
