@@ -1,6 +1,8 @@
 package launch
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -33,8 +35,26 @@ func Policy(spec *Spec) (*proxy.Policy, error) {
 	return p, nil
 }
 
-// startInProcess serves a proxy for spec on ln with tokens.
-func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens) (*inProcess, error) {
+// sessionAuth returns a fresh "user:password" for the proxy's client
+// authentication (proxy.Config.ClientAuth): the in-process proxy may
+// listen where more than the sandbox can reach it (a microVM host's
+// address, a shared host's loopback), so only holders of this session
+// credential, given to the sandbox in its proxy URL, may use it.
+func sessionAuth() string {
+	b := make([]byte, 18)
+	rand.Read(b)
+	return "cork:" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// proxyURL is the proxy URL a sandbox uses: the session credential and
+// hostport, the proxy as the sandbox reaches it.
+func proxyURL(auth, hostport string) string {
+	return "http://" + auth + "@" + hostport
+}
+
+// startInProcess serves a proxy for spec on ln with tokens; clients must
+// present auth (from sessionAuth).
+func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth string) (*inProcess, error) {
 	pol, err := Policy(spec)
 	if err != nil {
 		return nil, err
@@ -46,6 +66,7 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens) (*inProc
 		UpstreamRootCAs: spec.Proxy.UpstreamRootCAs,
 		AllowPrivate:    spec.Proxy.AllowPrivate,
 		Resolve:         spec.Proxy.Resolve,
+		ClientAuth:      resolve.NewSecret(auth),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start proxy: %w", err)

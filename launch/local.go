@@ -70,7 +70,8 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return 0, fmt.Errorf("proxy listener: %w", err)
 	}
-	ip, err := startInProcess(spec, ln, tokens)
+	auth := sessionAuth()
+	ip, err := startInProcess(spec, ln, tokens, auth)
 	if err != nil {
 		ln.Close()
 		return 0, err
@@ -106,7 +107,7 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	for k, v := range sandboxEnvExpand(spec.Plan.Env, home) {
 		env[k] = v
 	}
-	for k, v := range SandboxEnv("http://"+ln.Addr().String(), bundlePath, caPath) {
+	for k, v := range SandboxEnv(proxyURL(auth, ln.Addr().String()), bundlePath, caPath) {
 		env[k] = v
 	}
 	for k, v := range sandboxEnvExpand(spec.Env, home) {

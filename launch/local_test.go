@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -481,11 +482,16 @@ func TestLocalRun(t *testing.T) {
 	if !slices.Equal(rep.Files, wantHomeFiles) {
 		t.Errorf("HOME holds %q, want %q", rep.Files, wantHomeFiles)
 	}
-	var proxyURL string
+	var proxyAddr string
 	for _, m := range progress {
 		if a, ok := strings.CutPrefix(m, "proxy listening on "); ok {
-			proxyURL = "http://" + a
+			proxyAddr = a
 		}
+	}
+	// The proxy URL carries the session's client credential.
+	proxyURL := rep.Env["HTTPS_PROXY"]
+	if !regexp.MustCompile(`^http://cork:[A-Za-z0-9_-]{24}@` + regexp.QuoteMeta(proxyAddr) + `$`).MatchString(proxyURL) {
+		t.Errorf("HTTPS_PROXY = %q, want http://cork:<session credential>@%s", proxyURL, proxyAddr)
 	}
 	checkSandboxEnv(t, rep.Env, proxyURL, home)
 	if want := filepath.Join(home, ".tmp"); rep.Env["TMPDIR"] != want {

@@ -140,11 +140,15 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	if err != nil {
 		return 0, setupErrorf("smolvm: proxy listener on %s: %w", listen, err)
 	}
-	proxyURL := "http://" + net.JoinHostPort(guestIP.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	auth := sessionAuth()
+	// The session credential is in smolvm's argv (the VM's environment),
+	// which local users can read with ps; it keeps the rest of the network,
+	// which can reach this address, from using the proxy.
+	vmProxyURL := proxyURL(auth, net.JoinHostPort(guestIP.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
 	// smolvm's argv is visible to every host user (ps) and its -e values
 	// land in the VM: placeholders and paths only, never a credential
 	// (say, one passed with --env by mistake).
-	run := smolvmRun{workspace: workspace, guestIP: guestIP, proxyURL: proxyURL,
+	run := smolvmRun{workspace: workspace, guestIP: guestIP, proxyURL: vmProxyURL,
 		tty: isTerminal(spec.Stdin) && isTerminal(spec.Stdout)}
 	if err := checkNoToken(smolvmArgs(spec, run), tokens); err != nil {
 		ln.Close()
@@ -162,7 +166,7 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 		ln.Close()
 		return 0, err
 	}
-	ip, err := startInProcess(spec, ln, tokens)
+	ip, err := startInProcess(spec, ln, tokens, auth)
 	if err != nil {
 		ln.Close()
 		return 0, err

@@ -454,8 +454,8 @@ func TestSmolvmStandIn(t *testing.T) {
 				home = strings.TrimSuffix(argv[i+1], ":/home/cork")
 			}
 		}
-		if !regexp.MustCompile(`^http://` + regexp.QuoteMeta(host) + `:[0-9]+$`).MatchString(proxyURL) {
-			t.Errorf("--proxy %q, want http://%s:PORT", proxyURL, host)
+		if !regexp.MustCompile(`^http://cork:[A-Za-z0-9_-]{24}@` + regexp.QuoteMeta(host) + `:[0-9]+$`).MatchString(proxyURL) {
+			t.Errorf("--proxy %q, want http://cork:<session credential>@%s:PORT", proxyURL, host)
 		}
 		if filepath.Dir(home) != os.TempDir() || !strings.HasPrefix(filepath.Base(home), "cork-smolvm-") {
 			t.Errorf("sandbox home %q, want a cork-smolvm-* directory in %s", home, os.TempDir())

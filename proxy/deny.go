@@ -74,6 +74,8 @@ func render(d deny) (status int, body string) {
 		return http.StatusGatewayTimeout, "cork: " + what + " failed: upstream timed out"
 	case ReasonClosed:
 		return http.StatusServiceUnavailable, "cork: proxy is shutting down"
+	case ReasonProxyAuth:
+		return http.StatusProxyAuthRequired, "cork: " + what + " refused: this proxy serves only its sandbox; use the proxy URL (with its credentials) from the sandbox's HTTPS_PROXY"
 	default: // ReasonUpstreamUnreachable
 		return http.StatusBadGateway, "cork: " + what + " failed: upstream unreachable"
 	}

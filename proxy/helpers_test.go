@@ -250,13 +250,23 @@ func (tp *testProxy) addr() string { return tp.srv.Listener.Addr().String() }
 // connect sends a raw CONNECT and returns the response and the connection.
 func (tp *testProxy) connect(t *testing.T, target string) (*http.Response, net.Conn, *bufio.Reader) {
 	t.Helper()
+	return tp.connectWith(t, target, "")
+}
+
+// connectWith is connect with a Proxy-Authorization header (if not empty).
+func (tp *testProxy) connectWith(t *testing.T, target, proxyAuth string) (*http.Response, net.Conn, *bufio.Reader) {
+	t.Helper()
+	extra := ""
+	if proxyAuth != "" {
+		extra = "Proxy-Authorization: " + proxyAuth + "\r\n"
+	}
 	c, err := net.DialTimeout("tcp", tp.addr(), 5*time.Second)
 	if err != nil {
 		t.Fatalf("dial proxy: %v", err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n")); err != nil {
+	if _, err := c.Write([]byte("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n" + extra + "\r\n")); err != nil {
 		t.Fatalf("write CONNECT: %v", err)
 	}
 	br := bufio.NewReader(c)

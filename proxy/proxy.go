@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,13 @@ type Config struct {
 	// is used; either way MetricsHandler serves them when Registerer is
 	// also a prometheus.Gatherer (a *prometheus.Registry is).
 	Registerer prometheus.Registerer
+	// ClientAuth, if not zero, is "user:password" that every client must
+	// present in Proxy-Authorization (Basic) on CONNECT and on plain-HTTP
+	// requests; others get 407. It keeps anyone but the sandbox from
+	// using the proxy's credentials when its listener is reachable from
+	// elsewhere (a microVM host's LAN address, a shared host's loopback).
+	// It is a session password the sandbox holds, not a real token.
+	ClientAuth resolve.Secret
 }
 
 // Validate reports every problem with c at once.
@@ -124,6 +132,10 @@ type Proxy struct {
 	policy atomic.Pointer[policyState]
 	tokens atomic.Pointer[resolve.Tokens]
 
+	// clientAuth is the Proxy-Authorization value clients must send, or
+	// empty for none.
+	clientAuth []byte
+
 	// ticketKeys are shared by every intercepted connection's TLS config
 	// so that clients can resume sessions across connections: a fresh
 	// config per CONNECT would otherwise get its own random ticket key.
@@ -158,6 +170,9 @@ func New(cfg Config) (*Proxy, error) {
 		ticketKeys: make([][32]byte, 1),
 	}
 	rand.Read(p.ticketKeys[0][:])
+	if !cfg.ClientAuth.IsZero() {
+		p.clientAuth = []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.ClientAuth.Reveal())))
+	}
 	if cfg.Logger != nil {
 		p.log = *cfg.Logger
 	}
@@ -244,6 +259,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := p.newConnState()
+	if p.clientAuth != nil && !p.authorized(r) {
+		p.refuseClient(w, r, st)
+		return
+	}
 	r = r.WithContext(context.WithValue(r.Context(), connStateKey{}, st))
 	rw := &respWriter{ResponseWriter: w, p: p, st: st}
 	p.gp.ServeHTTP(rw, r)

@@ -1,0 +1,47 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// ReasonProxyAuth is the deny reason for a client without the proxy's
+// session credential (Config.ClientAuth): 407.
+const ReasonProxyAuth = "proxy_auth_required"
+
+// authorized reports whether r carries the session credential. Only
+// requests to the proxy itself (CONNECT, plain HTTP) are checked; requests
+// inside an intercepted connection were authorised with its CONNECT
+// (PITFALLS #10).
+func (p *Proxy) authorized(r *http.Request) bool {
+	got := r.Header.Get("Proxy-Authorization")
+	if len(got) > 6 && strings.EqualFold(got[:6], "basic ") {
+		got = "Basic " + got[6:]
+	}
+	return subtle.ConstantTimeCompare([]byte(got), p.clientAuth) == 1
+}
+
+// refuseClient answers 407 and logs the refusal.
+func (p *Proxy) refuseClient(w http.ResponseWriter, r *http.Request, st *connState) {
+	host, portStr, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	port, _ := strconv.Atoi(portStr)
+	what := r.Method + " " + r.Host
+	if r.Method != http.MethodConnect {
+		what = r.Method + " " + r.URL.Scheme + "://" + r.Host + cleanPath(r.URL)
+	}
+	w.Header().Set("Proxy-Authenticate", `Basic realm="cork"`)
+	w.Header().Set("Connection", "close")
+	d := deny{reason: ReasonProxyAuth, what: what}
+	writeDeny(w, d)
+	status, _ := render(d)
+	p.audit(&auditEntry{
+		decision: decisionDeny, host: strings.ToLower(host), port: port, method: r.Method,
+		path: cleanPath(r.URL), status: status, reason: ReasonProxyAuth, connID: st.id,
+	})
+}

@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cork-sh/cork/resolve"
+)
+
+// With Config.ClientAuth, only clients holding the session credential may
+// use the proxy: CONNECT and plain HTTP without it get 407, and the
+// credential never reaches an upstream or a log.
+func TestClientAuth(t *testing.T) {
+	const sessionAuth = "cork:session-pass-4b1d"
+	var mu sync.Mutex
+	var seen []http.Header
+	up := newUpstream(t, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}))
+	plain := newUpstream(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "plain") }))
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"api.example.test:443":    up.addr(),
+		"allowed.example.test:80": plain.addr(),
+	}, func(c *Config) { c.ClientAuth = resolve.NewSecret(sessionAuth) })
+
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sessionAuth))
+	for _, tc := range []struct {
+		name, header string
+		want         int
+	}{
+		{"none", "", http.StatusProxyAuthRequired},
+		{"wrong", "Basic " + base64.StdEncoding.EncodeToString([]byte("cork:guess")), http.StatusProxyAuthRequired},
+		{"right", basic, http.StatusOK},
+		{"right, lower-case scheme", "basic " + strings.TrimPrefix(basic, "Basic "), http.StatusOK},
+	} {
+		t.Run("CONNECT "+tc.name, func(t *testing.T) {
+			resp, c, _ := tp.connectWith(t, "api.example.test:443", tc.header)
+			c.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("CONNECT with %s credential = %d, want %d", tc.name, resp.StatusCode, tc.want)
+			}
+			if tc.want == http.StatusProxyAuthRequired {
+				if resp.Header.Get("Proxy-Authenticate") == "" || resp.Header.Get(HeaderDenyReason) != ReasonProxyAuth {
+					t.Errorf("407 headers = %v, want Proxy-Authenticate and %s: %s", resp.Header, HeaderDenyReason, ReasonProxyAuth)
+				}
+			}
+		})
+	}
+
+	t.Run("plain HTTP without the credential", func(t *testing.T) {
+		u, _ := url.Parse(tp.srv.URL)
+		c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u)}}
+		resp, err := c.Get("http://allowed.example.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusProxyAuthRequired {
+			t.Errorf("GET without credential = %d, want 407", resp.StatusCode)
+		}
+	})
+
+	t.Run("a client with the proxy URL's credentials works end to end", func(t *testing.T) {
+		u, _ := url.Parse(tp.srv.URL)
+		u.User = url.UserPassword("cork", "session-pass-4b1d")
+		tr := tp.client().Transport.(*http.Transport)
+		tr.Proxy = http.ProxyURL(u)
+		c := &http.Client{Transport: tr}
+		req, _ := http.NewRequest(http.MethodGet, "https://api.example.test/v1", nil)
+		req.Header.Set("Authorization", "Bearer "+phAPI)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+			t.Fatalf("MITM with credentials = %d %q, want 200 ok", resp.StatusCode, body)
+		}
+		resp, err = c.Get("http://allowed.example.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("plain HTTP with credentials = %d, want 200", resp.StatusCode)
+		}
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatal("the upstream saw no request")
+	}
+	for _, h := range seen {
+		if h.Get("Proxy-Authorization") != "" {
+			t.Errorf("upstream received Proxy-Authorization")
+		}
+		if h.Get("Authorization") != "Bearer "+tokAPI {
+			t.Errorf("upstream Authorization = %q, want the real token", h.Get("Authorization"))
+		}
+	}
+	if logs := tp.logs.String(); strings.Contains(logs, "session-pass-4b1d") || !strings.Contains(logs, ReasonProxyAuth) {
+		t.Errorf("logs: want the 407 reason and no session credential:\n%s", logs)
+	}
+}
