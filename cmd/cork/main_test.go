@@ -105,3 +105,21 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestCA(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := dir+"/ca.pem", dir+"/ca-key.pem"
+	args := []string{"ca", "--policy-file", "../../examples/policy.yaml", "--cert-out", cert, "--key-out", key}
+	if code, out, errOut := runCork(t, nil, args...); code != 0 || !strings.Contains(out, "wrote") {
+		t.Fatalf("cork ca = %d, %q, %q", code, out, errOut)
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode = %v, %v; want 0600", st.Mode().Perm(), err)
+	}
+	if code, _, errOut := runCork(t, nil, args...); code != 2 || !strings.Contains(errOut, "exists") {
+		t.Errorf("cork ca over existing files = %d, %q; want 2 and a refusal", code, errOut)
+	}
+	if code, _, errOut := runCork(t, nil, "ca"); code != 2 || errOut != "cork: ca: missing --cert-out, --key-out, --policy-file\n" {
+		t.Errorf("cork ca without flags = %d, %q", code, errOut)
+	}
+}
