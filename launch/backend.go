@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // Backend starts the proxy and the sandbox for a Spec, runs the command,
@@ -113,4 +114,37 @@ func (e *SetupError) Unwrap() error { return e.Err }
 // setupErrorf returns a *SetupError.
 func setupErrorf(format string, a ...any) error {
 	return &SetupError{Err: fmt.Errorf(format, a...)}
+}
+
+// refuseTokens refuses sandbox inputs that carry a real token: an extra
+// --env value or an argument of the command (the sandbox gets placeholders
+// only; docker would also show them in its argv and `docker inspect`). It
+// names the slot and the place, never the value.
+func refuseTokens(spec *Spec, tokens resolve.Tokens) error {
+	for _, slot := range tokens.Slots() {
+		t := tokens[slot].Reveal() // comparison only: the value goes nowhere
+		if t == "" {
+			continue
+		}
+		for _, k := range sortedKeys(spec.Env) {
+			if strings.Contains(spec.Env[k], t) {
+				return setupErrorf("--env %s holds the real %s credential: the sandbox gets placeholders only, cork injects the real one on the way out", k, slot)
+			}
+		}
+		for i, a := range spec.Command {
+			if strings.Contains(a, t) {
+				return setupErrorf("argument %d of the command holds the real %s credential: the sandbox gets placeholders only", i, slot)
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

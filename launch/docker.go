@@ -134,6 +134,9 @@ func (d *Docker) preflight(ctx context.Context, spec *Spec) (*dockerRun, error) 
 	if err != nil {
 		return nil, &SetupError{err}
 	}
+	if err := refuseTokens(spec, tokens); err != nil {
+		return nil, err
+	}
 	pre.tokens = tokens
 	if _, err := Policy(spec); err != nil {
 		return nil, &SetupError{err}

@@ -43,11 +43,17 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 			return 0, setupErrorf("workspace: %w", err)
 		}
 	}
+	if err := protectProcess(); err != nil {
+		return 0, &SetupError{Err: err}
+	}
 	// Resolve first: a missing credential stops the run before anything
 	// is created.
 	tokens, err := Tokens(spec.Plan, spec.HostEnv)
 	if err != nil {
 		return 0, &SetupError{Err: err}
+	}
+	if err := refuseTokens(spec, tokens); err != nil {
+		return 0, err
 	}
 	spec.progress("provisioning a sandbox home with %d dummy file(s)", len(spec.Plan.Files))
 	home, err := os.MkdirTemp("", "cork-sandbox-")

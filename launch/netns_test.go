@@ -4,10 +4,13 @@ package launch
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os/exec"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestNetns(t *testing.T) {
@@ -58,5 +61,19 @@ func TestNetns(t *testing.T) {
 	}
 	if got := lines[1].Dials[host.Addr().String()]; got != "ECONNREFUSED" {
 		t.Errorf("dial the host's %s = %s, want ECONNREFUSED (the namespace's own loopback)", host.Addr(), got)
+	}
+}
+
+// A local sandbox runs as cork's user: cork makes itself non-dumpable so
+// the child cannot read the host credentials in cork's own environment
+// through /proc/<cork>/environ (or ptrace it).
+func TestLocalProtectsCorkProcess(t *testing.T) {
+	spec, _, stderr := localSpec(t, nil, "/bin/true")
+	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
+		t.Fatalf("Run = %d, %v; stderr:\n%s", code, err, stderr)
+	}
+	d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0)
+	if err != nil || d != 0 {
+		t.Errorf("PR_GET_DUMPABLE after a local run = %d, %v; want 0", d, err)
 	}
 }

@@ -112,3 +112,38 @@ func TestClientAuth(t *testing.T) {
 		t.Errorf("logs: want the 407 reason and no session credential:\n%s", logs)
 	}
 }
+
+// TRACE to a routed host would echo the injected token back into the
+// sandbox: refused (security review).
+func TestTraceRefusedOnRoutes(t *testing.T) {
+	var hits int32
+	var mu sync.Mutex
+	up := newUpstream(t, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+		_, _ = io.WriteString(w, "auth="+r.Header.Get("Authorization"))
+	}))
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	for _, method := range []string{"TRACE", "TRACK", "trace"} {
+		req, _ := http.NewRequest(method, "https://api.example.test/", nil)
+		req.Header.Set("Authorization", "Bearer "+phAPI)
+		resp, err := tp.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s to a routed host = %d %q, want 400 without the token", method, resp.StatusCode, body)
+		}
+		if strings.Contains(string(body), tokAPI) {
+			t.Errorf("%s echoed the real token to the client", method)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits > 0 {
+		t.Errorf("upstream saw %d TRACE-like requests, want none", hits)
+	}
+}

@@ -135,6 +135,13 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		}
 	}
 
+	if len(routes) > 0 && (strings.EqualFold(req.Method, "TRACE") || strings.EqualFold(req.Method, "TRACK")) {
+		// TRACE makes the upstream echo the request, injected credential
+		// included, back into the sandbox.
+		return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: rs.what,
+			detail: "TRACE is not forwarded to a host that receives a credential: the answer would echo it"})
+	}
+
 	stripProxyAuth(req.Header)
 	// Decision 3, the tripwire: a placeholder goes only to its slot's hosts.
 	var buf [4]int

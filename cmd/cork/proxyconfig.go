@@ -183,6 +183,11 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 	case keyFile == "":
 		bad("ca-key-file", "required when %s is set", s.name("ca-cert-file"))
 	default:
+		if st, err := os.Stat(keyFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+			// Invariant 6: the CA key lives only in the proxy or a 0600 file.
+			bad("ca-key-file", "%s: mode %04o lets others read it; chmod 600 %s", keyFile, st.Mode().Perm(), keyFile)
+			break
+		}
 		certPEM, err1 := os.ReadFile(certFile)
 		keyPEM, err2 := os.ReadFile(keyFile)
 		switch {

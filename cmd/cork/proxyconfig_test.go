@@ -63,6 +63,11 @@ func TestProxyConfigErrors(t *testing.T) {
 			lines: []string{"cork: CORK_TOKENS_FILE: " + openTokens + ": mode 0644 lets others read it; chmod 600 " + openTokens},
 		},
 		{
+			name:  "CA key readable by others",
+			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_CA_CERT_FILE": openTokens, "CORK_CA_KEY_FILE": openTokens},
+			lines: []string{"cork: CORK_CA_KEY_FILE: " + openTokens + ": mode 0644 lets others read it; chmod 600 " + openTokens},
+		},
+		{
 			name:  "empty tokens file setting",
 			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_TOKENS_FILE": " "},
 			lines: []string{"cork: CORK_TOKENS_FILE: empty: give a file, or - for stdin"},

@@ -28,6 +28,8 @@ func TestRunBadInput(t *testing.T) {
 		{"missing host credential", nil, []string{"--agent", "codex", "--", "true"}, "cork: codex: read " + filepath.Join(home, ".codex", "auth.json") + ": no such file or directory (sign in on the host with `codex login`, set OPENAI_API_KEY, or don't forward host credentials)\n"},
 		{"unset token variable", nil, []string{"--agent", "github", "--", "true"}, "cork: missing credential: GH_TOKEN (slot github) unset or empty"},
 		{"no docker image", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--backend", "docker", "--agent", "github", "--", "true"}, "cork: --image: the docker backend needs an image for the sandbox\n"},
+		{"real token in --env", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--env", "LEAK=ghp_REAL000000000000000000000000000000000", "--", "true"}, "cork: --env LEAK holds the real github credential: the sandbox gets placeholders only, cork injects the real one on the way out\n"},
+		{"real token in the command", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--", "echo", "ghp_REAL000000000000000000000000000000000"}, "cork: argument 1 of the command holds the real github credential: the sandbox gets placeholders only\n"},
 		{"bad CORK_ variable", map[string]string{"CORK_LOG_LEVEL": "loud", "GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--", "true"}, `cork: CORK_LOG_LEVEL: "loud": want trace, debug, info, warn or error`},
 	}
 	if os.Geteuid() != 0 { // root reads any directory
