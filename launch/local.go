@@ -141,6 +141,9 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	cmd.WaitDelay = outputDrain
 	spec.progress("sandbox ready; running %s", filepath.Base(spec.Command[0]))
 	if ns != nil {
+		if err := confine(cmd, home, spec.HostEnv); err != nil {
+			return 0, fmt.Errorf("--isolate-net: %w", err)
+		}
 		err = ns.start(cmd)
 	} else {
 		err = cmd.Start()

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	"github.com/cork-sh/cork/internal/smolvmstandin"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
+	"golang.org/x/sys/unix"
 )
 
 // The test binary doubles as its own helper programs, by the name it is
@@ -128,6 +130,21 @@ func probeMain(args []string) int {
 				c.Close()
 				l.Dials[addr] = "ok"
 			}
+		case "escape":
+			// Try to re-enter the host's network namespace through the
+			// process arg (cork), as a root agent could with nsenter.
+			runtime.LockOSThread()
+			fd, err := unix.Open("/proc/"+arg+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				l.Err = "open: " + errnoName(err)
+				break
+			}
+			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+				l.Err = errnoName(err)
+			} else {
+				l.Err = "escaped"
+			}
+			unix.Close(fd)
 		case "ifaces":
 			ifs, _ := net.Interfaces()
 			for _, i := range ifs {
@@ -792,5 +809,36 @@ func TestLocalLeftoverProcesses(t *testing.T) {
 	time.Sleep(3500*time.Millisecond - time.Since(start))
 	if _, err := os.Stat(marker); err == nil {
 		t.Errorf("the leftover background process survived teardown")
+	}
+}
+
+// --isolate-net as root: the command cannot leave the namespace (security
+// review: a root agent could nsenter the host's network namespace). Plain
+// root gets a user namespace; under sudo the command runs as the invoking
+// user, who owns the sandbox home.
+func TestLocalIsolateNetConfined(t *testing.T) {
+	requirePrivileged(t, false)
+	if os.Geteuid() != 0 {
+		t.Skip("confinement applies when cork runs as root")
+	}
+	probe := helperLink(t, probeName)
+	spec, stdout, stderr := localSpec(t, nil, probe, "escape="+strconv.Itoa(os.Getpid()))
+	spec.IsolateNet = true
+	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
+		t.Fatalf("Run = %d, %v; stderr:\n%s", code, err, stderr)
+	}
+	lines := parseProbe(t, stdout.String())
+	if len(lines) != 1 || lines[0].Err == "escaped" || lines[0].Err == "" {
+		t.Errorf("setns into the host network namespace from the sandbox: %+v, want a refusal", lines)
+	}
+
+	spec, stdout, stderr = localSpec(t, nil, "/bin/sh", "-c", `id -u; test -r "$HOME/`+testDummyFile+`" && echo readable`)
+	spec.IsolateNet = true
+	spec.HostEnv["SUDO_UID"], spec.HostEnv["SUDO_GID"] = "65534", "65534"
+	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
+		t.Fatalf("Run under sudo = %d, %v; stderr:\n%s", code, err, stderr)
+	}
+	if got := stdout.String(); got != "65534\nreadable\n" {
+		t.Errorf("under sudo the command printed %q, want it to run as the invoking user and read its home", got)
 	}
 }

@@ -3,9 +3,14 @@ package launch
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -110,5 +115,40 @@ func protectProcess() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
 	}
+	return nil
+}
+
+// confine keeps a child started in the namespace from leaving it. A root
+// cork (the usual way to get --isolate-net) would otherwise start the
+// command as root with every capability, and root can simply re-enter the
+// host's network namespace (nsenter -t 1 -n). Under sudo the command runs
+// as the invoking user (SUDO_UID/SUDO_GID), who gets the sandbox home;
+// as plain root it runs in a user namespace of its own, root inside it but
+// without capabilities over the host's namespaces. Not root: nothing to do.
+func confine(cmd *exec.Cmd, home string, hostEnv map[string]string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	uid, errU := strconv.Atoi(hostEnv["SUDO_UID"])
+	gid, errG := strconv.Atoi(hostEnv["SUDO_GID"])
+	if errU == nil && errG == nil && uid > 0 {
+		err := filepath.WalkDir(home, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, uid, gid)
+		})
+		if err != nil {
+			return fmt.Errorf("sandbox home for uid %d: %w", uid, err)
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		return nil
+	}
+	cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+	cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+	cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
 	return nil
 }
