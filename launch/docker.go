@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path"
@@ -217,6 +218,7 @@ type dockerSession struct {
 	id   string
 
 	dir      string // host: sandbox home and sidecar files
+	auth     string // the session's proxy client credential (user:password)
 	side     *sidecar
 	stopWtch func()
 }
@@ -300,7 +302,8 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 
 	agent := s.name("sandbox")
 	tty := spec.Stdin != nil && isTerminal(spec.Stdin) && isTerminal(spec.Stdout)
-	if _, err := s.cli.output(cctx, s.agentArgs(agent, home, internal, volume, tty)...); err != nil {
+	args, secretEnv := s.agentArgs(agent, home, internal, volume, tty)
+	if _, err := s.cli.outputEnv(cctx, secretEnv, args...); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -337,8 +340,12 @@ func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, interna
 	for _, kv := range s.sidecar.env {
 		args = append(args, "--env", kv)
 	}
-	args = append(args, s.sidecarImage)
-	if _, err := s.cli.output(cctx, args...); err != nil {
+	// The sidecar's egress address is reachable from the host: only the
+	// agent, which gets the credential in its proxy URL, may use it. Its
+	// value reaches docker through the client's environment, not argv.
+	s.auth = sessionAuth()
+	args = append(args, "--env", "CORK_CLIENT_AUTH", s.sidecarImage)
+	if _, err := s.cli.outputEnv(cctx, []string{"CORK_CLIENT_AUTH=" + s.auth}, args...); err != nil {
 		return err
 	}
 	if _, err := s.cli.output(cctx, "network", "connect", "--alias", ProxyAlias, internal, name); err != nil {
@@ -366,21 +373,24 @@ func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, interna
 
 // agentArgs is the `docker create` of the sandbox container. Its
 // environment holds the launcher's proxy and CA variables, the plan's
-// (dummy) variables and Spec.Env; never a token.
-func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool) []string {
+// (dummy) variables and Spec.Env; never a token. Variables holding the
+// session's proxy credential are named in args (`--env NAME`) and their
+// values returned in secretEnv, for the docker client's environment: argv
+// is visible to every local user.
+func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool) (args, secretEnv []string) {
 	spec := s.spec
 	env := map[string]string{"HOME": SandboxHome}
 	for k, v := range sandboxEnvExpand(spec.Plan.Env, SandboxHome) {
 		env[k] = v
 	}
-	proxyURL := fmt.Sprintf("http://%s:%d", ProxyAlias, ProxyPort)
-	for k, v := range SandboxEnv(proxyURL, SandboxHome+"/"+SandboxBundleFile, sidecarCAPath) {
+	agentProxy := proxyURL(s.auth, net.JoinHostPort(ProxyAlias, strconv.Itoa(ProxyPort)))
+	for k, v := range SandboxEnv(agentProxy, SandboxHome+"/"+SandboxBundleFile, sidecarCAPath) {
 		env[k] = v
 	}
 	for k, v := range sandboxEnvExpand(spec.Env, SandboxHome) {
 		env[k] = v
 	}
-	args := []string{"create", "--name", name}
+	args = []string{"create", "--name", name}
 	args = append(args, s.labels("sandbox")...)
 	if spec.Stdin != nil {
 		args = append(args, "--interactive")
@@ -410,12 +420,17 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 	}
 	args = append(args, "--workdir", workdir)
 	for _, kv := range envList(env) {
+		if k, v, _ := strings.Cut(kv, "="); s.auth != "" && strings.Contains(v, s.auth) {
+			args = append(args, "--env", k)
+			secretEnv = append(secretEnv, kv)
+			continue
+		}
 		args = append(args, "--env", kv)
 	}
 	// As with `docker run IMAGE COMMAND`: the image's entrypoint, if
 	// any, stays and receives the command.
 	args = append(args, spec.Image)
-	return append(args, spec.Command...)
+	return append(args, spec.Command...), secretEnv
 }
 
 // runAgent starts the sandbox attached to Spec's streams and returns its

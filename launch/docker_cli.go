@@ -82,6 +82,20 @@ func (c *dockerCLI) output(ctx context.Context, args ...string) (string, error) 
 	return strings.TrimSpace(stdout.String()), nil
 }
 
+// outputEnv is output with extra K=V variables in the client's
+// environment, for values that must not appear in argv: `--env NAME`
+// without a value makes docker take it from there.
+func (c *dockerCLI) outputEnv(ctx context.Context, extra []string, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := c.command(ctx, args...)
+	cmd.Env = append(append([]string(nil), c.env...), extra...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", &dockerError{args: args, msg: firstLine(stderr.String()), err: err}
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
 // lines runs docker with args and returns its non-empty output lines.
 func (c *dockerCLI) lines(ctx context.Context, args ...string) ([]string, error) {
 	out, err := c.output(ctx, args...)

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,15 +121,21 @@ func TestAgentArgsHoldNoToken(t *testing.T) {
 		Env:     map[string]string{"EXTRA": "1"},
 		Stdin:   strings.NewReader(""),
 	}
-	s := &dockerSession{Docker: &Docker{}, dockerRun: &dockerRun{workspace: "/ws,odd"}, spec: spec, id: "abc"}
-	args := s.agentArgs("cork-abc-sandbox", "/tmp/home", "cork-abc-internal", "cork-abc-ca", false)
+	s := &dockerSession{Docker: &Docker{}, dockerRun: &dockerRun{workspace: "/ws,odd"}, spec: spec, id: "abc", auth: "cork:session-credential-0123"}
+	args, secretEnv := s.agentArgs("cork-abc-sandbox", "/tmp/home", "cork-abc-internal", "cork-abc-ca", false)
 	joined := strings.Join(args, "\x00")
 	if strings.Contains(joined, real) {
 		t.Fatal("agent args hold the real token")
 	}
+	if strings.Contains(joined, "session-credential-0123") {
+		t.Error("agent args hold the session proxy credential")
+	}
+	if !slices.Contains(secretEnv, "HTTPS_PROXY=http://cork:session-credential-0123@cork-proxy:3128") {
+		t.Errorf("secret env = %q, want the proxy URL with the session credential", secretEnv)
+	}
 	for _, want := range []string{
 		"API_KEY=placeholder-0000", "CFG=/home/sandbox/.cfg/x.json", "EXTRA=1", "HOME=/home/sandbox",
-		"HTTPS_PROXY=http://cork-proxy:3128", "SSL_CERT_FILE=/home/sandbox/.cork/ca-bundle.pem",
+		"HTTPS_PROXY", "SSL_CERT_FILE=/home/sandbox/.cork/ca-bundle.pem",
 		"NODE_EXTRA_CA_CERTS=/cork-ca/ca.pem", "--interactive", "--init", "ALL", "no-new-privileges",
 		"cork.session=abc", "cork.role=sandbox", "cork-abc-internal", "/workspace",
 	} {

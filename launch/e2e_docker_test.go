@@ -644,9 +644,15 @@ func TestDockerEndToEnd(t *testing.T) {
 	if m := regexp.MustCompile(`CONNECT denied.example.test:443 status=(\d+) reason=(\S*)`).FindStringSubmatch(out); m == nil || m[1] != "403" || m[2] == "" {
 		t.Errorf("denied host: want CONNECT status=403 with an X-Cork-Deny-Reason, got %q", m)
 	}
+	// The sidecar serves only the agent: its proxy URL carries the
+	// session's client credential, which never appears in docker's argv.
+	if m := regexp.MustCompile(`ENV HTTPS_PROXY=http://cork:([A-Za-z0-9_-]{24})@` + launch.ProxyAlias + `:3128\n`).FindStringSubmatch(out); m == nil {
+		t.Errorf("agent HTTPS_PROXY lacks the session credential:\n%s", out)
+	} else if strings.Contains(readFile(t, argvLog), m[1]) {
+		t.Errorf("the session client credential appears in docker's argv")
+	}
 	// The sandbox's environment and files: dummies only.
 	for _, want := range []string{
-		"ENV HTTPS_PROXY=http://" + launch.ProxyAlias + ":3128",
 		"ENV FAKE_API_TOKEN=" + e2ePlaceholder,
 		"ENV FAKE_CONFIG=" + launch.SandboxHome + "/.fake/credentials.json",
 		"ENV HOME=" + launch.SandboxHome,

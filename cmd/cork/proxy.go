@@ -66,6 +66,7 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 		UpstreamRootCAs: opts.upstreamRoots,
 		AllowPrivate:    opts.allowPrivate,
 		Resolve:         opts.resolve,
+		ClientAuth:      resolve.NewSecret(opts.clientAuth),
 	})
 	if err != nil {
 		return &usageError{fmt.Errorf("proxy: %w", err)}

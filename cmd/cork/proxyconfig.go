@@ -40,6 +40,8 @@ type proxySettings struct {
 	Resolve        string `env:"CORK_RESOLVE"`
 	LogLevel       string `env:"CORK_LOG_LEVEL" envDefault:"info"`
 	LogFormat      string `env:"CORK_LOG_FORMAT" envDefault:"json"`
+	ClientAuth     string `env:"CORK_CLIENT_AUTH"`
+	ClientAuthFile string `env:"CORK_CLIENT_AUTH_FILE"`
 
 	set map[string]bool // flags given on the command line
 }
@@ -58,6 +60,7 @@ var settingFlags = []struct{ flag, env, usage string }{
 	{"resolve", "CORK_RESOLVE", "host:port=addr:port,... dial overrides, like curl --resolve"},
 	{"log-level", "CORK_LOG_LEVEL", "trace, debug, info, warn or error"},
 	{"log-format", "CORK_LOG_FORMAT", "json or console"},
+	{"client-auth-file", "CORK_CLIENT_AUTH_FILE", "file (mode 0600) holding user:password that clients must send as Proxy-Authorization (also $CORK_CLIENT_AUTH); empty: no client authentication"},
 }
 
 // field returns a pointer to the setting behind a flag name.
@@ -87,6 +90,8 @@ func (s *proxySettings) field(flagName string) *string {
 		return &s.LogLevel
 	case "log-format":
 		return &s.LogFormat
+	case "client-auth-file":
+		return &s.ClientAuthFile
 	}
 	panic("unknown setting flag " + flagName)
 }
@@ -134,6 +139,7 @@ type proxyOptions struct {
 	allowPrivate        []netip.Prefix
 	resolve             map[string]string
 	logger              zerolog.Logger
+	clientAuth          string // "user:password", or empty
 }
 
 // validate checks every setting and returns all problems at once, one line
@@ -253,6 +259,23 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 		}
 		o.resolve[net.JoinHostPort(h, p)] = to
 	}
+	switch authFile := strings.TrimSpace(s.ClientAuthFile); {
+	case authFile != "" && s.ClientAuth != "":
+		bad("client-auth-file", "set only one of it and CORK_CLIENT_AUTH")
+	case authFile != "":
+		if err := checkTokensFile(authFile); err != nil {
+			bad("client-auth-file", "%v", err)
+		} else if data, err := os.ReadFile(authFile); err != nil {
+			bad("client-auth-file", "%v", pathError(err))
+		} else if o.clientAuth, err = parseClientAuth(string(data)); err != nil {
+			bad("client-auth-file", "%s: %v", authFile, err)
+		}
+	case s.ClientAuth != "":
+		var err error
+		if o.clientAuth, err = parseClientAuth(s.ClientAuth); err != nil {
+			errs = append(errs, fmt.Errorf("CORK_CLIENT_AUTH: %v", err))
+		}
+	}
 	level, err := zerolog.ParseLevel(strings.ToLower(strings.TrimSpace(s.LogLevel)))
 	if err != nil || level == zerolog.NoLevel {
 		bad("log-level", "%q: want trace, debug, info, warn or error", s.LogLevel)
@@ -355,4 +378,23 @@ func pathError(err error) error {
 		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// MinClientAuthPassword is the shortest client password accepted.
+const MinClientAuthPassword = 16
+
+// parseClientAuth checks a "user:password" client credential. Errors never
+// quote it.
+func parseClientAuth(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	user, pass, ok := strings.Cut(v, ":")
+	switch {
+	case !ok || user == "":
+		return "", errors.New("want user:password")
+	case len(pass) < MinClientAuthPassword:
+		return "", fmt.Errorf("password shorter than %d characters", MinClientAuthPassword)
+	case strings.ContainsAny(v, " \t\r\n"):
+		return "", errors.New("no white space allowed")
+	}
+	return v, nil
 }

@@ -44,8 +44,8 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	isolate := fs.Bool("isolate-net", false, "local backend: run the command in a network namespace whose only way out is the proxy (Linux, root)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	for _, f := range settingFlags {
-		if f.flag == "policy-file" || f.flag == "tokens-file" || f.flag == "listen" || f.flag == "ca-out" {
-			continue // cork run builds its own policy, hands tokens over in-process or by stdin, and picks its listener
+		if f.flag == "policy-file" || f.flag == "tokens-file" || f.flag == "listen" || f.flag == "ca-out" || f.flag == "client-auth-file" {
+			continue // cork run builds its own policy, hands tokens over in-process or by stdin, picks its listener and makes a session client credential
 		}
 		fs.StringVar(settings.field(f.flag), f.flag, *settings.field(f.flag), f.usage+" ($"+f.env+")")
 	}
