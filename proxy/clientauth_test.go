@@ -147,3 +147,44 @@ func TestTraceRefusedOnRoutes(t *testing.T) {
 		t.Errorf("upstream saw %d TRACE-like requests, want none", hits)
 	}
 }
+
+// An upstream that reflects request headers in its response headers does
+// not hand the injected token to the sandbox: the client sees its
+// placeholder again (security review).
+func TestInjectedTokenNotEchoed(t *testing.T) {
+	up := newUpstream(t, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo-Authorization", r.Header.Get("Authorization"))
+		w.Header().Set("X-Debug", "saw "+r.Header.Get("Authorization")+" on "+r.URL.Path)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"api.example.test:443": up.addr(),
+		"gh.example.test:443":  up.addr(),
+	})
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	for _, tc := range []struct{ name, url, sent string }{
+		{"bearer", "https://api.example.test/x", "Bearer " + phAPI},
+		{"basic", "https://gh.example.test/x", basic("x-access-token", phGH)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, tc.url, nil)
+			req.Header.Set("Authorization", tc.sent)
+			resp, err := tp.client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for k, v := range resp.Header {
+				joined := strings.Join(v, ",")
+				if strings.Contains(joined, tokAPI) || strings.Contains(joined, tokGH) || strings.Contains(joined, base64.StdEncoding.EncodeToString([]byte("x-access-token:"+tokGH))) {
+					t.Errorf("response header %s carries the real token: %q", k, joined)
+				}
+			}
+			if got := resp.Header.Get("X-Echo-Authorization"); got != tc.sent {
+				t.Errorf("echoed Authorization = %q, want the placeholder form %q", got, tc.sent)
+			}
+		})
+	}
+}

@@ -216,3 +216,40 @@ func stripProxyAuth(h http.Header) {
 		}
 	}
 }
+
+// echoPairs returns old/new string pairs that undo rt's injection in h:
+// the token back to the placeholder and, for Basic, the encoded
+// credential back to its placeholder form. scrubEcho applies them to what
+// the upstream sends back, so an upstream that reflects request headers
+// (debug endpoints, error details) cannot hand the token to the sandbox.
+func echoPairs(h http.Header, rt *Route, ph string, tok resolve.Secret) []string {
+	t := tok.Reveal()
+	var pairs []string
+	if rt.Scheme == SchemeBasic {
+		for _, v := range h[routeHeader(rt)] {
+			_, enc, ok := strings.Cut(v, " ")
+			if !ok {
+				continue
+			}
+			if dec, err := base64.StdEncoding.DecodeString(enc); err == nil && strings.Contains(string(dec), t) {
+				pairs = append(pairs, enc, base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(dec), t, ph))))
+			}
+		}
+	}
+	return append(pairs, t, ph)
+}
+
+// scrubEcho replaces, in every response header value, each old string of
+// pairs with its new one. Without a match it allocates nothing.
+func scrubEcho(h http.Header, pairs []string) {
+	for _, vals := range h {
+		for i, v := range vals {
+			for j := 0; j+1 < len(pairs); j += 2 {
+				if strings.Contains(v, pairs[j]) {
+					v = strings.ReplaceAll(v, pairs[j], pairs[j+1])
+				}
+			}
+			vals[i] = v
+		}
+	}
+}

@@ -28,6 +28,7 @@ type reqState struct {
 	status   int
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
+	echo     []string     // old/new pairs undoing injection in the response (echoPairs)
 	once     sync.Once
 }
 
@@ -161,6 +162,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 			switch injectRoute(req.Header, rt, ph, tok, ok && !tok.IsZero()) {
 			case injectDone:
 				rs.decision = decisionInject
+				rs.echo = append(rs.echo, echoPairs(req.Header, rt, ph, tok)...)
 				if rs.slot == "" {
 					rs.slot = rt.Slot
 				} else if !strings.Contains(","+rs.slot+",", ","+rt.Slot+",") {
@@ -242,6 +244,9 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	}
 	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
 	rs.status = resp.StatusCode
+	if len(rs.echo) > 0 {
+		scrubEcho(resp.Header, rs.echo)
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// goproxy relays an upgrade through resp.Body, which must stay an
 		// io.ReadWriter. The relay is traffic, not a request in flight:
