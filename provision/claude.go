@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"time"
 )
 
@@ -127,27 +126,10 @@ func (Claude) Provision(opts Options, plan *Plan) error {
 	return claudeBearerPlan(opts, ClaudeOAuthTokenEnv, ClaudeOAuthTokenEnv, "", plan)
 }
 
-// unwrapPath drops an *fs.PathError's wrapping: its message would repeat
-// the path.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // claudeCredentialsPath is $CLAUDE_CONFIG_DIR/.credentials.json, the
 // directory defaulting to ~/.claude.
 func claudeCredentialsPath(opts Options) (string, error) {
-	dir := opts.HostEnv["CLAUDE_CONFIG_DIR"]
-	if dir == "" {
-		if opts.HostHome == "" {
-			return "", errors.New("cannot find .credentials.json: neither CLAUDE_CONFIG_DIR nor the host home directory is set")
-		}
-		dir = filepath.Join(opts.HostHome, ".claude")
-	}
-	return filepath.Join(dir, ".credentials.json"), nil
+	return hostConfigFile(opts, "CLAUDE_CONFIG_DIR", ".claude", ".credentials.json")
 }
 
 // claudeFilePlan provisions the subscription token of the host's

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"time"
 
 	"github.com/cork-sh/cork/internal/fakejwt"
@@ -95,10 +94,7 @@ func (Codex) Provision(opts Options, plan *Plan) error {
 			// resolution finds the real key in the host env.
 			return codexAPIKeyPlan(opts, opts.HostEnv[OpenAIAPIKeyEnv], false, plan)
 		}
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // its message would repeat the path
-		}
+		err = unwrapPath(err)
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("read %s: %w (sign in on the host with `codex login`, set %s, or don't forward host credentials)", path, err, OpenAIAPIKeyEnv)
 		}
@@ -122,11 +118,7 @@ func codexSource(opts Options, path string, mode codexMode) Source {
 	return Source{Path: path, Read: func() (map[string]string, error) {
 		data, err := opts.ReadFile(path)
 		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return nil, fmt.Errorf("read %s: %w", path, unwrapPath(err))
 		}
 		auth, err := parseCodexAuth(data)
 		if err != nil {
@@ -145,14 +137,7 @@ func codexSource(opts Options, path string, mode codexMode) Source {
 // codexAuthPath is $CODEX_HOME/auth.json, CODEX_HOME defaulting to
 // ~/.codex.
 func codexAuthPath(opts Options) (string, error) {
-	dir := opts.HostEnv["CODEX_HOME"]
-	if dir == "" {
-		if opts.HostHome == "" {
-			return "", errors.New("cannot find auth.json: neither CODEX_HOME nor the host home directory is set")
-		}
-		dir = filepath.Join(opts.HostHome, ".codex")
-	}
-	return filepath.Join(dir, "auth.json"), nil
+	return hostConfigFile(opts, "CODEX_HOME", ".codex", "auth.json")
 }
 
 // codexAuthJSON is the dummy auth.json, fields in Codex's order.

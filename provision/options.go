@@ -2,8 +2,12 @@ package provision
 
 import (
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -44,4 +48,27 @@ func (o Options) withDefaults() Options {
 		o.ReadFile = os.ReadFile
 	}
 	return o
+}
+
+// hostConfigFile is $envVar/file on the host, envVar defaulting to
+// ~/defaultDir (e.g. $CODEX_HOME/auth.json, ~/.codex by default).
+func hostConfigFile(opts Options, envVar, defaultDir, file string) (string, error) {
+	dir := opts.HostEnv[envVar]
+	if dir == "" {
+		if opts.HostHome == "" {
+			return "", fmt.Errorf("cannot find %s: neither %s nor the host home directory is set", file, envVar)
+		}
+		dir = filepath.Join(opts.HostHome, defaultDir)
+	}
+	return filepath.Join(dir, file), nil
+}
+
+// unwrapPath drops an *fs.PathError's wrapping: its message would repeat
+// the path.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
