@@ -102,12 +102,6 @@ func upstreamDeny(err error, what string) deny {
 	return d
 }
 
-// denyStatus is the status render gives a reason.
-func denyStatus(reason string) int {
-	s, _ := render(deny{reason: reason})
-	return s
-}
-
 // response renders d as a response to req (MITM and plain paths).
 func (d deny) response(req *http.Request) *http.Response {
 	status, body := render(d)

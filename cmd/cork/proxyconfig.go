@@ -17,13 +17,6 @@ import (
 	"github.com/cork-sh/cork/proxy"
 )
 
-// Defaults for the proxy settings.
-const (
-	DefaultListen    = "127.0.0.1:3128"
-	DefaultLogLevel  = "info"
-	DefaultLogFormat = "json"
-)
-
 // proxySettings are the CORK_* settings shared by `cork proxy` and the
 // proxy that `cork run` starts. Every field is a string so that each bad
 // value gets an error naming its variable or flag.
