@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -39,54 +40,24 @@ type proxySettings struct {
 	set map[string]bool // flags given on the command line
 }
 
-// settingFlags maps each flag name to its variable.
-var settingFlags = []struct{ flag, env, usage string }{
-	{"listen", "CORK_LISTEN", "proxy address"},
-	{"admin-listen", "CORK_ADMIN_LISTEN", "address for /healthz, /readyz and /metrics (empty: off)"},
-	{"policy-file", "CORK_POLICY_FILE", "policy file (YAML or JSON)"},
-	{"tokens-file", "CORK_TOKENS_FILE", "token map file {\"slot\":\"value\"} (mode 0600); - reads a stream of JSON objects from stdin"},
-	{"ca-cert-file", "CORK_CA_CERT_FILE", "CA certificate (PEM); empty with --ca-key-file empty: generate a session CA"},
-	{"ca-key-file", "CORK_CA_KEY_FILE", "CA private key (PEM)"},
-	{"ca-out", "CORK_CA_OUT", "write the CA certificate (never the key) here for the sandbox to trust"},
-	{"upstream-ca-file", "CORK_UPSTREAM_CA_FILE", "extra PEM roots for upstream TLS"},
-	{"allow-private", "CORK_ALLOW_PRIVATE", "comma-separated CIDRs exempt from the private-address guard"},
-	{"resolve", "CORK_RESOLVE", "host:port=addr:port,... dial overrides, like curl --resolve"},
-	{"log-level", "CORK_LOG_LEVEL", "trace, debug, info, warn or error"},
-	{"log-format", "CORK_LOG_FORMAT", "json or console"},
-	{"client-auth-file", "CORK_CLIENT_AUTH_FILE", "file (mode 0600) holding user:password that clients must send as Proxy-Authorization (also $CORK_CLIENT_AUTH); empty: no client authentication"},
-}
-
-// field returns a pointer to the setting behind a flag name.
-func (s *proxySettings) field(flagName string) *string {
-	switch flagName {
-	case "listen":
-		return &s.Listen
-	case "admin-listen":
-		return &s.AdminListen
-	case "policy-file":
-		return &s.PolicyFile
-	case "tokens-file":
-		return &s.TokensFile
-	case "ca-cert-file":
-		return &s.CACertFile
-	case "ca-key-file":
-		return &s.CAKeyFile
-	case "ca-out":
-		return &s.CAOut
-	case "upstream-ca-file":
-		return &s.UpstreamCAFile
-	case "allow-private":
-		return &s.AllowPrivate
-	case "resolve":
-		return &s.Resolve
-	case "log-level":
-		return &s.LogLevel
-	case "log-format":
-		return &s.LogFormat
-	case "client-auth-file":
-		return &s.ClientAuthFile
-	}
-	panic("unknown setting flag " + flagName)
+// settingFlags lists each setting's flag, variable, help and field.
+var settingFlags = []struct {
+	flag, env, usage string
+	field            func(*proxySettings) *string
+}{
+	{"listen", "CORK_LISTEN", "proxy address", func(s *proxySettings) *string { return &s.Listen }},
+	{"admin-listen", "CORK_ADMIN_LISTEN", "address for /healthz, /readyz and /metrics (empty: off)", func(s *proxySettings) *string { return &s.AdminListen }},
+	{"policy-file", "CORK_POLICY_FILE", "policy file (YAML or JSON)", func(s *proxySettings) *string { return &s.PolicyFile }},
+	{"tokens-file", "CORK_TOKENS_FILE", "token map file {\"slot\":\"value\"} (mode 0600); - reads a stream of JSON objects from stdin", func(s *proxySettings) *string { return &s.TokensFile }},
+	{"ca-cert-file", "CORK_CA_CERT_FILE", "CA certificate (PEM); empty with --ca-key-file empty: generate a session CA", func(s *proxySettings) *string { return &s.CACertFile }},
+	{"ca-key-file", "CORK_CA_KEY_FILE", "CA private key (PEM)", func(s *proxySettings) *string { return &s.CAKeyFile }},
+	{"ca-out", "CORK_CA_OUT", "write the CA certificate (never the key) here for the sandbox to trust", func(s *proxySettings) *string { return &s.CAOut }},
+	{"upstream-ca-file", "CORK_UPSTREAM_CA_FILE", "extra PEM roots for upstream TLS", func(s *proxySettings) *string { return &s.UpstreamCAFile }},
+	{"allow-private", "CORK_ALLOW_PRIVATE", "comma-separated CIDRs exempt from the private-address guard", func(s *proxySettings) *string { return &s.AllowPrivate }},
+	{"resolve", "CORK_RESOLVE", "host:port=addr:port,... dial overrides, like curl --resolve", func(s *proxySettings) *string { return &s.Resolve }},
+	{"log-level", "CORK_LOG_LEVEL", "trace, debug, info, warn or error", func(s *proxySettings) *string { return &s.LogLevel }},
+	{"log-format", "CORK_LOG_FORMAT", "json or console", func(s *proxySettings) *string { return &s.LogFormat }},
+	{"client-auth-file", "CORK_CLIENT_AUTH_FILE", "file (mode 0600) holding user:password that clients must send as Proxy-Authorization (also $CORK_CLIENT_AUTH); empty: no client authentication", func(s *proxySettings) *string { return &s.ClientAuthFile }},
 }
 
 // loadProxySettings reads the CORK_* variables from env. Flags registered
@@ -100,10 +71,13 @@ func loadProxySettings(environ map[string]string) (*proxySettings, error) {
 }
 
 // registerFlags adds one flag per setting to fs, each defaulting to the
-// value from the environment.
-func (s *proxySettings) registerFlags(fs *flag.FlagSet) {
+// value from the environment, except the flags named in skip.
+func (s *proxySettings) registerFlags(fs *flag.FlagSet, skip ...string) {
 	for _, f := range settingFlags {
-		fs.StringVar(s.field(f.flag), f.flag, *s.field(f.flag), f.usage+" ($"+f.env+")")
+		if !slices.Contains(skip, f.flag) {
+			p := f.field(s)
+			fs.StringVar(p, f.flag, *p, f.usage+" ($"+f.env+")")
+		}
 	}
 }
 

@@ -43,12 +43,9 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	noForward := fs.Bool("no-forward-host-credentials", false, "read no host credential file; tokens come only from the host variables each slot names")
 	isolate := fs.Bool("isolate-net", false, "local backend: run the command in a network namespace whose only way out is the proxy (Linux, root)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	for _, f := range settingFlags {
-		if f.flag == "policy-file" || f.flag == "tokens-file" || f.flag == "listen" || f.flag == "ca-out" || f.flag == "client-auth-file" {
-			continue // cork run builds its own policy, hands tokens over in-process or by stdin, picks its listener and makes a session client credential
-		}
-		fs.StringVar(settings.field(f.flag), f.flag, *settings.field(f.flag), f.usage+" ($"+f.env+")")
-	}
+	// cork run builds its own policy, hands tokens over in-process or by
+	// stdin, picks its listener and makes a session client credential.
+	settings.registerFlags(fs, "policy-file", "tokens-file", "listen", "ca-out", "client-auth-file")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -208,7 +205,7 @@ func genericProfile(injects []string, policyFile string) (*provision.Generic, er
 func (s *proxySettings) raw() map[string]string {
 	m := map[string]string{}
 	for _, f := range settingFlags {
-		if v := strings.TrimSpace(*s.field(f.flag)); v != "" {
+		if v := strings.TrimSpace(*f.field(s)); v != "" {
 			m[f.env] = v
 		}
 	}
