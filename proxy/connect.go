@@ -37,7 +37,7 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 	case rules.Intercept():
 		// PITFALLS #2: never goproxy.MitmConnect, whose CA key is public.
 		st.mode = modeMITM
-		return &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: p.mitmTLSConfig}, st.authority
+		return p.mitmConnect, st.authority
 	case rules.Allowed:
 		// Dialed by goproxy through Tr.DialContext (ConnectDial is nil): the guard.
 		st.mode = modeTunnel
@@ -67,8 +67,7 @@ func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, st *connState, d deny) (*go
 
 // mitmTLSConfig is the client-side TLS of an intercepted connection: a
 // leaf for the CONNECT host (not the SNI), HTTP/1.1 only (PITFALLS #12).
-func (p *Proxy) mitmTLSConfig(_ string, ctx *goproxy.ProxyCtx) (*tls.Config, error) {
-	st, _ := ctx.UserData.(*connState)
+func (p *Proxy) mitmTLSConfig(st *connState) *tls.Config {
 	host := st.host
 	c := &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -81,12 +80,12 @@ func (p *Proxy) mitmTLSConfig(_ string, ctx *goproxy.ProxyCtx) (*tls.Config, err
 			return c, err
 		},
 	}
-	// Session resumption across connections (goproxy clones this config;
-	// Clone keeps the keys). A ticket is only ever presented back to a
+	// Session resumption across connections: every connection's config
+	// shares the proxy's ticket keys. A ticket is only ever presented back to a
 	// connection for the same CONNECT host: the client caches sessions by
 	// server name.
 	c.SetSessionTicketKeys(p.ticketKeys)
-	return c, nil
+	return c
 }
 
 // connectionError is goproxy's ConnectionErrHandler: a blind tunnel's dial

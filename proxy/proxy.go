@@ -141,6 +141,12 @@ type Proxy struct {
 	// config per CONNECT would otherwise get its own random ticket key.
 	ticketKeys [][32]byte
 
+	// inner serves intercepted connections (mitm.go).
+	inner            *http.Server
+	innerLn          *mitmListener
+	mitmConnect      *goproxy.ConnectAction
+	handshakeTimeout time.Duration
+
 	tunnelIdle time.Duration
 	conns      connSet
 	connSeq    atomic.Uint64
@@ -218,6 +224,10 @@ func New(cfg Config) (*Proxy, error) {
 	p.policy.Store(newPolicyState(cfg.Policy))
 	p.SetTokens(cfg.Tokens)
 	p.gp = p.newGoproxy()
+	p.handshakeTimeout = orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
+	p.mitmConnect = p.mitmAction()
+	p.inner, p.innerLn = p.newInnerServer(), newMITMListener()
+	go func() { _ = p.inner.Serve(p.innerLn) }()
 	go p.reap()
 	return p, nil
 }
@@ -351,6 +361,7 @@ func (p *Proxy) Close() error {
 		p.closed.Store(true)
 		close(p.stopReaper)
 		<-p.reaperDone
+		_ = p.inner.Close()
 		p.conns.closeAll()
 		p.tr.CloseIdleConnections()
 	})
@@ -396,8 +407,10 @@ type connState struct {
 	mode      connMode
 	host      string // normalised
 	port      int
-	authority string       // net.JoinHostPort(host, port)
-	conn      *trackedConn // set at hijack, before goproxy starts the MITM loop
+	authority string        // net.JoinHostPort(host, port)
+	conn      *trackedConn  // set at hijack, before the connection is served
+	br        *bufio.Reader // the hijacked reader: bytes sent after the CONNECT head
+	scheme    string        // of requests inside an intercepted connection
 
 	// Set when the tunnel ends badly; guarded by mu.
 	mu     sync.Mutex
@@ -432,13 +445,22 @@ type respWriter struct {
 	p        *Proxy
 	st       *connState
 	flush    bool
-	hijacked *trackedConn
+	inner    bool     // a request inside an intercepted connection
+	hijacked net.Conn // closed by the caller when goproxy returns
 }
 
 func (w *respWriter) WriteHeader(code int) {
+	h := w.Header()
 	// PITFALLS #8: goproxy's plain path flushes only text/event-stream;
 	// NDJSON and any other body of unknown length is flushed per write.
-	w.flush = w.Header().Get("Content-Length") == ""
+	w.flush = h.Get("Content-Length") == ""
+	// A proxy passes the answer on as it came: net/http would add a Date
+	// and a sniffed Content-Type where the upstream sent none.
+	for _, k := range [...]string{"Date", "Content-Type"} {
+		if _, ok := h[k]; !ok {
+			h[k] = nil
+		}
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -451,6 +473,19 @@ func (w *respWriter) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ReadFrom copies a response body through a pooled buffer: goproxy's
+// io.Copy would allocate 32 KiB per response otherwise.
+func (w *respWriter) ReadFrom(r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writerOnly{w}, r, *bp)
+}
+
+// writerOnly hides ReadFrom from io.CopyBuffer.
+type writerOnly struct{ io.Writer }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (w *respWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
@@ -469,6 +504,13 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if w.inner {
+		// A WebSocket inside an intercepted connection: the client
+		// connection underneath is tracked already.
+		w.hijacked = c
+		return c, rw, nil
+	}
+	w.st.br = rw.Reader
 	tc := w.p.track(c, w.st)
 	w.hijacked = tc
 	return tc, rw, nil

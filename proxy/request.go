@@ -58,13 +58,14 @@ func (p *Proxy) release(rs *reqState) {
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	// PITFALLS #5: our round tripper turns upstream errors into 502/504.
 	ctx.RoundTripper = p.rt
-	st, _ := ctx.UserData.(*connState)
-	mitm := st != nil && st.mode == modeMITM
-	if !mitm {
-		if st = connStateOf(req); st == nil {
-			st = p.newConnState()
-		}
+	// Requests inside an intercepted connection come from the inner
+	// server (mitm.go) with their connection's state in the context;
+	// plain-HTTP ones with a state of their own from ServeHTTP.
+	st := connStateOf(req)
+	if st == nil {
+		st = p.newConnState()
 	}
+	mitm := st.mode == modeMITM
 	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL)}
 	ctx.UserData = rs
 	if mitm && st.conn != nil {
@@ -199,7 +200,7 @@ func (p *Proxy) refuse(req *http.Request, rs *reqState, d deny) (*http.Request, 
 	resp := d.response(req)
 	if req.Body != nil && req.Body != http.NoBody {
 		// Do not wait for a body we are not going to send anywhere.
-		resp.Close = true
+		closeAfter(resp)
 	}
 	return req, resp
 }
@@ -257,8 +258,19 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 			return resp, nil
 		}
 	}
+	if resp.Close {
+		// The upstream closes after this answer; so does the client
+		// connection (goproxy copies the header, net/http honours it).
+		closeAfter(resp)
+	}
 	resp.Body = &responseBody{ReadCloser: resp.Body, p: p, rs: rs}
 	return resp, nil
+}
+
+// closeAfter marks resp as the last on its client connection.
+func closeAfter(resp *http.Response) {
+	resp.Close = true
+	resp.Header.Set("Connection", "close")
 }
 
 // countingBody counts request body bytes.

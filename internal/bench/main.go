@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ type options struct {
 	sseEvents    int
 	sseGapMS     int
 	bulkMiB      int64
+	bulkRounds   int
 	idleConns    int
 	corkBin      string
 	corkLogLevel string
@@ -47,6 +49,7 @@ type options struct {
 	profileWhat  string
 	skipBulk     bool
 	only         string
+	scenarios    string
 }
 
 // phase reports whether -only selects phase (empty: every phase).
@@ -74,7 +77,9 @@ func main() {
 	flag.IntVar(&o.sseEvents, "sse-events", 10, "events per SSE stream")
 	flag.IntVar(&o.sseGapMS, "sse-gap-ms", 20, "milliseconds between SSE events")
 	flag.Int64Var(&o.bulkMiB, "bulk-mib", 1024, "MiB moved down and up through MITM per variant")
+	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
 	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk (default all)")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
 	flag.StringVar(&o.corkBin, "cork-bin", "", "cork binary (default: go build ./cmd/cork into a temporary directory)")
@@ -247,6 +252,10 @@ func run(o options) error {
 	if !o.phase("requests") {
 		scs = nil
 	}
+	if o.scenarios != "" {
+		keep := strings.Split(o.scenarios, ",")
+		scs = slices.DeleteFunc(scs, func(sc scenario) bool { return !slices.Contains(keep, sc.key) })
+	}
 	rep.load = map[string]map[string][]loadResult{}
 	for r := range o.rounds {
 		for _, sc := range scs {
@@ -326,34 +335,18 @@ func run(o options) error {
 		n := o.bulkMiB << 20
 		rep.bulk = map[string]*bulkResult{}
 		for _, v := range variants {
-			c, tr, err := warmClient(v, pathMITM)
-			if err != nil {
-				return fmt.Errorf("bulk %s: %w", v.name, err)
-			}
-			b := &bulkResult{}
-			var s *rssSampler
-			if v.pid != 0 {
-				runtime.GC()
-				b.resetOK = resetPeakRSS(v.pid)
-				s = sampleRSS(v.pid, 20*time.Millisecond)
-			}
-			cpu0 := cpuOf(v.pid)
-			if b.down, err = runBulk(c, pathMITM, n, false); err != nil {
-				return fmt.Errorf("bulk down %s: %w", v.name, err)
-			}
-			if b.up, err = runBulk(c, pathMITM, n, true); err != nil {
-				return fmt.Errorf("bulk up %s: %w", v.name, err)
-			}
-			b.cpu = cpuOf(v.pid) - cpu0
-			if s != nil {
-				b.peakKB = s.finish()
-				if b.resetOK {
-					b.peakKB = max(b.peakKB, procStatusKB(v.pid, "VmHWM"))
+			rep.bulk[v.name] = &bulkResult{}
+		}
+		for r := range o.bulkRounds {
+			for i := range variants {
+				v := variants[(i+r)%len(variants)]
+				if err := runBulkRound(v, n, rep.bulk[v.name]); err != nil {
+					return err
 				}
+				b := rep.bulk[v.name]
+				logf("bulk round %d %-8s down %7.1f MiB/s up %7.1f MiB/s peak RSS %.1f MiB", r+1, v.name,
+					b.down[r]/(1<<20), b.up[r]/(1<<20), mib(b.peakKB))
 			}
-			tr.CloseIdleConnections()
-			rep.bulk[v.name] = b
-			logf("bulk %-8s down %7.1f MiB/s up %7.1f MiB/s peak RSS %.1f MiB", v.name, b.down/(1<<20), b.up/(1<<20), mib(b.peakKB))
 		}
 	}
 	rep.corkHWM = procStatusKB(e.cork.pid(), "VmHWM")
@@ -476,4 +469,41 @@ func machineInfo() string {
 	}
 	return fmt.Sprintf("%d CPUs (%s), %s %s/%s, GOMAXPROCS %d%s",
 		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), load)
+}
+
+// runBulkRound moves n bytes down and then up through MITM on one warm
+// connection of v and appends the rates to b; for a proxy it also records
+// the peak RSS and the CPU it used.
+func runBulkRound(v variant, n int64, b *bulkResult) error {
+	c, tr, err := warmClient(v, pathMITM)
+	if err != nil {
+		return fmt.Errorf("bulk %s: %w", v.name, err)
+	}
+	defer tr.CloseIdleConnections()
+	var s *rssSampler
+	resetOK := false
+	if v.pid != 0 {
+		runtime.GC()
+		resetOK = resetPeakRSS(v.pid)
+		s = sampleRSS(v.pid, 20*time.Millisecond)
+	}
+	cpu0 := cpuOf(v.pid)
+	down, err := runBulk(c, pathMITM, n, false)
+	if err != nil {
+		return fmt.Errorf("bulk down %s: %w", v.name, err)
+	}
+	up, err := runBulk(c, pathMITM, n, true)
+	if err != nil {
+		return fmt.Errorf("bulk up %s: %w", v.name, err)
+	}
+	b.cpu = append(b.cpu, cpuOf(v.pid)-cpu0)
+	b.down, b.up = append(b.down, down), append(b.up, up)
+	if s != nil {
+		peak := s.finish()
+		if resetOK {
+			peak = max(peak, procStatusKB(v.pid, "VmHWM"))
+		}
+		b.peakKB = max(b.peakKB, peak)
+	}
+	return nil
 }
