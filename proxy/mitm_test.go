@@ -226,3 +226,56 @@ type readerConn struct {
 }
 
 func (c *readerConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// The head of a response of unknown length (a stream) reaches the client
+// at once, before its first event; over MITM and plain HTTP.
+func TestStreamHeadNotHeld(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = io.WriteString(w, "data: late\n\n")
+	})
+	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"api.example.test:443":    tlsUp.addr(),
+		"allowed.example.test:80": plainUp.addr(),
+	})
+	for _, tc := range []struct{ name, url, auth string }{
+		{"mitm", "https://api.example.test/stream", "Bearer " + phAPI},
+		{"plain", "http://allowed.example.test/stream", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", tc.url, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			type result struct {
+				resp *http.Response
+				err  error
+			}
+			got := make(chan result, 1)
+			go func() {
+				resp, err := tp.client().Do(req)
+				got <- result{resp, err}
+			}()
+			select {
+			case r := <-got:
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				release <- struct{}{}
+				if body := readBody(t, r.resp); body != "data: late\n\n" {
+					t.Errorf("body %q", body)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("no response head within 3 s: the proxy holds it until the first event")
+			}
+		})
+	}
+}

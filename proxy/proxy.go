@@ -462,6 +462,12 @@ func (w *respWriter) WriteHeader(code int) {
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
+	if w.flush && code >= 200 {
+		// A stream's head goes out at once, not with its first event
+		// (which may be minutes away); a body of known length is written
+		// with its head.
+		w.Flush()
+	}
 }
 
 func (w *respWriter) Write(b []byte) (int, error) {
