@@ -1,7 +1,7 @@
 // Command bench measures cork's proxy against direct access and against a
 // raw goproxy MITM proxy (the baseline), on loopback only.
 //
-//	go run ./internal/bench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-out FILE]
+//	go run ./internal/bench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
 //	go run ./internal/bench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
