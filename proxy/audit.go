@@ -29,6 +29,10 @@ const (
 	fieldComponent  = "component"
 	fieldError      = "error"
 
+	// Reasons only the audit log uses (no response carries them).
+	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete
+	reasonUpstreamCut = "upstream_cut" // the upstream's body ended early: the client's connection is aborted
+
 	decisionInject  = "inject"
 	decisionTunnel  = "tunnel"
 	decisionForward = "forward"

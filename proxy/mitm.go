@@ -87,6 +87,8 @@ func (p *Proxy) newInnerServer() *http.Server {
 			return ctx
 		},
 		ErrorLog: log.New(debugWriter{p, "mitm server"}, "", 0),
+		// "OPTIONS *" goes upstream through the policy like any request.
+		DisableGeneralOptionsHandler: true,
 	}
 }
 
@@ -168,15 +170,22 @@ func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request) {
 			detail: "a CONNECT inside an intercepted connection is not forwarded"})
 		return
 	}
+	if r.Host == "" { // HTTP/1.0 without Host: the CONNECT target
+		r.Host = st.authority
+	}
 	r.URL.Scheme = st.scheme
 	if r.URL.Host == "" {
 		r.URL.Host = r.Host
 	}
+	r, abort := withAbort(r)
 	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: true}
 	p.gp.ServeHTTP(rw, r)
 	if rw.hijacked != nil {
 		// A WebSocket relay ended: the connection is done.
 		_ = rw.hijacked.Close()
+	}
+	if abort.Load() {
+		panic(http.ErrAbortHandler) // the upstream cut the body: so does the client's connection
 	}
 }
 

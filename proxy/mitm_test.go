@@ -279,3 +279,166 @@ func TestStreamHeadNotHeld(t *testing.T) {
 		})
 	}
 }
+
+// An upstream that cuts its body short cuts the client's connection too:
+// goproxy ignores the copy error and net/http would end a chunked body
+// cleanly, so the client would take half an answer for all of it.
+func TestUpstreamCutVisible(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sized" {
+			w.Header().Set("Content-Length", "1000")
+		}
+		w.WriteHeader(200)
+		_, _ = io.WriteString(w, "data: part 1\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(50 * time.Millisecond)
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = c.Close()
+		}
+	})
+	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"api.example.test:443":    tlsUp.addr(),
+		"allowed.example.test:80": plainUp.addr(),
+	})
+	for _, tc := range []struct{ name, url, auth string }{
+		{"mitm-chunked", "https://api.example.test/chunked", "Bearer " + phAPI},
+		{"mitm-sized", "https://api.example.test/sized", "Bearer " + phAPI},
+		{"plain-chunked", "http://allowed.example.test/chunked", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", tc.url, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp := do(t, tp.client(), req)
+			body, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err == nil {
+				t.Fatalf("body %q read to a clean end; want an error (the upstream cut it)", body)
+			}
+			if string(body) != "data: part 1\n\n" {
+				t.Errorf("body before the cut %q", body)
+			}
+		})
+	}
+	if !eventually(t, func() bool { return strings.Count(tp.logs.String(), `"reason":"`+reasonUpstreamCut+`"`) >= 3 }) {
+		t.Errorf("audit log does not record %s for the three cuts:\n%s", reasonUpstreamCut, tp.logs.String())
+	}
+}
+
+// A body of known length is passed on as it arrives, not held until
+// net/http's buffer fills.
+func TestKnownLengthNotHeld(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "200")
+		_, _ = w.Write(make([]byte, 100))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+		_, _ = w.Write(make([]byte, 100))
+	})
+	up := newUpstream(t, true, h)
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	c := tp.mitm(t, "api.example.test:443", "api.example.test")
+	br := bufio.NewReader(c)
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: api.example.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no response head before the body was complete: %v", err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+		t.Fatalf("first 100 bytes not passed on before the rest: %v", err)
+	}
+	close(release)
+	if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+		t.Fatalf("rest: %v", err)
+	}
+}
+
+// Requests net/http would otherwise answer itself or refuse still go
+// through the policy: "OPTIONS *" and HTTP/1.0 without Host (the CONNECT
+// target is the host).
+func TestInnerRequestForms(t *testing.T) {
+	e := newStdEnv(t)
+	c := e.tp.mitm(t, "api.example.test:443", "api.example.test")
+	br := bufio.NewReader(c)
+	resp := rawRequest(t, c, br, "OPTIONS * HTTP/1.1\r\nHost: api.example.test\r\n\r\n")
+	_ = readBody(t, resp)
+	if !eventually(t, func() bool { return strings.Contains(e.tp.logs.String(), `"method":"OPTIONS"`) }) {
+		t.Errorf("OPTIONS * has no audit line (answered without the policy?)")
+	}
+
+	c = e.tp.mitm(t, "api.example.test:443", "api.example.test")
+	br = bufio.NewReader(c)
+	resp = rawRequest(t, c, br, "GET /old HTTP/1.0\r\nAuthorization: Bearer "+phAPI+"\r\n\r\n")
+	if body := readBody(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("HTTP/1.0 without Host = %d %q", resp.StatusCode, body)
+	}
+	if got := e.api.last(t); got.path != "/old" || got.header.Get("Authorization") != "Bearer "+tokAPI {
+		t.Errorf("upstream saw %s without the real token", got.path)
+	}
+}
+
+// Trailers are undone like headers: an upstream that reflects the
+// credential into a trailer does not hand it to the sandbox.
+func TestInjectedTokenNotEchoedInTrailer(t *testing.T) {
+	up := newUpstream(t, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Echo")
+		_, _ = io.WriteString(w, "ok")
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Echo", r.Header.Get("Authorization"))
+	}))
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	req, _ := http.NewRequest(http.MethodGet, "https://api.example.test/x", nil)
+	req.Header.Set("Authorization", "Bearer "+phAPI)
+	resp := do(t, tp.client(), req)
+	if body := readBody(t, resp); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	got := resp.Trailer.Get("X-Echo")
+	if strings.Contains(got, tokAPI) {
+		t.Fatal("the trailer carries the real token")
+	}
+	if got != "Bearer "+phAPI {
+		t.Errorf("trailer X-Echo = %q, want the placeholder form", got)
+	}
+}
+
+// A client that hangs up while the upstream thinks is audited as gone, not
+// as an upstream failure; the upstream request is cancelled.
+func TestClientGoneAudited(t *testing.T) {
+	cancelled := make(chan struct{})
+	up := newUpstream(t, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	c := tp.mitm(t, "api.example.test:443", "api.example.test")
+	if _, err := io.WriteString(c, "GET /think HTTP/1.1\r\nHost: api.example.test\r\nAuthorization: Bearer "+phAPI+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_ = c.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request was not cancelled when the client hung up")
+	}
+	if !eventually(t, func() bool { return strings.Contains(tp.logs.String(), `"reason":"`+reasonClientGone+`"`) }) {
+		t.Errorf("no %s audit line:\n%s", reasonClientGone, tp.logs.String())
+	}
+	if strings.Contains(tp.logs.String(), ReasonUpstreamUnreachable) {
+		t.Errorf("audited as %s", ReasonUpstreamUnreachable)
+	}
+}

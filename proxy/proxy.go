@@ -274,13 +274,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), connStateKey{}, st))
+	if r.Method == http.MethodConnect {
+		p.gp.ServeHTTP(&respWriter{ResponseWriter: w, p: p, st: st}, r)
+		return
+	}
+	r, abort := withAbort(r)
 	rw := &respWriter{ResponseWriter: w, p: p, st: st}
 	p.gp.ServeHTTP(rw, r)
-	if r.Method != http.MethodConnect && rw.hijacked != nil {
+	if rw.hijacked != nil {
 		// goproxy returns from a plain ws:// relay when one side ends but
 		// leaves the client connection open: close it so the client sees
 		// the end (Decision 5: then both are closed).
 		_ = rw.hijacked.Close()
+	}
+	if abort.Load() {
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -444,16 +452,12 @@ type respWriter struct {
 	http.ResponseWriter
 	p        *Proxy
 	st       *connState
-	flush    bool
 	inner    bool     // a request inside an intercepted connection
 	hijacked net.Conn // closed by the caller when goproxy returns
 }
 
 func (w *respWriter) WriteHeader(code int) {
 	h := w.Header()
-	// PITFALLS #8: goproxy's plain path flushes only text/event-stream;
-	// NDJSON and any other body of unknown length is flushed per write.
-	w.flush = h.Get("Content-Length") == ""
 	// A proxy passes the answer on as it came: net/http would add a Date
 	// and a sniffed Content-Type where the upstream sent none.
 	for _, k := range [...]string{"Date", "Content-Type"} {
@@ -462,20 +466,21 @@ func (w *respWriter) WriteHeader(code int) {
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
-	if w.flush && code >= 200 {
+	if code >= 200 && h.Get("Content-Length") == "" {
 		// A stream's head goes out at once, not with its first event
-		// (which may be minutes away); a body of known length is written
-		// with its head.
+		// (which may be minutes away). A body of known length goes out
+		// with its head, in one TLS record when it is small.
 		w.Flush()
 	}
 }
 
+// Write passes on what the upstream sent as soon as it came (PITFALLS #8:
+// goproxy's plain path flushes only text/event-stream, so NDJSON or a
+// slow body of known length would wait in net/http's buffer).
 func (w *respWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
-	if w.flush && err == nil {
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
+	if err == nil {
+		w.Flush()
 	}
 	return n, err
 }
@@ -512,7 +517,11 @@ func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	if w.inner {
 		// A WebSocket inside an intercepted connection: the client
-		// connection underneath is tracked already.
+		// connection underneath is tracked already; from now on it is a
+		// relay, outside the inner server.
+		if tc := w.st.conn; tc != nil {
+			tc.relay.Store(true)
+		}
 		w.hijacked = c
 		return c, rw, nil
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -29,7 +30,21 @@ type reqState struct {
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
 	echo     []string     // old/new pairs undoing injection in the response (echoPairs)
+	abort    *atomic.Bool // set when the client connection must be aborted (see abortKey)
 	once     sync.Once
+}
+
+// abortKey carries a request's *atomic.Bool into goproxy's pipeline. A
+// response body that fails midway sets it, and the handler that called
+// goproxy then aborts the client connection (panic(http.ErrAbortHandler)):
+// goproxy ignores the copy error, and net/http would end a chunked body
+// cleanly, so a cut stream would look complete to the client.
+type abortKey struct{}
+
+// withAbort returns r with a fresh abort flag in its context.
+func withAbort(r *http.Request) (*http.Request, *atomic.Bool) {
+	f := new(atomic.Bool)
+	return r.WithContext(context.WithValue(r.Context(), abortKey{}, f)), f
 }
 
 // finish writes the request's audit line once and releases its connection.
@@ -67,6 +82,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 	mitm := st.mode == modeMITM
 	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL)}
+	rs.abort, _ = req.Context().Value(abortKey{}).(*atomic.Bool)
 	ctx.UserData = rs
 	if mitm && st.conn != nil {
 		rs.busy = st.conn
@@ -235,12 +251,18 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
 		d := upstreamDeny(err, rs.what)
-		p.log.Debug().Err(err).Str(fieldConnID, rs.conn.id).Str(fieldReason, d.reason).Msg("upstream request failed")
+		reason := d.reason
+		if req.Context().Err() != nil {
+			// Not the upstream's fault: the client hung up (net/http
+			// cancels the request), and nobody reads this answer.
+			reason = reasonClientGone
+		}
+		p.log.Debug().Err(err).Str(fieldConnID, rs.conn.id).Str(fieldReason, reason).Msg("upstream request failed")
 		if d.reason == ReasonPrivateAddress {
 			rs.decision = decisionDeny
 		}
 		rs.status, _ = render(d)
-		p.finish(rs, d.reason, false)
+		p.finish(rs, reason, false)
 		return d.response(req), nil
 	}
 	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
@@ -263,7 +285,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		// connection (goproxy copies the header, net/http honours it).
 		closeAfter(resp)
 	}
-	resp.Body = &responseBody{ReadCloser: resp.Body, p: p, rs: rs}
+	resp.Body = &responseBody{ReadCloser: resp.Body, p: p, rs: rs, resp: resp, ctx: req.Context()}
 	return resp, nil
 }
 
@@ -285,22 +307,42 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// responseBody counts response bytes and writes the audit line on Close.
+// responseBody counts response bytes, undoes injection in trailers,
+// notices a body that ends early and writes the audit line on Close.
 type responseBody struct {
 	io.ReadCloser
-	p  *Proxy
-	rs *reqState
+	p      *Proxy
+	rs     *reqState
+	resp   *http.Response
+	ctx    context.Context // the request's
+	reason string          // why the body ended early, if it did
 }
 
 func (b *responseBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.rs.down.Add(int64(n))
+	switch {
+	case err == io.EOF:
+		// Trailers arrive with the end of the body; goproxy copies them
+		// after it.
+		if len(b.rs.echo) > 0 {
+			scrubEcho(b.resp.Trailer, b.rs.echo)
+		}
+	case err != nil && b.reason == "":
+		b.reason = reasonUpstreamCut
+		if b.ctx.Err() != nil {
+			b.reason = reasonClientGone
+		}
+		if b.rs.abort != nil {
+			b.rs.abort.Store(true)
+		}
+	}
 	return n, err
 }
 
 func (b *responseBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.p.finish(b.rs, "", false)
+	b.p.finish(b.rs, b.reason, false)
 	return err
 }
 

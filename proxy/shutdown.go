@@ -1,41 +1,23 @@
 package proxy
 
-import (
-	"context"
-	"time"
-)
-
-// shutdownPoll is how often Shutdown looks for intercepted connections
-// whose requests have finished.
-const shutdownPoll = 20 * time.Millisecond
+import "context"
 
 // Shutdown stops the proxy gracefully. Blind tunnels and relays are closed
-// at once; an intercepted connection is closed as soon as no request is in
-// flight on it, so requests already sent finish (and stream) to the end.
-// When ctx ends first, whatever remains is closed and ctx's error
-// returned. The caller stops accepting connections first (http.Server's
-// Shutdown, which does not see hijacked connections). Shutdown then Close
-// is safe; Close alone cuts everything at once.
+// at once; intercepted connections are shut down by their server
+// (http.Server.Shutdown): idle ones at once, busy ones as soon as the
+// response in flight has been written to the end, so requests already sent
+// finish (and stream) completely. When ctx ends first, whatever remains is
+// closed and ctx's error returned. The caller stops accepting connections
+// first (http.Server's Shutdown, which does not see hijacked connections).
+// Shutdown then Close is safe; Close alone cuts everything at once.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	t := time.NewTicker(shutdownPoll)
-	defer t.Stop()
-	for {
-		busy := 0
-		for _, c := range p.conns.snapshot() {
-			if c.mode == modeMITM && c.busy.Load() > 0 {
-				busy++
-				continue
-			}
+	p.closed.Store(true) // new requests on the proxy's listener get 503
+	for _, c := range p.conns.snapshot() {
+		if c.mode != modeMITM || c.relay.Load() {
 			_ = c.Close()
 		}
-		if busy == 0 {
-			return p.Close()
-		}
-		select {
-		case <-ctx.Done():
-			p.Close()
-			return ctx.Err()
-		case <-t.C:
-		}
 	}
+	err := p.inner.Shutdown(ctx)
+	p.Close() // what is left: connections still in their TLS handshake
+	return err
 }

@@ -18,6 +18,7 @@ type trackedConn struct {
 	up, down atomic.Int64
 	last     atomic.Int64 // unix nanos of the last completed read or write
 	busy     atomic.Int32 // requests in flight inside an intercepted connection
+	relay    atomic.Bool  // an intercepted connection now relaying a WebSocket
 	once     sync.Once
 }
 
