@@ -104,21 +104,10 @@ func TestResponseHeadersAsSent(t *testing.T) {
 		w.Header()["Content-Type"] = nil
 		_, _ = io.WriteString(w, "<html>sniffable</html>")
 	})
-	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":     tlsUp.addr(),
-		"allowed.example.test:80":  plainUp.addr(),
-		"allowed.example.test:443": tlsUp.addr(),
-	})
-	for _, tc := range []struct{ name, url, auth string }{
-		{"mitm", "https://api.example.test/x", "Bearer " + phAPI},
-		{"plain", "http://allowed.example.test/x", ""},
-	} {
+	tp := startBothPaths(t, h)
+	for _, tc := range bothPaths("/x") {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", tc.url, nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
+			req := tc.request("GET")
 			resp := do(t, tp.client(), req)
 			body := readBody(t, resp)
 			if resp.StatusCode != 200 || body != "<html>sniffable</html>" {
@@ -241,20 +230,10 @@ func TestStreamHeadNotHeld(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "data: late\n\n")
 	})
-	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":    tlsUp.addr(),
-		"allowed.example.test:80": plainUp.addr(),
-	})
-	for _, tc := range []struct{ name, url, auth string }{
-		{"mitm", "https://api.example.test/stream", "Bearer " + phAPI},
-		{"plain", "http://allowed.example.test/stream", ""},
-	} {
+	tp := startBothPaths(t, h)
+	for _, tc := range bothPaths("/stream") {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", tc.url, nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
+			req := tc.request("GET")
 			type result struct {
 				resp *http.Response
 				err  error
@@ -297,21 +276,11 @@ func TestUpstreamCutVisible(t *testing.T) {
 			_ = c.Close()
 		}
 	})
-	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":    tlsUp.addr(),
-		"allowed.example.test:80": plainUp.addr(),
-	})
-	for _, tc := range []struct{ name, url, auth string }{
-		{"mitm-chunked", "https://api.example.test/chunked", "Bearer " + phAPI},
-		{"mitm-sized", "https://api.example.test/sized", "Bearer " + phAPI},
-		{"plain-chunked", "http://allowed.example.test/chunked", ""},
-	} {
+	tp := startBothPaths(t, h)
+	cases := append(bothPaths("/chunked"), pathCase{"mitm-sized", "https://api.example.test/sized", "Bearer " + phAPI})
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", tc.url, nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
+			req := tc.request("GET")
 			resp := do(t, tp.client(), req)
 			body, err := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
@@ -441,4 +410,33 @@ func TestClientGoneAudited(t *testing.T) {
 	if strings.Contains(tp.logs.String(), ReasonUpstreamUnreachable) {
 		t.Errorf("audited as %s", ReasonUpstreamUnreachable)
 	}
+}
+
+// startBothPaths serves h as api.example.test over HTTPS (routed: MITM and
+// injection) and as allowed.example.test over plain HTTP.
+func startBothPaths(t *testing.T, h http.Handler) *testProxy {
+	t.Helper()
+	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
+	return startProxy(t, testPolicy, testTokens(), map[string]string{
+		"api.example.test:443":    tlsUp.addr(),
+		"allowed.example.test:80": plainUp.addr(),
+	})
+}
+
+// pathCase is a request for path over one of startBothPaths's paths.
+type pathCase struct{ name, url, auth string }
+
+func bothPaths(path string) []pathCase {
+	return []pathCase{
+		{"mitm", "https://api.example.test" + path, "Bearer " + phAPI},
+		{"plain", "http://allowed.example.test" + path, ""},
+	}
+}
+
+func (c pathCase) request(method string) *http.Request {
+	req, _ := http.NewRequest(method, c.url, nil)
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	return req
 }
