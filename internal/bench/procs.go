@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -123,11 +123,17 @@ func startCork(bin, dir string, res map[string]string, logLevel string) (*proxyP
 		return nil, err
 	}
 	caOut := filepath.Join(dir, "cork-ca.pem")
+	// A port picked here rather than read from the "proxy listening" line:
+	// that line is at info, and -cork-log-level warn must work too.
+	listen, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, "proxy")
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + dir,
-		"CORK_LISTEN=127.0.0.1:0",
+		"CORK_LISTEN=" + listen,
 		"CORK_POLICY_FILE=" + policyPath,
 		"CORK_TOKENS_FILE=-",
 		"CORK_CA_OUT=" + caOut,
@@ -138,14 +144,7 @@ func startCork(bin, dir string, res map[string]string, logLevel string) (*proxyP
 	}
 	p := &proxyProc{name: "cork", cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
-	if err := p.start(func(line string) bool {
-		var m struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &m) == nil && m.Msg == "proxy listening" {
-			addr <- m.Addr
-			return false
-		}
-		return true
-	}, nil); err != nil {
+	if err := p.start(nil, func() { addr <- waitListening(listen, p.done) }); err != nil {
 		return nil, err
 	}
 	if _, err := fmt.Fprintf(p.stdin, "{%q:%q}\n", slotName, realToken); err != nil {
@@ -226,6 +225,9 @@ func (p *proxyProc) start(onLine func(string) bool, extra func()) error {
 func (p *proxyProc) waitAddr(addr <-chan string) error {
 	select {
 	case a := <-addr:
+		if a == "" {
+			return fmt.Errorf("%s exited before listening:\n%s", p.name, p.lastLines())
+		}
 		p.addr = a
 		p.url = &url.URL{Scheme: "http", Host: a}
 		return nil
@@ -313,4 +315,30 @@ func (s *rssSampler) finish() int64 {
 	close(s.stop)
 	<-s.done
 	return s.max.Load()
+}
+
+// freePort returns a loopback address with a port that was free a moment ago.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitListening returns addr once it accepts connections, or "" when done
+// closes first (waitAddr then reports the exit).
+func waitListening(addr string, done <-chan struct{}) string {
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return addr
+		}
+		select {
+		case <-done:
+			return ""
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
