@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cork-sh/cork/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +37,7 @@ func TestNetns(t *testing.T) {
 	port := ns.ln.Addr().(*net.TCPAddr).Port
 	host, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
 	if err != nil {
-		t.Skipf("host listener on 127.0.0.2:%d: %v", port, err)
+		testenv.Missing(t, "host listener on 127.0.0.2:%d: %v", port, err)
 	}
 	defer host.Close()
 

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/internal/smolvmstandin"
+	"github.com/cork-sh/cork/internal/testenv"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -132,7 +133,7 @@ func TestPrimaryIPv4(t *testing.T) {
 	t.Parallel()
 	ip, err := primaryIPv4()
 	if err != nil {
-		t.Skipf("no IPv4 default route here: %v", err)
+		testenv.Missing(t, "no IPv4 default route here: %v", err)
 	}
 	for _, a := range hostAddrs(t) {
 		if a == ip {
@@ -251,7 +252,7 @@ func TestSmolvmPreflight(t *testing.T) {
 			tc.change(spec, s)
 			if s.ProxyListen == "0.0.0.0:0" {
 				if _, err := primaryIPv4(); err != nil {
-					t.Skipf("no IPv4 default route here: %v", err)
+					testenv.Missing(t, "no IPv4 default route here: %v", err)
 				}
 			}
 			code, err := s.Run(context.Background(), spec)

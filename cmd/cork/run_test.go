@@ -97,12 +97,7 @@ func TestRunInjectErrors(t *testing.T) {
 // TestRunInjectLocal runs a command in a local sandbox provisioned only by
 // --inject and --policy: it sees placeholders shaped like the host values.
 func TestRunInjectLocal(t *testing.T) {
-	if _, err := os.Stat("/bin/sh"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no /bin/sh")
-		}
-		t.Skip("no /bin/sh")
-	}
+	sh := requireTool(t, "sh")
 	const (
 		realExample = "acme_REALEXAMPLE0123456789abcdefghijklmnop"
 		realPolicy  = "REALPOLICYTOKEN0123456789abcdefghijk"
@@ -114,7 +109,7 @@ func TestRunInjectLocal(t *testing.T) {
 	}
 	code, out, errOut := runCork(t, env, "run", "--quiet", "--backend", "local",
 		"--inject", "api.example.com=EXAMPLE_TOKEN", "--policy", policy,
-		"--", "/bin/sh", "-c", `printf '%s\n%s\n' "$EXAMPLE_TOKEN" "$POLICY_TOKEN"`)
+		"--", sh, "-c", `printf '%s\n%s\n' "$EXAMPLE_TOKEN" "$POLICY_TOKEN"`)
 	if code != 0 {
 		t.Fatalf("cork run exit = %d, want 0 (stderr %q)", code, errOut)
 	}
