@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -126,7 +128,7 @@ func refuseTokens(spec *Spec, tokens resolve.Tokens) error {
 		if t == "" {
 			continue
 		}
-		for _, k := range sortedKeys(spec.Env) {
+		for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
 			if strings.Contains(spec.Env[k], t) {
 				return setupErrorf("--env %s holds the real %s credential: the sandbox gets placeholders only, cork injects the real one on the way out", k, slot)
 			}
@@ -138,13 +140,4 @@ func refuseTokens(spec *Spec, tokens resolve.Tokens) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

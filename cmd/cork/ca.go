@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/cork-sh/cork/proxy"
@@ -27,7 +28,7 @@ func runCA(_ context.Context, args []string, _ map[string]string, _ io.Reader, s
 		}
 	}
 	if len(missing) > 0 {
-		return usageErrorf("ca: missing %s", strings.Join(sorted(missing), ", "))
+		return usageErrorf("ca: missing %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
 	}
 	policy, err := proxy.LoadPolicy(*policyFile)
 	if err != nil {

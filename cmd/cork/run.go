@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/cork-sh/cork/launch"
@@ -29,7 +31,7 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		return err
 	}
 	fs := newFlagSet("run", runSynopsis, stderr)
-	backendName := fs.String("backend", "local", "where the sandbox runs: "+strings.Join(sortedKeys(launch.Backends()), ", "))
+	backendName := fs.String("backend", "local", "where the sandbox runs: "+strings.Join(slices.Sorted(maps.Keys(launch.Backends())), ", "))
 	var agents, allows, envs, injects listFlag
 	fs.Var(&agents, "agent", "agent profile to provision (repeatable): "+strings.Join(provision.Names(), ", "))
 	fs.Var(&injects, "inject", "bind the credential in host variable VAR to HOST (repeatable): the sandbox gets a placeholder in VAR;\n"+
@@ -210,12 +212,4 @@ func (s *proxySettings) raw() map[string]string {
 		}
 	}
 	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return sorted(out)
 }

@@ -1,8 +1,0 @@
-package main
-
-import "sort"
-
-func sorted(s []string) []string {
-	sort.Strings(s)
-	return s
-}
