@@ -246,9 +246,10 @@ func genericPlaceholder(opts Options, real string) (string, error) {
 
 // genericPrefix guesses the fixed prefix of a credential of an unknown
 // shape: a first segment of 1 to 8 lower-case letters and digits, with at
-// least one letter, ended by '_' or '-' and followed by at least minRandom
-// characters. Random base64 rarely looks like that, so little of a secret
-// is copied when the guess is wrong.
+// least one letter that is not a hex digit, ended by '_' or '-' and
+// followed by at least minRandom characters. Random base64 rarely looks
+// like that, so little of a secret is copied when the guess is wrong; a
+// UUID's first group always would, hence the hex rule.
 func genericPrefix(real string) string {
 	i := strings.IndexAny(real, "_-")
 	if i < 1 || i > 8 || len(real)-i-1 < minRandom {
@@ -257,8 +258,9 @@ func genericPrefix(real string) string {
 	letter := false
 	for _, c := range real[:i] {
 		switch {
-		case 'a' <= c && c <= 'z':
+		case 'g' <= c && c <= 'z':
 			letter = true
+		case 'a' <= c && c <= 'f':
 		case '0' <= c && c <= '9':
 		default:
 			return ""

@@ -224,6 +224,8 @@ func TestGenericPrefix(t *testing.T) {
 		{"abcdefghi_" + long, ""}, // first segment too long to be a fixed prefix
 		{"Acme_" + long, ""},      // upper case: likely random
 		{"1234_" + long, ""},      // digits only: likely random
+		{"3f2b8c1a-" + long, ""},  // hex: a UUID's first group, part of the secret
+		{"cafe_" + long, ""},      // hex letters only: could be random too
 		{"_" + long, ""},
 		{"acme_short", ""}, // too little after it
 		{"opaque" + long, ""},
