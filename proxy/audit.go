@@ -27,7 +27,6 @@ const (
 	fieldConnID     = "conn_id"
 	fieldMode       = "mode"
 	fieldComponent  = "component"
-	fieldError      = "error"
 
 	// Reasons only the audit log uses (no response carries them).
 	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete

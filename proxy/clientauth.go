@@ -39,9 +39,8 @@ func (p *Proxy) refuseClient(w http.ResponseWriter, r *http.Request, st *connSta
 	w.Header().Set("Connection", "close")
 	d := deny{reason: ReasonProxyAuth, what: what}
 	writeDeny(w, d)
-	status, _ := render(d)
 	p.audit(&auditEntry{
-		decision: decisionDeny, host: strings.ToLower(host), port: port, method: r.Method,
-		path: cleanPath(r.URL), status: status, reason: ReasonProxyAuth, connID: st.id,
+		decision: d.decision(), host: strings.ToLower(host), port: port, method: r.Method,
+		path: cleanPath(r.URL), status: d.status(), reason: d.reason, connID: st.id,
 	})
 }

@@ -53,14 +53,9 @@ func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, st *connState, d deny) (*go
 	st.mode = modeDenied
 	ctx.Resp = d.response(ctx.Req)
 	ctx.Resp.Close = true
-	status, _ := render(d)
-	decision := decisionDeny
-	if d.reason == ReasonBlocked {
-		decision = decisionBlock
-	}
 	p.audit(&auditEntry{
-		decision: decision, host: st.host, port: st.port, method: http.MethodConnect,
-		status: status, reason: d.reason, connID: st.id,
+		decision: d.decision(), host: st.host, port: st.port, method: http.MethodConnect,
+		status: d.status(), reason: d.reason, connID: st.id,
 	})
 	return rejectTunnel, ""
 }

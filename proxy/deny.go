@@ -40,6 +40,20 @@ type deny struct {
 	detail string // block reason, slot name, CONNECT authority, ... never a value
 }
 
+// status is the HTTP status d answers with.
+func (d deny) status() int {
+	s, _ := render(d)
+	return s
+}
+
+// decision is the audit decision of a request the proxy refuses with d.
+func (d deny) decision() string {
+	if d.reason == ReasonBlocked {
+		return decisionBlock
+	}
+	return decisionDeny
+}
+
 // render is the one place that maps a reason to a status and the one-line
 // body an agent reads: what was refused and how to allow it.
 func render(d deny) (status int, body string) {

@@ -256,14 +256,6 @@ func (p hostPattern) covers(q hostPattern) bool {
 	}
 }
 
-// matchHost reports whether the pattern matches an already-normalised host.
-func (p hostPattern) matchHost(host string) bool {
-	if p.wildcard {
-		return hasLabelSuffix(host, p.host)
-	}
-	return host == p.host
-}
-
 // hasLabelSuffix reports whether host is a proper subdomain of suffix:
 // "a.example.com" and "a.b.example.com" for "example.com", but neither
 // "example.com" nor "badexample.com".

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -156,12 +157,13 @@ func TestHostPatternMatch(t *testing.T) {
 		{"example.com", "a.example.com", false},
 	}
 	for _, tt := range tests {
-		p, err := parseHostPattern(tt.pattern)
+		// Through the policy's lookup, the path every request takes.
+		pol, err := ParsePolicy([]byte("allow: [" + strconv.Quote(tt.pattern) + "]"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := p.matchHost(tt.host); got != tt.want {
-			t.Errorf("%s.matchHost(%q) = %v, want %v", tt.pattern, tt.host, got, tt.want)
+		if got := pol.Lookup(tt.host, 443).Allowed; got != tt.want {
+			t.Errorf("allow %s: Lookup(%q).Allowed = %v, want %v", tt.pattern, tt.host, got, tt.want)
 		}
 	}
 }

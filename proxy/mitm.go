@@ -163,11 +163,12 @@ func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodConnect {
 		// goproxy would open a nested tunnel from inside this one.
-		p.audit(&auditEntry{decision: decisionDeny, host: st.host, port: st.port, method: r.Method,
-			status: http.StatusBadRequest, reason: ReasonBadRequest, connID: st.id})
+		d := deny{reason: ReasonBadRequest, what: "CONNECT inside " + st.authority,
+			detail: "a CONNECT inside an intercepted connection is not forwarded"}
+		p.audit(&auditEntry{decision: d.decision(), host: st.host, port: st.port, method: r.Method,
+			status: d.status(), reason: d.reason, connID: st.id})
 		w.Header().Set("Connection", "close")
-		writeDeny(w, deny{reason: ReasonBadRequest, what: "CONNECT inside " + st.authority,
-			detail: "a CONNECT inside an intercepted connection is not forwarded"})
+		writeDeny(w, d)
 		return
 	}
 	if r.Host == "" { // HTTP/1.0 without Host: the CONNECT target
@@ -177,16 +178,7 @@ func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Host == "" {
 		r.URL.Host = r.Host
 	}
-	r, abort := withAbort(r)
-	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: true}
-	p.gp.ServeHTTP(rw, r)
-	if rw.hijacked != nil {
-		// A WebSocket relay ended: the connection is done.
-		_ = rw.hijacked.Close()
-	}
-	if abort.Load() {
-		panic(http.ErrAbortHandler) // the upstream cut the body: so does the client's connection
-	}
+	p.serveRequest(w, r, st, true)
 }
 
 // takeBuffered returns (once) what the client sent after the CONNECT head

@@ -278,17 +278,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.gp.ServeHTTP(&respWriter{ResponseWriter: w, p: p, st: st}, r)
 		return
 	}
+	p.serveRequest(w, r, st, false)
+}
+
+// serveRequest passes one HTTP request, plain or inside an intercepted
+// connection (inner), through goproxy's request pipeline.
+func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connState, inner bool) {
 	r, abort := withAbort(r)
-	rw := &respWriter{ResponseWriter: w, p: p, st: st}
+	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner}
 	p.gp.ServeHTTP(rw, r)
 	if rw.hijacked != nil {
-		// goproxy returns from a plain ws:// relay when one side ends but
+		// goproxy returns from a WebSocket relay when one side ends but
 		// leaves the client connection open: close it so the client sees
 		// the end (Decision 5: then both are closed).
 		_ = rw.hijacked.Close()
 	}
 	if abort.Load() {
-		panic(http.ErrAbortHandler)
+		panic(http.ErrAbortHandler) // the upstream cut the body: so does the client's connection
 	}
 }
 
@@ -333,20 +339,14 @@ func (p *Proxy) checkCA(pol *Policy) error {
 // to trust. It never returns the key.
 func (p *Proxy) CACertPEM() []byte { return p.ca.CertPEM() }
 
-// Ready returns nil when the proxy can serve every route: a policy is
-// loaded, the CA is ready and every slot referenced by a route has a token.
-// Otherwise the error names what is missing (slot names, never values).
+// Ready returns nil when the proxy can serve every route: every slot
+// referenced by a route has a token. Otherwise the error names what is
+// missing (slot names, never values). New guarantees a policy and a CA.
 func (p *Proxy) Ready() error {
 	if p.closed.Load() {
 		return errors.New("proxy closed")
 	}
 	ps := p.policy.Load()
-	if ps == nil || ps.pol == nil {
-		return errors.New("no policy loaded")
-	}
-	if p.ca == nil || p.ca.Certificate() == nil {
-		return errors.New("CA not ready")
-	}
 	toks := *p.tokens.Load()
 	var missing []string
 	for _, rt := range ps.pol.Routes {

@@ -207,11 +207,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 // refuse answers req with d and audits it (a placeholder leak at warn).
 func (p *Proxy) refuse(req *http.Request, rs *reqState, d deny) (*http.Request, *http.Response) {
-	rs.decision = decisionDeny
-	if d.reason == ReasonBlocked {
-		rs.decision = decisionBlock
-	}
-	rs.status, _ = render(d)
+	rs.decision, rs.status = d.decision(), d.status()
 	p.finish(rs, d.reason, d.reason == ReasonPlaceholderLeak)
 	resp := d.response(req)
 	if req.Body != nil && req.Body != http.NoBody {
@@ -261,7 +257,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		if d.reason == ReasonPrivateAddress {
 			rs.decision = decisionDeny
 		}
-		rs.status, _ = render(d)
+		rs.status = d.status()
 		p.finish(rs, reason, false)
 		return d.response(req), nil
 	}

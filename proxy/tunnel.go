@@ -96,7 +96,7 @@ func (c *trackedConn) report() {
 		}
 		if failed != nil {
 			e.reason, e.up, e.down = failed.reason, 0, 0
-			e.status, _ = render(*failed)
+			e.status = failed.status()
 			if failed.reason == ReasonPrivateAddress {
 				e.decision = decisionDeny
 			}
