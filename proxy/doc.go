@@ -12,7 +12,8 @@
 //   - Credentials (inject.go): on a route the slot's placeholder is swapped
 //     for the real token in the route's header; a placeholder anywhere else,
 //     or to a host its slot is not bound to, is refused (the tripwire).
-//     resolve.Secret.Reveal is called only in inject.go.
+//     Tokens are revealed only in inject.go (resolve.Secret.Reveal; the
+//     client-auth password once, in New).
 //   - Dialing (dial.go): names are resolved once, every answer is checked
 //     against the private-address guard, and only checked addresses are
 //     dialed; the socket address is checked again in net.Dialer.Control.

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"maps"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -118,24 +117,16 @@ const (
 	injectNoToken                     // the token was needed but the slot has none
 )
 
-// routeHeader is the canonical header name of a route.
-func routeHeader(rt *Route) string {
-	if rt.Header == "" {
-		return "Authorization"
-	}
-	return textproto.CanonicalMIMEHeaderKey(rt.Header)
-}
-
 // injectRoute swaps the slot placeholder ph for the token in the route's
 // header (Decision 2). Header keys that differ only in case are merged into
 // the canonical key first, so the header is replaced, never duplicated.
 // Bearer, token and raw replace the placeholder in place; Basic decodes
 // the credential and swaps a user or password equal to the placeholder. A
 // header without the placeholder is left alone; an absent one is added
-// only when the route says add_if_missing. This is the only place a token
-// is revealed.
+// only when the route says add_if_missing. With echoPairs, it is the only
+// code that reveals a token (doc.go).
 func injectRoute(h http.Header, rt *Route, ph string, tok resolve.Secret, haveTok bool) injectResult {
-	name := routeHeader(rt)
+	name := rt.Header // canonical, never empty: validated by the policy
 	for k := range h {
 		if k != name && strings.EqualFold(k, name) {
 			h[name] = append(h[name], h[k]...)
@@ -226,7 +217,7 @@ func echoPairs(h http.Header, rt *Route, ph string, tok resolve.Secret) []string
 	t := tok.Reveal()
 	var pairs []string
 	if rt.Scheme == SchemeBasic {
-		for _, v := range h[routeHeader(rt)] {
+		for _, v := range h[rt.Header] {
 			_, enc, ok := strings.Cut(v, " ")
 			if !ok {
 				continue

@@ -630,6 +630,16 @@ type HostRules struct {
 	PathBlocks []*Block // path-scoped blocks for this host
 }
 
+// Binds reports whether one of the host's routes is for slot: see SlotBound.
+func (h HostRules) Binds(slot string) bool {
+	for _, r := range h.Routes {
+		if r.Slot == slot {
+			return true
+		}
+	}
+	return false
+}
+
 // Intercept reports whether TLS to this host must be intercepted: it has a
 // route or a path-scoped block.
 func (h HostRules) Intercept() bool { return len(h.Routes) > 0 || len(h.PathBlocks) > 0 }
@@ -810,12 +820,7 @@ func (c *compiledPolicy) lookup(h string, port int) HostRules {
 // slot may go there. The tripwire uses it: a placeholder seen in a request
 // to a host its slot is not bound to is refused.
 func (p *Policy) SlotBound(slot, host string, port int) bool {
-	for _, r := range p.Lookup(host, port).Routes {
-		if r.Slot == slot {
-			return true
-		}
-	}
-	return false
+	return p.Lookup(host, port).Binds(slot)
 }
 
 // InterceptHosts lists the host patterns whose TLS is intercepted (routes

@@ -165,7 +165,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	var buf [4]int
 	found := ps.scan.scanRequest(req, slotSet(buf[:0]))
 	for _, i := range found {
-		if slot := ps.scan.slots[i]; !ps.pol.SlotBound(slot, host, port) {
+		if slot := ps.scan.slots[i]; !rules.Binds(slot) {
 			return p.leak(req, rs, ps.scan, slot)
 		}
 	}
