@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -139,11 +140,13 @@ func (d *Docker) preflight(ctx context.Context, spec *Spec) (*dockerRun, error) 
 		return nil, err
 	}
 	pre.tokens = tokens
-	if _, err := Policy(spec); err != nil {
-		return nil, &SetupError{err}
-	}
+	// The sidecar gets the policy as YAML; parsing it here refuses a bad
+	// one before anything is created.
 	if pre.policy, err = spec.Plan.Egress.PolicyYAML(); err != nil {
-		return nil, &SetupError{err}
+		return nil, setupErrorf("render policy: %w", err)
+	}
+	if _, err := proxy.ParsePolicy(pre.policy); err != nil {
+		return nil, setupErrorf("policy from the plan: %w", err)
 	}
 	if pre.sidecar, err = newSidecarConfig(spec.Proxy.Raw); err != nil {
 		return nil, &SetupError{err}

@@ -73,13 +73,7 @@ func (c *dockerCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 // error names the subcommand and carries the client's first line of error
 // output.
 func (c *dockerCLI) output(ctx context.Context, args ...string) (string, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := c.command(ctx, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", &dockerError{args: args, msg: firstLine(stderr.String()), err: err}
-	}
-	return strings.TrimSpace(stdout.String()), nil
+	return c.outputEnv(ctx, nil, args...)
 }
 
 // outputEnv is output with extra K=V variables in the client's

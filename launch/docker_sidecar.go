@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -157,7 +156,6 @@ func tokenJSON(t resolve.Tokens) ([]byte, error) {
 // long-lived `docker start -a -i` whose stdin carries the token maps.
 type sidecar struct {
 	name string
-	cmd  *exec.Cmd
 	log  *zerolog.Logger // nil: the sidecar's lines are dropped
 
 	mu    sync.Mutex
@@ -187,7 +185,7 @@ func startSidecar(cli *dockerCLI, name string, log *zerolog.Logger) (*sidecar, e
 	cmd.Stdout = io.Discard
 	cmd.Stderr = pw
 	s := &sidecar{
-		name: name, cmd: cmd, log: log, stdin: stdin,
+		name: name, log: log, stdin: stdin,
 		listening: make(chan struct{}), tokens: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := cmd.Start(); err != nil {

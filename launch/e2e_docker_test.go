@@ -56,7 +56,7 @@ const (
 func requireDocker(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("docker end-to-end test: skipped with -short")
+		testenv.Missing(t, "docker end-to-end test: -short")
 	}
 	if os.Geteuid() != 0 {
 		testenv.Missing(t, "docker end-to-end test: needs root")

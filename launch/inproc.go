@@ -19,7 +19,6 @@ type inProcess struct {
 	proxy *proxy.Proxy
 	srv   *http.Server
 	admin *http.Server
-	ln    net.Listener
 }
 
 // Policy renders the plan's egress as a proxy policy.
@@ -71,7 +70,7 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 	if err != nil {
 		return nil, fmt.Errorf("start proxy: %w", err)
 	}
-	ip := &inProcess{proxy: p, ln: ln, srv: &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}}
+	ip := &inProcess{proxy: p, srv: &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}}
 	if spec.Proxy.AdminListen != "" {
 		aln, err := net.Listen("tcp", spec.Proxy.AdminListen)
 		if err != nil {

@@ -92,7 +92,6 @@ func watchSources(ctx context.Context, spec *Spec, sink tokenSink) (stop func(),
 // that cannot be read (mid-write, or broken) leaves the tokens as they are.
 func refresh(spec *Spec, sink tokenSink) {
 	plan := spec.Plan
-	plan.ProvisionedEnv = resolve.Merge(plan.ProvisionedEnv, nil)
 	for _, s := range spec.Plan.Sources {
 		vals, err := s.Read()
 		if err != nil {
@@ -101,9 +100,7 @@ func refresh(spec *Spec, sink tokenSink) {
 			}
 			return
 		}
-		for k, v := range vals {
-			plan.ProvisionedEnv[k] = v
-		}
+		plan.ProvisionedEnv = resolve.Merge(plan.ProvisionedEnv, vals)
 	}
 	tokens, err := Tokens(plan, spec.HostEnv)
 	if err != nil {

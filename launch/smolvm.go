@@ -55,7 +55,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -389,12 +388,7 @@ func primaryIPv4() (netip.Addr, error) {
 // checkNoToken refuses arguments that carry a real token (say, one passed
 // with --env by mistake). It names the slot, never the value.
 func checkNoToken(args []string, tokens resolve.Tokens) error {
-	slots := make([]string, 0, len(tokens))
-	for slot := range tokens {
-		slots = append(slots, slot)
-	}
-	sort.Strings(slots)
-	for _, slot := range slots {
+	for _, slot := range tokens.Slots() {
 		// Reveal for comparison only: the value goes nowhere.
 		t := tokens[slot].Reveal()
 		if t == "" {

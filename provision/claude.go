@@ -91,7 +91,6 @@ func (Claude) Name() string { return "claude" }
 
 // Provision adds Claude Code's dummy file, env and egress rules to plan.
 func (Claude) Provision(opts Options, plan *Plan) error {
-	opts = opts.withDefaults()
 	env := opts.HostEnv
 	if tok := env[ClaudeOAuthTokenEnv]; tok != "" {
 		return claudeBearerPlan(opts, ClaudeOAuthTokenEnv, ClaudeOAuthTokenEnv, tok, plan)

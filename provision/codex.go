@@ -79,7 +79,6 @@ func (Codex) Name() string { return "codex" }
 
 // Provision adds Codex's dummy files, env and egress rules to plan.
 func (Codex) Provision(opts Options, plan *Plan) error {
-	opts = opts.withDefaults()
 	if !opts.ForwardHostCredentials {
 		return codexChatGPTPlan(opts, nil, plan)
 	}

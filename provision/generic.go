@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // genericRandomLen is the number of random characters after "cork_" in a
@@ -72,7 +74,7 @@ func (b Binding) Validate() error {
 	if err := checkEnvName(b.Env); err != nil {
 		errs = append(errs, fmt.Errorf("env: %w", err))
 	}
-	if b.Header != "" && !isToken(b.Header) {
+	if b.Header != "" && !httpguts.ValidHeaderFieldName(b.Header) {
 		errs = append(errs, fmt.Errorf("header: %q is not a header name", b.Header))
 	}
 	switch b.Scheme {
@@ -181,7 +183,6 @@ func (Generic) Name() string { return "generic" }
 // host bound twice (the proxy would allow two headers on one host, but a
 // plan has one route per host and profile).
 func (g Generic) Provision(opts Options, plan *Plan) error {
-	opts = opts.withDefaults()
 	if len(g.Bindings) == 0 && len(g.Allow) == 0 && len(g.Block) == 0 {
 		return errors.New("nothing to provision: give bindings (--inject HOST=VAR) or a --policy file")
 	}
@@ -322,21 +323,6 @@ func checkBlock(b Block) error {
 		errs = append(errs, errors.New(`path: must start with "/"`))
 	}
 	return errors.Join(errs...)
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110), as header names
-// are.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // isVisibleASCII reports whether s is printable ASCII without spaces.

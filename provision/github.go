@@ -60,7 +60,6 @@ func (GitHub) Name() string { return "github" }
 
 // Provision adds the GitHub env and egress rules to plan.
 func (GitHub) Provision(opts Options, plan *Plan) error {
-	opts = opts.withDefaults()
 	tokenEnv, real := GHTokenEnv, opts.HostEnv[GHTokenEnv]
 	if real == "" && opts.HostEnv[GitHubTokenEnv] != "" {
 		tokenEnv, real = GitHubTokenEnv, opts.HostEnv[GitHubTokenEnv]
