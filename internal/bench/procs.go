@@ -22,7 +22,6 @@ import (
 // proxyProc is a proxy running as a child process.
 type proxyProc struct {
 	name   string
-	addr   string
 	url    *url.URL
 	caPEM  []byte // the CA the client must trust for intercepted hosts
 	cmd    *exec.Cmd
@@ -49,17 +48,16 @@ func (p *proxyProc) stop() {
 	}
 }
 
-// drain counts stderr lines (the audit log) and keeps the last few. It
-// calls onLine for each line until onLine returns false.
-func (p *proxyProc) drain(r io.Reader, onLine func(string) bool) {
+// drain counts stderr lines (the audit log) and keeps the last few of the
+// first 50 (start-up errors).
+func (p *proxyProc) drain(r io.Reader) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	want := onLine != nil
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			p.logN.Add(1)
 			p.logB.Add(int64(len(line)))
-			if want || p.logN.Load() < 50 {
+			if p.logN.Load() < 50 {
 				s := strings.TrimSpace(string(line))
 				p.tailMu.Lock()
 				if len(p.tail) >= 20 {
@@ -67,9 +65,6 @@ func (p *proxyProc) drain(r io.Reader, onLine func(string) bool) {
 				}
 				p.tail = append(p.tail, s)
 				p.tailMu.Unlock()
-				if want {
-					want = onLine(s)
-				}
 			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
@@ -144,7 +139,7 @@ func startCork(bin, dir string, res map[string]string, logLevel string) (*proxyP
 	}
 	p := &proxyProc{name: "cork", cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
-	if err := p.start(nil, func() { addr <- waitListening(listen, p.done) }); err != nil {
+	if err := p.start(func() { addr <- waitListening(listen, p.done) }); err != nil {
 		return nil, err
 	}
 	if _, err := fmt.Fprintf(p.stdin, "{%q:%q}\n", slotName, realToken); err != nil {
@@ -178,7 +173,7 @@ func startChild(mode, dir string, res map[string]string, extra ...string) (*prox
 	if err != nil {
 		return nil, err
 	}
-	if err := p.start(nil, func() {
+	if err := p.start(func() {
 		a, err := readListening(stdout)
 		if err == nil {
 			addr <- a
@@ -198,7 +193,7 @@ func startChild(mode, dir string, res map[string]string, extra ...string) (*prox
 	return p, nil
 }
 
-func (p *proxyProc) start(onLine func(string) bool, extra func()) error {
+func (p *proxyProc) start(extra func()) error {
 	// If the benchmark dies (Ctrl-C, a closed stdout), the proxy goes too.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stderr, err := p.cmd.StderrPipe()
@@ -211,7 +206,7 @@ func (p *proxyProc) start(onLine func(string) bool, extra func()) error {
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
-	go p.drain(stderr, onLine)
+	go p.drain(stderr)
 	if extra != nil {
 		go extra()
 	}
@@ -228,7 +223,6 @@ func (p *proxyProc) waitAddr(addr <-chan string) error {
 		if a == "" {
 			return fmt.Errorf("%s exited before listening:\n%s", p.name, p.lastLines())
 		}
-		p.addr = a
 		p.url = &url.URL{Scheme: "http", Host: a}
 		return nil
 	case <-p.done:

@@ -42,8 +42,6 @@ type upstream struct {
 	ca            *testcert.CA
 	injected      atomic.Int64 // requests that carried the real token
 	placeholders  atomic.Int64 // requests that still carried the placeholder
-	uploaded      atomic.Int64
-	requestsTotal atomic.Int64
 	conns         atomic.Int64 // connections accepted (both listeners)
 }
 
@@ -95,7 +93,6 @@ func startUpstream(h2 bool) (*upstream, error) {
 	mux.HandleFunc("GET /down", u.serveDown)
 	mux.HandleFunc("POST /up", u.serveUp)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.requestsTotal.Add(1)
 		switch r.Header.Get("Authorization") {
 		case "Bearer " + realToken:
 			u.injected.Add(1)
@@ -191,7 +188,6 @@ func (u *upstream) serveDown(w http.ResponseWriter, r *http.Request) {
 
 func (u *upstream) serveUp(w http.ResponseWriter, r *http.Request) {
 	n, _ := io.Copy(io.Discard, r.Body)
-	u.uploaded.Add(n)
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintf(w, "%d\n", n)
 }
