@@ -209,17 +209,19 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 			bad("resolve", "entry %d %q: want host:port=addr:port", i+1, e)
 			continue
 		}
-		if err := checkHostPort(from); err != nil {
+		if err := checkHostPort(from, 1); err != nil {
 			bad("resolve", "entry %d: %q: %v", i+1, from, err)
 			continue
 		}
-		if err := checkHostPort(to); err != nil {
+		if err := checkHostPort(to, 1); err != nil {
 			bad("resolve", "entry %d: %q: %v", i+1, to, err)
 			continue
 		}
 		if o.resolve == nil {
 			o.resolve = map[string]string{}
 		}
+		// Normalised here too, so that two spellings of one host keep
+		// the last entry rather than whichever proxy.New meets last.
 		h, p, _ := net.SplitHostPort(from)
 		if n, err := proxy.NormalizeHost(h); err == nil {
 			h = n
@@ -282,16 +284,17 @@ func checkListen(addr string) error {
 	if addr == "" {
 		return errors.New("empty: want host:port, e.g. 127.0.0.1:3128")
 	}
-	return checkHostPort(addr)
+	return checkHostPort(addr, 0) // port 0: any free port
 }
 
-func checkHostPort(addr string) error {
+// checkHostPort checks "host:port" with a port from minPort to 65535.
+func checkHostPort(addr string, minPort int) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errors.New("want host:port")
 	}
 	var n int
-	if _, err := fmt.Sscanf(port, "%d", &n); err != nil || n < 0 || n > 65535 || fmt.Sprint(n) != port {
+	if _, err := fmt.Sscanf(port, "%d", &n); err != nil || n < minPort || n > 65535 || fmt.Sprint(n) != port {
 		return fmt.Errorf("bad port %q", port)
 	}
 	return nil

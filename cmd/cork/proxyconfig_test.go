@@ -58,6 +58,11 @@ func TestProxyConfigErrors(t *testing.T) {
 			lines: []string{`cork: --listen: bad port "99999"`},
 		},
 		{
+			name:  "resolve target port 0",
+			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_RESOLVE": "api.test:443=127.0.0.1:0"},
+			lines: []string{`cork: CORK_RESOLVE: entry 1: "127.0.0.1:0": bad port "0"`},
+		},
+		{
 			name:  "tokens file readable by others",
 			env:   map[string]string{"CORK_POLICY_FILE": policy, "CORK_TOKENS_FILE": openTokens},
 			lines: []string{"cork: CORK_TOKENS_FILE: " + openTokens + ": mode 0644 lets others read it; chmod 600 " + openTokens},
