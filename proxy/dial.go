@@ -136,21 +136,13 @@ func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return nil, first
 }
 
-// splitHostPort splits and normalises "host:port"; the port must be 1–65535.
+// splitHostPort splits and normalises "host:port"; the port must be there
+// and 1–65535.
 func splitHostPort(hp string) (host string, port int, err error) {
-	h, ps, err := net.SplitHostPort(hp)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(hp); err != nil {
 		return "", 0, errors.New("want host:port")
 	}
-	port, err = strconv.Atoi(ps)
-	if err != nil || port < 1 || port > 65535 {
-		return "", 0, errBadPort
-	}
-	host, err = NormalizeHost(h)
-	if err != nil {
-		return "", 0, err
-	}
-	return host, port, nil
+	return hostPortOf(hp, 0)
 }
 
 // resolveKey normalises a Config.Resolve key.

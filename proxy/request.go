@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -375,7 +374,7 @@ func hostPortOf(authority string, def int) (string, int, error) {
 	}
 	port := def
 	if ps != "" {
-		if port, err = strconv.Atoi(ps); err != nil || port < 1 || port > 65535 {
+		if port, err = parsePort(ps); err != nil {
 			return "", 0, errBadPort
 		}
 	}
