@@ -204,14 +204,7 @@ func claudeAPIKeyPlan(opts Options, key string, plan *Plan) error {
 // claudePlaceholder is shaped like real, or is defaultPrefix and random
 // characters up to claudeTokenLen when there is no real token.
 func claudePlaceholder(opts Options, real, defaultPrefix string) (string, error) {
-	if real != "" {
-		return placeholderLike(opts.Rand, real, claudeTokenPrefixes)
-	}
-	body, err := randomString(opts.Rand, alnum, claudeTokenLen-len(defaultPrefix))
-	if err != nil {
-		return "", err
-	}
-	return defaultPrefix + body, nil
+	return placeholderOr(opts.Rand, real, claudeTokenPrefixes, defaultPrefix, claudeTokenLen-len(defaultPrefix))
 }
 
 // claudeStateJSON is the dummy ~/.claude.json.

@@ -207,13 +207,7 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 		return err
 	}
 
-	var refresh string
-	if realRefresh != "" {
-		refresh, err = placeholderLike(opts.Rand, realRefresh, refreshPrefixes)
-	} else {
-		refresh, err = randomString(opts.Rand, alnum, defaultRefreshLen)
-		refresh = "rt_" + refresh
-	}
+	refresh, err := placeholderOr(opts.Rand, realRefresh, refreshPrefixes, "rt_", defaultRefreshLen)
 	if err != nil {
 		return err
 	}

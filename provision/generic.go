@@ -234,15 +234,11 @@ func (g Generic) Provision(opts Options, plan *Plan) error {
 // genericPlaceholder is shaped like real (see Generic), or "cork_" and
 // genericRandomLen random characters when real is empty.
 func genericPlaceholder(opts Options, real string) (string, error) {
-	if real == "" {
-		body, err := randomString(opts.Rand, alnum, genericRandomLen)
-		return "cork_" + body, err
-	}
 	prefixes := genericTokenPrefixes
 	if p := genericPrefix(real); p != "" {
 		prefixes = append(slices.Clip(prefixes), p)
 	}
-	return placeholderLike(opts.Rand, real, prefixes)
+	return placeholderOr(opts.Rand, real, prefixes, "cork_", genericRandomLen)
 }
 
 // genericPrefix guesses the fixed prefix of a credential of an unknown

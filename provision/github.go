@@ -64,14 +64,7 @@ func (GitHub) Provision(opts Options, plan *Plan) error {
 	if real == "" && opts.HostEnv[GitHubTokenEnv] != "" {
 		tokenEnv, real = GitHubTokenEnv, opts.HostEnv[GitHubTokenEnv]
 	}
-	var ph string
-	var err error
-	if real != "" {
-		ph, err = placeholderLike(opts.Rand, real, gitHubTokenPrefixes)
-	} else {
-		ph, err = randomString(opts.Rand, alnum, gitHubTokenLen-len("ghp_"))
-		ph = "ghp_" + ph
-	}
+	ph, err := placeholderOr(opts.Rand, real, gitHubTokenPrefixes, "ghp_", gitHubTokenLen-len("ghp_"))
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,19 @@ func randomUUID(r io.Reader) (string, error) {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
 }
 
+// placeholderOr is placeholderLike when the real value is known, else
+// prefix and n random alphanumerics.
+func placeholderOr(r io.Reader, real string, prefixes []string, prefix string, n int) (string, error) {
+	if real != "" {
+		return placeholderLike(r, real, prefixes)
+	}
+	body, err := randomString(r, alnum, n)
+	if err != nil {
+		return "", err
+	}
+	return prefix + body, nil
+}
+
 // placeholderLike returns a random placeholder shaped like real: the
 // longest of prefixes that real starts with, then random alphanumerics up
 // to real's length (at least minRandom of them). Nothing but the prefix
