@@ -3,7 +3,6 @@ package provision
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -34,13 +33,9 @@ func parseClaudeCredentials(data []byte) (claudeCredentials, error) {
 	if err != nil {
 		return claudeCredentials{}, err
 	}
-	raw, ok := top["claudeAiOauth"]
-	if !ok || isNull(raw) {
-		return claudeCredentials{}, errors.New("claudeAiOauth: missing (sign in on the host with `claude`)")
-	}
-	oauth, err := jsonObject(raw)
+	oauth, err := requiredObject(top, "claudeAiOauth", "sign in on the host with `claude`")
 	if err != nil {
-		return claudeCredentials{}, fmt.Errorf("claudeAiOauth: %w", err)
+		return claudeCredentials{}, err
 	}
 	var c claudeCredentials
 	if c.accessToken, err = requiredString(oauth, "accessToken", "claudeAiOauth.accessToken"); err != nil {

@@ -86,13 +86,9 @@ func parseCodexAuth(data []byte) (codexAuth, error) {
 		return a, nil
 	}
 
-	raw, ok := top["tokens"]
-	if !ok || isNull(raw) {
-		return codexAuth{}, errors.New("tokens: missing (sign in again with `codex login` on the host)")
-	}
-	tokens, err := jsonObject(raw)
+	tokens, err := requiredObject(top, "tokens", "sign in again with `codex login` on the host")
 	if err != nil {
-		return codexAuth{}, fmt.Errorf("tokens: %w", err)
+		return codexAuth{}, err
 	}
 	idToken, err := requiredString(tokens, "id_token", "tokens.id_token")
 	if err != nil {
@@ -213,6 +209,20 @@ func jsonString(obj map[string]json.RawMessage, key, path string) (s string, ok 
 }
 
 // requiredString is jsonString for a field that must be a non-empty string.
+// requiredObject returns the JSON object at obj[key]; a missing or null one
+// is an error naming key and saying how to fix it (hint).
+func requiredObject(obj map[string]json.RawMessage, key, hint string) (map[string]json.RawMessage, error) {
+	raw, ok := obj[key]
+	if !ok || isNull(raw) {
+		return nil, fmt.Errorf("%s: missing (%s)", key, hint)
+	}
+	o, err := jsonObject(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return o, nil
+}
+
 func requiredString(obj map[string]json.RawMessage, key, path string) (string, error) {
 	s, ok, err := jsonString(obj, key, path)
 	if err != nil {
