@@ -4,18 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -33,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/internal/smolvmstandin"
+	"github.com/cork-sh/cork/internal/testcert"
 	"github.com/cork-sh/cork/internal/testenv"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
@@ -289,28 +285,15 @@ func (u *upstream) got() []string {
 
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testcert.NewCA("launch test upstream CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: testHost},
-		DNSNames:              []string{testHost},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	serverTLS, err := ca.ServerConfig(testHost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	u := &upstream{roots: x509.NewCertPool()}
-	u.roots.AddCert(cert)
+	u := &upstream{roots: ca.Pool()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +306,7 @@ func startUpstream(t *testing.T) *upstream {
 		u.mu.Unlock()
 		fmt.Fprintf(w, "hello from %s", testHost)
 	}), ReadHeaderTimeout: 10 * time.Second}
-	tl := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	tl := tls.NewListener(ln, serverTLS)
 	go srv.Serve(tl)
 	t.Cleanup(func() { srv.Close() })
 	return u
