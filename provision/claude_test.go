@@ -420,37 +420,7 @@ func TestClaudeMalformed(t *testing.T) {
 }
 
 func TestClaudeUnreadable(t *testing.T) {
-	missing := t.TempDir()
-	dirAsFile := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dirAsFile, ".credentials.json"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, configDir, want string
-		is                    error
-	}{
-		{"missing", missing, "no such file or directory (sign in on the host with `claude`, set CLAUDE_CODE_OAUTH_TOKEN", os.ErrNotExist},
-		{"directory", dirAsFile, "is a directory", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			opts := Options{HostEnv: map[string]string{"CLAUDE_CONFIG_DIR": tt.configDir}, ForwardHostCredentials: true}
-			_, err := Build(opts, Claude{})
-			want := "claude: read " + filepath.Join(tt.configDir, ".credentials.json") + ": " + tt.want
-			if err == nil || !strings.HasPrefix(err.Error(), want) {
-				t.Fatalf("Build() error = %v, want prefix %q", err, want)
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("Build() error = %v, want errors.Is %v", err, tt.is)
-			}
-		})
-	}
-	t.Run("no home", func(t *testing.T) {
-		_, err := Build(Options{ForwardHostCredentials: true}, Claude{})
-		if err == nil || !strings.Contains(err.Error(), "neither CLAUDE_CONFIG_DIR nor the host home") {
-			t.Errorf("Build() error = %v, want it to say where .credentials.json would be", err)
-		}
-	})
+	testUnreadable(t, Claude{}, "CLAUDE_CONFIG_DIR", ".credentials.json", "sign in on the host with `claude`, set CLAUDE_CODE_OAUTH_TOKEN")
 }
 
 func TestClaudeSourceFollowsRefresh(t *testing.T) {

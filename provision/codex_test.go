@@ -2,7 +2,6 @@ package provision
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -326,37 +325,7 @@ func TestCodexMalformed(t *testing.T) {
 }
 
 func TestCodexUnreadable(t *testing.T) {
-	missing := t.TempDir()
-	dirAsFile := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dirAsFile, "auth.json"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, codexHome, want string
-		is                    error
-	}{
-		{"missing", missing, "no such file or directory (sign in on the host with `codex login`", os.ErrNotExist},
-		{"directory", dirAsFile, "is a directory", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			opts := Options{HostEnv: map[string]string{"CODEX_HOME": tt.codexHome}, ForwardHostCredentials: true}
-			_, err := Build(opts, Codex{})
-			want := "codex: read " + filepath.Join(tt.codexHome, "auth.json") + ": " + tt.want
-			if err == nil || !strings.HasPrefix(err.Error(), want) {
-				t.Fatalf("Build() error = %v, want prefix %q", err, want)
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("Build() error = %v, want errors.Is %v", err, tt.is)
-			}
-		})
-	}
-	t.Run("no home", func(t *testing.T) {
-		_, err := Build(Options{ForwardHostCredentials: true}, Codex{})
-		if err == nil || !strings.Contains(err.Error(), "neither CODEX_HOME nor the host home") {
-			t.Errorf("Build() error = %v, want it to say where auth.json would be", err)
-		}
-	})
+	testUnreadable(t, Codex{}, "CODEX_HOME", "auth.json", "sign in on the host with `codex login`")
 }
 
 func TestCodexForwardOff(t *testing.T) {

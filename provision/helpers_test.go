@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -186,3 +187,41 @@ func jwtClaims(t *testing.T, jwt string) map[string]any {
 }
 
 func keys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// testUnreadable checks p's errors for a host credential file (name, in
+// the directory homeEnv points to) that is missing, is a directory, or has
+// no directory to be in: each names the path and, when missing, how to
+// sign in (hint).
+func testUnreadable(t *testing.T, p Profile, homeEnv, name, hint string) {
+	missing := t.TempDir()
+	dirAsFile := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dirAsFile, name), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, home, want string
+		is               error
+	}{
+		{"missing", missing, "no such file or directory (" + hint, os.ErrNotExist},
+		{"directory", dirAsFile, "is a directory", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := Options{HostEnv: map[string]string{homeEnv: tt.home}, ForwardHostCredentials: true}
+			_, err := Build(opts, p)
+			want := p.Name() + ": read " + filepath.Join(tt.home, name) + ": " + tt.want
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("Build() error = %v, want prefix %q", err, want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("Build() error = %v, want errors.Is %v", err, tt.is)
+			}
+		})
+	}
+	t.Run("no home", func(t *testing.T) {
+		_, err := Build(Options{ForwardHostCredentials: true}, p)
+		if err == nil || !strings.Contains(err.Error(), "neither "+homeEnv+" nor the host home") {
+			t.Errorf("Build() error = %v, want it to say where %s would be", err, name)
+		}
+	})
+}
