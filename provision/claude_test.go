@@ -395,26 +395,7 @@ func TestClaudeMalformed(t *testing.T) {
 			opts := claudeOpts(t, tt.fixture, map[string]string{"ANTHROPIC_API_KEY": claudeEnvAPIKey})
 			path := filepath.Join(opts.HostEnv["CLAUDE_CONFIG_DIR"], ".credentials.json")
 			_, err := Build(opts, Claude{})
-			if err == nil {
-				t.Fatalf("Build(%s) error = nil, want %q", tt.fixture, tt.want)
-			}
-			want := "claude: read " + path + ": " + tt.want
-			if !strings.HasPrefix(err.Error(), want) {
-				t.Errorf("Build(%s) error = %q, want prefix %q", tt.fixture, err, want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("Build(%s) error = %q, want one line", tt.fixture, err)
-			}
-			data, rerr := os.ReadFile(path)
-			if rerr != nil {
-				t.Fatal(rerr)
-			}
-			rest := strings.TrimPrefix(err.Error(), "claude: read "+path)
-			for _, s := range append(claudeSecrets(t), stringValues(data)...) {
-				if len(s) > 3 && strings.Contains(rest, s) {
-					t.Errorf("Build(%s) error = %q, contains input value %.24q", tt.fixture, err, s)
-				}
-			}
+			checkReadError(t, "claude", path, err, tt.want, claudeSecrets(t))
 		})
 	}
 }

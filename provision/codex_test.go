@@ -300,26 +300,7 @@ func TestCodexMalformed(t *testing.T) {
 			opts := forwardOpts(t, tt.fixture)
 			path := filepath.Join(opts.HostEnv["CODEX_HOME"], "auth.json")
 			_, err := Build(opts, Codex{})
-			if err == nil {
-				t.Fatalf("Build(%s) error = nil, want %q", tt.fixture, tt.want)
-			}
-			want := "codex: read " + path + ": " + tt.want
-			if !strings.HasPrefix(err.Error(), want) {
-				t.Errorf("Build(%s) error = %q, want prefix %q", tt.fixture, err, want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("Build(%s) error = %q, want one line", tt.fixture, err)
-			}
-			data, rerr := os.ReadFile(path)
-			if rerr != nil {
-				t.Fatal(rerr)
-			}
-			rest := strings.TrimPrefix(err.Error(), "codex: read "+path) // the path may spell "apikey"
-			for _, s := range append(secrets(t, "chatgpt"), stringValues(data)...) {
-				if len(s) > 3 && strings.Contains(rest, s) {
-					t.Errorf("Build(%s) error = %q, contains input value %.24q", tt.fixture, err, s)
-				}
-			}
+			checkReadError(t, "codex", path, err, tt.want, secrets(t, "chatgpt"))
 		})
 	}
 }

@@ -225,3 +225,31 @@ func testUnreadable(t *testing.T, p Profile, homeEnv, name, hint string) {
 		}
 	})
 }
+
+// checkReadError checks Build's error for a malformed host credential file
+// at path: "<profile>: read <path>: " then want, one line, and none of the
+// file's string values or of secrets after the path (which may spell a
+// value, say "apikey").
+func checkReadError(t *testing.T, profile, path string, err error, want string, secrets []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Build error = nil, want %q", want)
+	}
+	prefix := profile + ": read " + path
+	if !strings.HasPrefix(err.Error(), prefix+": "+want) {
+		t.Errorf("Build error = %q, want prefix %q", err, prefix+": "+want)
+	}
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("Build error = %q, want one line", err)
+	}
+	data, rerr := os.ReadFile(path)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	rest := strings.TrimPrefix(err.Error(), prefix)
+	for _, s := range append(secrets, stringValues(data)...) {
+		if len(s) > 3 && strings.Contains(rest, s) {
+			t.Errorf("Build error = %q, contains input value %.24q", err, s)
+		}
+	}
+}
