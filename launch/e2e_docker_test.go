@@ -336,22 +336,7 @@ func hostEnv(extra map[string]string) map[string]string {
 }
 
 // syncBuffer is a goroutine-safe buffer that can wait for a substring.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ testenv.Buffer }
 
 // waitFor polls until s occurs n times in b, or fails after d.
 func (b *syncBuffer) waitFor(s string, n int, d time.Duration, done <-chan struct{}) bool {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/internal/testenv"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -87,22 +87,7 @@ func testTokens() resolve.Tokens {
 }
 
 // syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.Buffer
 
 // upstreamCert is one certificate for every fake upstream: *.example.test,
 // example.test, 127.0.0.1 and ::1, signed by upstreamRoots.
