@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"crypto/subtle"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -26,21 +24,18 @@ func (p *Proxy) authorized(r *http.Request) bool {
 
 // refuseClient answers 407 and logs the refusal.
 func (p *Proxy) refuseClient(w http.ResponseWriter, r *http.Request, st *connState) {
-	host, portStr, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		host = r.Host
-	}
-	port, _ := strconv.Atoi(portStr)
+	host, port, _ := hostPortOf(r.Host, 0) // for the log line only
+	path := cleanPath(r.URL)
 	what := r.Method + " " + r.Host
 	if r.Method != http.MethodConnect {
-		what = r.Method + " " + r.URL.Scheme + "://" + r.Host + cleanPath(r.URL)
+		what = r.Method + " " + r.URL.Scheme + "://" + r.Host + path
 	}
 	w.Header().Set("Proxy-Authenticate", `Basic realm="cork"`)
 	w.Header().Set("Connection", "close")
 	d := deny{reason: ReasonProxyAuth, what: what}
 	writeDeny(w, d)
 	p.audit(&auditEntry{
-		decision: d.decision(), host: strings.ToLower(host), port: port, method: r.Method,
-		path: cleanPath(r.URL), status: d.status(), reason: d.reason, connID: st.id,
+		decision: d.decision(), host: host, port: port, method: r.Method,
+		path: path, status: d.status(), reason: d.reason, connID: st.id,
 	})
 }
