@@ -43,6 +43,10 @@ type Binding struct {
 	// AddIfMissing makes the proxy add the header when the sandbox sent
 	// none, rather than only swapping the placeholder.
 	AddIfMissing bool
+	// Unscrubbable is the route's unscrubbable option: empty or
+	// UnscrubbableRefuse (a response body the proxy cannot scrub of the
+	// credential is refused), or UnscrubbablePass.
+	Unscrubbable string
 }
 
 // Slot is the binding's slot name: Env in lower case.
@@ -50,7 +54,7 @@ func (b Binding) Slot() string { return strings.ToLower(b.Env) }
 
 // route is the policy route of b, defaults filled in.
 func (b Binding) route() Route {
-	r := Route{Host: b.Host, Slot: b.Slot(), Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing}
+	r := Route{Host: b.Host, Slot: b.Slot(), Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing, Unscrubbable: b.Unscrubbable}
 	if r.Header == "" {
 		r.Header = "Authorization"
 	}
@@ -64,7 +68,7 @@ func (b Binding) route() Route {
 }
 
 // Validate reports every problem with b, each naming its field
-// (host, env, header, scheme, basic_user). It never prints Env when Env
+// (host, env, header, scheme, basic_user, unscrubbable). It never prints Env when Env
 // is invalid, in case a credential was given instead of its variable.
 func (b Binding) Validate() error {
 	var errs []error
@@ -89,7 +93,20 @@ func (b Binding) Validate() error {
 	case strings.Contains(b.BasicUser, ":") || !isVisibleASCII(b.BasicUser):
 		errs = append(errs, errors.New("basic_user: want printable ASCII without ':' or spaces"))
 	}
+	if err := checkUnscrubbable(b.Unscrubbable); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// checkUnscrubbable accepts a route's unscrubbable value: empty, refuse or
+// pass. Its error names the field.
+func checkUnscrubbable(s string) error {
+	switch s {
+	case "", UnscrubbableRefuse, UnscrubbablePass:
+		return nil
+	}
+	return fmt.Errorf("unscrubbable: unknown value %q (want refuse or pass)", s)
 }
 
 // ParseBinding parses the --inject form of a Binding:
@@ -315,10 +332,26 @@ func checkBlock(b Block) error {
 	if err := checkHostPattern(b.Host); err != nil {
 		errs = append(errs, fmt.Errorf("host: %w", err))
 	}
-	if b.Path != "" && !strings.HasPrefix(b.Path, "/") {
-		errs = append(errs, errors.New(`path: must start with "/"`))
+	if err := checkBlockPath(b); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkBlockPath checks a block's path and case_sensitive the way the proxy
+// does, short of normalising the path (the proxy does that). Its error
+// names the field.
+func checkBlockPath(b Block) error {
+	switch {
+	case b.Path == "" && b.CaseSensitive:
+		return errors.New("case_sensitive: only with a path")
+	case b.Path == "":
+	case !strings.HasPrefix(b.Path, "/"):
+		return errors.New(`path: must start with "/"`)
+	case strings.ContainsAny(b.Path, "?#"):
+		return errors.New("path: a path only, without query or fragment")
+	}
+	return nil
 }
 
 // isVisibleASCII reports whether s is printable ASCII without spaces.

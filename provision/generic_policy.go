@@ -23,9 +23,11 @@ import (
 //	    scheme: raw             # default bearer on Authorization, raw otherwise
 //	    basic_user: ...         # scheme basic only
 //	    add_if_missing: false
+//	    unscrubbable: refuse    # or pass: let bodies cork cannot scrub through
 //	allow: ["registry.npmjs.org", "*.example.org"]
 //	block:
 //	  - { host: api.example.com, path: /admin, reason: "not for agents" }
+//	  - { host: api.example.com, path: /Internal, case_sensitive: true }
 //
 // Unknown keys (slots, a route's slot) are errors. All problems are
 // reported at once, each naming its place (`routes[1].env: ...`) and, for
@@ -62,6 +64,7 @@ func ParseGenericPolicy(data []byte) (Generic, error) {
 			Scheme       string `yaml:"scheme"`
 			BasicUser    string `yaml:"basic_user"`
 			AddIfMissing bool   `yaml:"add_if_missing"`
+			Unscrubbable string `yaml:"unscrubbable"`
 		} `yaml:"routes"`
 		Allow []string `yaml:"allow"`
 		Block []Block  `yaml:"block"`
@@ -72,7 +75,8 @@ func ParseGenericPolicy(data []byte) (Generic, error) {
 	var g Generic
 	var errs []error
 	for i, r := range p.Routes {
-		b := Binding{Host: r.Host, Env: r.Env, Header: r.Header, Scheme: strings.ToLower(r.Scheme), BasicUser: r.BasicUser, AddIfMissing: r.AddIfMissing}
+		b := Binding{Host: r.Host, Env: r.Env, Header: r.Header, Scheme: strings.ToLower(r.Scheme), BasicUser: r.BasicUser,
+			AddIfMissing: r.AddIfMissing, Unscrubbable: strings.ToLower(r.Unscrubbable)}
 		if err := b.Validate(); err != nil {
 			errs = append(errs, prefixLines(fmt.Sprintf("routes[%d]", i), err))
 			continue
@@ -101,8 +105,9 @@ func ParseGenericPolicy(data []byte) (Generic, error) {
 
 // Keys of a cork run policy.
 var (
-	genericRouteKeys = []string{"host", "env", "header", "scheme", "basic_user", "add_if_missing"}
-	genericBlockKeys = []string{"host", "path", "reason"}
+	genericRouteKeys = []string{"host", "env", "header", "scheme", "basic_user", "add_if_missing", "unscrubbable"}
+	genericBlockKeys = []string{"host", "path", "case_sensitive", "reason"}
+	genericBoolKeys  = []string{"add_if_missing", "case_sensitive"}
 )
 
 // checkGenericSchema reports unknown keys and wrongly shaped values with
@@ -130,7 +135,7 @@ func checkGenericSchema(doc *yaml.Node) []error {
 			case !slices.Contains(keys, k.Value):
 				fail(k, sub, "unknown field (want %s)", strings.Join(keys, ", "))
 			case !want(v, yaml.ScalarNode, sub, "a single value"):
-			case k.Value == "add_if_missing" && v.ShortTag() != "!!bool":
+			case slices.Contains(genericBoolKeys, k.Value) && v.ShortTag() != "!!bool":
 				fail(v, sub, "want true or false")
 			}
 		}

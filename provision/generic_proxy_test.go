@@ -296,3 +296,45 @@ func redact(s string) string {
 	}
 	return s
 }
+
+// TestGenericPolicyOptionsReachProxy: a route's unscrubbable and a block's
+// case_sensitive, given in a cork run policy, mean the same to the proxy.
+func TestGenericPolicyOptionsReachProxy(t *testing.T) {
+	g, err := provision.ParseGenericPolicy([]byte(`
+routes:
+  - host: api.example.com
+    env: EXAMPLE_TOKEN
+    unscrubbable: pass
+  - host: other.example.com
+    env: EXAMPLE_TOKEN
+block:
+  - { host: api.example.com, path: /Internal, case_sensitive: true }
+  - { host: api.example.com, path: /admin }
+`))
+	if err != nil {
+		t.Fatalf("ParseGenericPolicy() error = %v", err)
+	}
+	plan, err := provision.Build(provision.Options{}, g)
+	if err != nil {
+		t.Fatalf("Build() error = %v", err)
+	}
+	pol := parsePolicy(t, plan)
+	checkPolicy(t, plan, pol)
+	api := pol.Lookup("api.example.com", 443)
+	if !api.PassUnscrubbable() {
+		t.Error("api.example.com: PassUnscrubbable() = false, want true (its only route says pass)")
+	}
+	if pol.Lookup("other.example.com", 443).PassUnscrubbable() {
+		t.Error("other.example.com: PassUnscrubbable() = true, want false (the default is refuse)")
+	}
+	for path, blocked := range map[string]bool{
+		"/Internal/x": true,
+		"/internal":   false, // case_sensitive
+		"/ADMIN;x=1":  true,
+		"/admins":     false,
+	} {
+		if got := api.BlockFor(path) != nil; got != blocked {
+			t.Errorf("api.example.com: BlockFor(%q) blocked = %v, want %v", path, got, blocked)
+		}
+	}
+}

@@ -267,11 +267,13 @@ routes:
     scheme: basic
     basic_user: oauth2
     add_if_missing: true
+    unscrubbable: Pass
 allow:
   - registry.npmjs.org
   - "*.example.org"
 block:
   - { host: api.example.com, path: /admin, reason: "not for agents" }
+  - { host: api.example.com, path: /Internal, case_sensitive: true }
 `
 	g, err := ParseGenericPolicy([]byte(policy))
 	if err != nil {
@@ -281,10 +283,13 @@ block:
 		Bindings: []Binding{
 			{Host: "api.example.com", Env: "EXAMPLE_TOKEN"},
 			{Host: "api.acme.test", Env: "ACME_KEY", Header: "X-Api-Key", Scheme: "raw"},
-			{Host: "git.acme.test", Env: "ACME_GIT", Scheme: "basic", BasicUser: "oauth2", AddIfMissing: true},
+			{Host: "git.acme.test", Env: "ACME_GIT", Scheme: "basic", BasicUser: "oauth2", AddIfMissing: true, Unscrubbable: "pass"},
 		},
 		Allow: []string{"registry.npmjs.org", "*.example.org"},
-		Block: []Block{{Host: "api.example.com", Path: "/admin", Reason: "not for agents"}},
+		Block: []Block{
+			{Host: "api.example.com", Path: "/admin", Reason: "not for agents"},
+			{Host: "api.example.com", Path: "/Internal", CaseSensitive: true},
+		},
 	}
 	if !reflect.DeepEqual(g, want) {
 		t.Errorf("ParseGenericPolicy() = %+v, want %+v", g, want)
@@ -309,7 +314,7 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 		{"two documents", "allow: [a.test]\n---\nallow: [b.test]\n", []string{"more than one YAML document"}},
 		{"slots", "slots:\n  x: {placeholder: abcdefgh}\n", []string{"slots: cork run makes the slots and placeholders; name each route's variable with env: VAR (line 1)"}},
 		{"unknown top", "route: []\n", []string{"route: unknown field (want routes, allow, block) (line 1)"}},
-		{"route slot", "routes:\n  - host: a.test\n    slot: x\n", []string{"routes[0].slot: unknown field (want host, env, header, scheme, basic_user, add_if_missing) (line 3)"}},
+		{"route slot", "routes:\n  - host: a.test\n    slot: x\n", []string{"routes[0].slot: unknown field (want host, env, header, scheme, basic_user, add_if_missing, unscrubbable) (line 3)"}},
 		{"route shapes", "routes:\n  - host: [a.test]\n    env: A\n    add_if_missing: yes please\n  - just-a-string\n", []string{
 			"routes[0].host: want a single value (line 2)",
 			"routes[0].add_if_missing: want true or false (line 4)",
@@ -317,7 +322,13 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 		}},
 		{"routes not a list", "routes: {host: a.test}\n", []string{"routes: want a list (line 1)"}},
 		{"allow entry", "allow:\n  - {host: a.test}\n", []string{"allow[0]: want a host pattern (line 2)"}},
-		{"block key", "block:\n  - host: a.test\n    paths: /x\n", []string{"block[0].paths: unknown field (want host, path, reason) (line 3)"}},
+		{"case_sensitive shape", "block:\n  - host: a.test\n    path: /x\n    case_sensitive: yes\n", []string{"block[0].case_sensitive: want true or false (line 4)"}},
+		{"new keys", "routes:\n  - host: a.test\n    env: A\n    unscrubbable: sometimes\nblock:\n  - host: a.test\n    path: /x\n  - host: a.test\n    case_sensitive: true\n  - host: a.test\n    path: /x#y\n", []string{
+			`routes[0].unscrubbable: unknown value "sometimes" (want refuse or pass)`,
+			"block[1].case_sensitive: only with a path",
+			"block[2].path: a path only, without query or fragment",
+		}},
+		{"block key", "block:\n  - host: a.test\n    paths: /x\n", []string{"block[0].paths: unknown field (want host, path, case_sensitive, reason) (line 3)"}},
 		{"values", "routes:\n  - host: https://a.test\n    env: sk-ant-REALPASTED\n  - env: B\nallow: [\"a b\"]\nblock:\n  - host: a.test\n    path: x\n", []string{
 			`routes[0].host: "https://a.test": a host, not a URL`,
 			"routes[0].env: want the name of the host variable that holds the credential (A-Z, 0-9, _), not a value",

@@ -87,14 +87,20 @@ type Route struct {
 	BasicUser    string `yaml:"basic_user,omitempty" json:"basic_user,omitempty"`
 	AddIfMissing bool   `yaml:"add_if_missing,omitempty" json:"add_if_missing,omitempty"`
 	InsecureHTTP bool   `yaml:"insecure_http,omitempty" json:"insecure_http,omitempty"`
+	// Unscrubbable is what the proxy does with a response body it cannot
+	// scrub of the token: UnscrubbableRefuse (empty: the default, 502) or
+	// UnscrubbablePass.
+	Unscrubbable string `yaml:"unscrubbable,omitempty" json:"unscrubbable,omitempty"`
 }
 
 // Block makes the proxy answer 403 with Reason. An empty Path blocks the
-// whole host.
+// whole host; a Path blocks that path, however spelled, and the paths
+// below it, ignoring case unless CaseSensitive (docs/POLICY.md).
 type Block struct {
-	Host   string `yaml:"host" json:"host"`
-	Path   string `yaml:"path,omitempty" json:"path,omitempty"`
-	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
+	Host          string `yaml:"host" json:"host"`
+	Path          string `yaml:"path,omitempty" json:"path,omitempty"`
+	CaseSensitive bool   `yaml:"case_sensitive,omitempty" json:"case_sensitive,omitempty"`
+	Reason        string `yaml:"reason,omitempty" json:"reason,omitempty"`
 }
 
 // Route schemes, as in the policy file.
@@ -103,6 +109,12 @@ const (
 	SchemeToken  = "token"
 	SchemeBasic  = "basic"
 	SchemeRaw    = "raw"
+)
+
+// Route.Unscrubbable values, as in the policy file.
+const (
+	UnscrubbableRefuse = "refuse"
+	UnscrubbablePass   = "pass"
 )
 
 func newPlan() Plan {
@@ -169,6 +181,9 @@ func (e EgressPlan) validate() []error {
 		default:
 			errs = append(errs, fmt.Errorf("routes[%d].scheme: unknown scheme %q", i, r.Scheme))
 		}
+		if err := checkUnscrubbable(r.Unscrubbable); err != nil {
+			errs = append(errs, fmt.Errorf("routes[%d].%w", i, err))
+		}
 	}
 	for i, h := range e.Allow {
 		if h == "" {
@@ -178,6 +193,9 @@ func (e EgressPlan) validate() []error {
 	for i, b := range e.Block {
 		if b.Host == "" {
 			errs = append(errs, fmt.Errorf("block[%d].host: empty", i))
+		}
+		if err := checkBlockPath(b); err != nil {
+			errs = append(errs, fmt.Errorf("block[%d].%w", i, err))
 		}
 	}
 	return errs

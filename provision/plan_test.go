@@ -32,12 +32,14 @@ type policyFile struct {
 		BasicUser    string `yaml:"basic_user"`
 		AddIfMissing bool   `yaml:"add_if_missing"`
 		InsecureHTTP bool   `yaml:"insecure_http"`
+		Unscrubbable string `yaml:"unscrubbable"`
 	} `yaml:"routes"`
 	Allow []string `yaml:"allow"`
 	Block []struct {
-		Host   string `yaml:"host"`
-		Path   string `yaml:"path"`
-		Reason string `yaml:"reason"`
+		Host          string `yaml:"host"`
+		Path          string `yaml:"path"`
+		CaseSensitive bool   `yaml:"case_sensitive"`
+		Reason        string `yaml:"reason"`
 	} `yaml:"block"`
 }
 
@@ -218,6 +220,8 @@ func TestBuildErrors(t *testing.T) {
 			p.Files = append(p.Files, File{Path: "../escape"}, File{Path: "/abs"})
 			p.Egress.Routes = append(p.Egress.Routes, Route{Host: "x.example.com", Slot: "gh", Scheme: "digest"})
 			p.Egress.Slots["lonely"] = Slot{}
+			p.Egress.Routes = append(p.Egress.Routes, Route{Host: "y.example.com", Slot: "gh", Unscrubbable: "sometimes"})
+			p.Egress.Block = append(p.Egress.Block, Block{Host: "x.example.com", CaseSensitive: true}, Block{Host: "x.example.com", Path: "/a?b"})
 		}}}, []string{
 			`files[0].path: "../escape" is not a clean relative path`,
 			`files[1].path: "/abs" is not a clean relative path`,
@@ -225,6 +229,9 @@ func TestBuildErrors(t *testing.T) {
 			`routes[0].scheme: unknown scheme "digest"`,
 			"slots.lonely.placeholder: empty",
 			"slots.lonely: no env var in the token env map",
+			`routes[1].unscrubbable: unknown value "sometimes" (want refuse or pass)`,
+			"block[0].case_sensitive: only with a path",
+			"block[1].path: a path only, without query or fragment",
 		}},
 	}
 	for _, tt := range tests {

@@ -7,9 +7,9 @@ import (
 	"io"
 	"net/textproto"
 	"os"
-	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/net/http/httpguts"
@@ -32,6 +32,7 @@ const (
 	DefaultScheme       = SchemeBearer        // a route's scheme when none is given
 	DefaultBasicUser    = "x-access-token"    // user name added for scheme basic
 	DefaultBlockReason  = "blocked by policy" // a block's reason when none is given
+	DefaultUnscrubbable = UnscrubbableRefuse  // a route's unscrubbable when none is given
 	MinPlaceholderLen   = 8                   // shortest placeholder accepted
 	MaxPolicyFileSize   = 1 << 20             // LoadPolicy refuses larger files
 	noHostsReservedName = "cork.invalid"      // RFC 2606: never resolves
@@ -57,6 +58,14 @@ type Slot struct {
 	Placeholder string `yaml:"placeholder"`
 }
 
+// Values of Route.Unscrubbable: what happens to a response body of the
+// route's host that cork cannot scrub of tokens (a Content-Encoding it
+// cannot decode).
+const (
+	UnscrubbableRefuse = "refuse" // answer 502 instead (the default)
+	UnscrubbablePass   = "pass"   // pass the body on unscrubbed
+)
+
 // Route binds a slot to a host: requests to it are intercepted and the
 // placeholder in Header is replaced by the slot's token.
 type Route struct {
@@ -67,15 +76,20 @@ type Route struct {
 	BasicUser    string `yaml:"basic_user"`
 	AddIfMissing bool   `yaml:"add_if_missing"`
 	InsecureHTTP bool   `yaml:"insecure_http"`
+	Unscrubbable string `yaml:"unscrubbable"` // refuse (default) or pass; see HostRules.PassUnscrubbable
 }
 
 // Block answers matching requests with 403 and Reason. An empty Path
-// blocks the whole host (at CONNECT); a Path blocks that path and the
-// paths below it (on segment boundaries) inside an intercepted connection.
+// blocks the whole host (at CONNECT); a Path blocks that path, the paths
+// below it and its format variants (/oauth/token.json) inside an
+// intercepted connection, however the request spells it: see
+// HostRules.BlockFor. Path is stored normalised (decoded form, no dot
+// segments, no ";params", no trailing "/").
 type Block struct {
-	Host   string `yaml:"host"`
-	Path   string `yaml:"path"`
-	Reason string `yaml:"reason"`
+	Host          string `yaml:"host"`
+	Path          string `yaml:"path"`
+	CaseSensitive bool   `yaml:"case_sensitive"` // compare Path exactly; default: ignoring case
+	Reason        string `yaml:"reason"`
 }
 
 // ParsePolicy decodes YAML (or JSON) and validates it. Unknown keys are
@@ -125,14 +139,21 @@ func ParsePolicy(data []byte) (*Policy, error) {
 }
 
 // LoadPolicy reads and parses the policy file at path; errors name the path,
-// one line per problem.
+// one line per problem. Anything but a regular file (a FIFO, a device, a
+// directory) is refused without blocking, so a reload cannot hang.
 func LoadPolicy(path string) (*Policy, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and
+	// the SIGHUP reload loop with it. It does not affect regular files.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("policy %s: not a regular file", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxPolicyFileSize+1))
@@ -207,9 +228,9 @@ func tabIndented(data []byte, n int) bool {
 
 // Schema of the policy file, for the unknown-key walk.
 var (
-	routeKeys = []string{"host", "slot", "header", "scheme", "basic_user", "add_if_missing", "insecure_http"}
-	boolKeys  = []string{"add_if_missing", "insecure_http"}
-	blockKeys = []string{"host", "path", "reason"}
+	routeKeys = []string{"host", "slot", "header", "scheme", "basic_user", "add_if_missing", "insecure_http", "unscrubbable"}
+	boolKeys  = []string{"add_if_missing", "insecure_http", "case_sensitive"}
+	blockKeys = []string{"host", "path", "case_sensitive", "reason"}
 )
 
 // checkSchema reports unknown keys and wrongly shaped values with their
@@ -441,6 +462,15 @@ func (v *validator) routes() {
 			v.errf("%s.basic_user: only with scheme basic (scheme is %s)", place, r.Scheme)
 			ok = false
 		}
+		switch u := strings.ToLower(r.Unscrubbable); u {
+		case "":
+			r.Unscrubbable = DefaultUnscrubbable
+		case UnscrubbableRefuse, UnscrubbablePass:
+			r.Unscrubbable = u
+		default:
+			v.errf("%s.unscrubbable: unknown value %q (want refuse or pass)", place, r.Unscrubbable)
+			ok = false
+		}
 		if ok {
 			v.entries = append(v.entries, entry{place: place, pat: pat, route: r})
 		}
@@ -471,6 +501,9 @@ func (v *validator) blocks() {
 			b.Host = pat.String()
 		}
 		switch {
+		case b.Path == "" && b.CaseSensitive:
+			v.errf("%s.case_sensitive: only with a path", place)
+			ok = false
 		case b.Path == "":
 		case b.Path[0] != '/':
 			v.errf("%s.path: must start with \"/\"", place)
@@ -485,7 +518,7 @@ func (v *validator) blocks() {
 			v.errf("%s.path: contains control characters", place)
 			ok = false
 		default:
-			b.Path = path.Clean(b.Path)
+			b.Path = normalizePath(b.Path)
 		}
 		b.Reason = strings.TrimSpace(b.Reason)
 		switch {
@@ -550,13 +583,21 @@ func duplicate(a, b entry) string {
 			a.place, b.pat, b.route.Header, a.route.Slot, b.route.Slot)
 	case a.allow && b.allow:
 		return fmt.Sprintf("duplicates %s (host %s)", a.place, b.pat)
-	case a.block != nil && b.block != nil && a.block.Path == b.block.Path:
+	case a.block != nil && b.block != nil && sameBlockPath(a.block, b.block):
 		if a.block.Path == "" {
 			return fmt.Sprintf("duplicates %s (host %s)", a.place, b.pat)
 		}
 		return fmt.Sprintf("duplicates %s (host %s, path %s)", a.place, b.pat, b.block.Path)
 	}
 	return ""
+}
+
+// sameBlockPath reports whether blocks a and b match the same paths.
+func sameBlockPath(a, b *Block) bool {
+	if a.CaseSensitive || b.CaseSensitive {
+		return a.Path == b.Path && a.CaseSensitive == b.CaseSensitive
+	}
+	return strings.EqualFold(a.Path, b.Path)
 }
 
 // contradiction explains why broad, whose pattern covers narrow's (equal or
@@ -644,35 +685,40 @@ func (h HostRules) Binds(slot string) bool {
 // route or a path-scoped block.
 func (h HostRules) Intercept() bool { return len(h.Routes) > 0 || len(h.PathBlocks) > 0 }
 
-// BlockFor returns the block matching path, or nil. path has no query.
+// PassUnscrubbable reports whether a response body that cannot be scrubbed
+// of tokens may pass unscrubbed: only when the host has routes and every
+// one of them says unscrubbable: pass.
+func (h HostRules) PassUnscrubbable() bool {
+	for _, r := range h.Routes {
+		if r.Unscrubbable != UnscrubbablePass {
+			return false
+		}
+	}
+	return len(h.Routes) > 0
+}
+
+// BlockFor returns the first path block (in policy order) matching the
+// request path, or nil.
 //
-// Pass the request's decoded path (req.URL.Path), not RawPath or the
-// request URI: a block on /oauth/token must also catch /oauth%2Ftoken. The
-// path is cleaned first (so "//", "/./" and "/x/../" do not evade a block)
-// and matched case-sensitively on segment boundaries: /oauth/token blocks
-// /oauth/token, /oauth/token/ and /oauth/token/x, not /oauth/tokens.
-func (h HostRules) BlockFor(p string) *Block {
+// Pass the escaped path (req.URL.EscapedPath()), without the query: it is
+// percent-decoded here, once and (when that leaves a '%') twice, so that
+// /oauth%2Ftoken and /oauth%252Ftoken are caught too. The path is read the
+// ways servers route it — segments split at '/', '\' and "%2F", each cut at
+// ';' or a control character and trimmed of trailing white space, empty
+// segments dropped, dot-segments removed and also kept — and a block
+// matches when it matches any reading: the block's segments start the
+// path's, compared ignoring case unless CaseSensitive, and its last segment
+// may carry format suffixes (".json", "."). /oauth/token blocks /OAuth/Token,
+// /oauth/token/, /oauth/token/x, /oauth/token;x=1, /oauth/token.json and
+// /a/../oauth/token, but not /oauth/tokens. See docs/POLICY.md.
+//
+// It allocates only for paths with escapes or more than 16 segments. A
+// zero HostRules blocks nothing.
+func (h HostRules) BlockFor(escapedPath string) *Block {
 	if len(h.PathBlocks) == 0 {
 		return nil
 	}
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	p = path.Clean(p)
-	for _, b := range h.PathBlocks {
-		if pathUnder(p, b.Path) {
-			return b
-		}
-	}
-	return nil
-}
-
-// pathUnder reports whether the clean path p is prefix or below it.
-func pathUnder(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return false
-	}
-	return len(p) == len(prefix) || prefix == "/" || p[len(prefix)] == '/'
+	return firstBlock(h.PathBlocks, escapedPath)
 }
 
 // hostKey is a compiled lookup key: a normalised host (or wildcard suffix)

@@ -8,7 +8,9 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 const (
@@ -43,8 +45,8 @@ func TestParsePolicySample(t *testing.T) {
 			"github": {Placeholder: testGithubPH},
 		},
 		Routes: []Route{
-			{Host: "chatgpt.com", Slot: "codex", Header: "Authorization", Scheme: SchemeBearer},
-			{Host: "github.com", Slot: "github", Header: "Authorization", Scheme: SchemeBasic, BasicUser: "x-access-token"},
+			{Host: "chatgpt.com", Slot: "codex", Header: "Authorization", Scheme: SchemeBearer, Unscrubbable: UnscrubbableRefuse},
+			{Host: "github.com", Slot: "github", Header: "Authorization", Scheme: SchemeBasic, BasicUser: "x-access-token", Unscrubbable: UnscrubbableRefuse},
 		},
 		Allow: []string{"*.githubusercontent.com"},
 		Block: []Block{{
@@ -198,6 +200,20 @@ slots:
 		{name: "block path query", src: "block:\n  - host: a.com\n    path: /x?y=1\n", want: []string{"block[0].path: a path only"}},
 		{name: "block path encoded", src: "block:\n  - host: a.com\n    path: /a%2Fb\n", want: []string{"block[0].path: write the path decoded"}},
 		{name: "block no host", src: "block:\n  - path: /x\n", want: []string{"block[0].host: required"}},
+		{name: "block path fragment", src: "block:\n  - host: a.com\n    path: \"/x#y\"\n", want: []string{"block[0].path: a path only"}},
+		{name: "block path control", src: "block:\n  - host: a.com\n    path: \"/x\\ty\"\n", want: []string{"block[0].path: contains control characters"}},
+		{name: "case_sensitive as yes", src: "block:\n  - host: a.com\n    path: /x\n    case_sensitive: yes\n",
+			want: []string{`block[0].case_sensitive: want true or false, got "yes"`}},
+		{name: "case_sensitive without path", src: "block:\n  - host: a.com\n    case_sensitive: true\n",
+			want: []string{"block[0].case_sensitive: only with a path"}},
+		{name: "duplicate block ignoring case", src: "block:\n  - host: a.com\n    path: /X\n  - host: a.com\n    path: /x;v=1\n",
+			want: []string{"block[1]: duplicates block[0] (host a.com, path /x)"}},
+		{name: "unscrubbable unknown", src: slots + "routes:\n  - host: a.com\n    slot: codex\n  - host: b.com\n    slot: codex\n    unscrubbable: allow\n",
+			want: []string{`routes[1].unscrubbable: unknown value "allow" (want refuse or pass)`}},
+		{name: "unscrubbable bool", src: slots + "routes:\n  - host: a.com\n    slot: codex\n    unscrubbable: true\n",
+			want: []string{`routes[0].unscrubbable: unknown value "true" (want refuse or pass)`}},
+		{name: "unscrubbable list", src: slots + "routes:\n  - host: a.com\n    slot: codex\n    unscrubbable: [pass]\n",
+			want: []string{"routes[0].unscrubbable: want a single value"}},
 		{name: "block reason control", src: "block:\n  - host: a.com\n    reason: \"a\\x07b\"\n", want: []string{"block[0].reason: contains control characters"}},
 	}
 	for _, tt := range tests {
@@ -280,11 +296,6 @@ func TestLoadPolicyFixtures(t *testing.T) {
 			}
 		})
 	}
-	t.Run("directory", func(t *testing.T) {
-		if _, err := LoadPolicy(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("LoadPolicy(dir) = %v, want not a regular file", err)
-		}
-	})
 	t.Run("too large", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "big.yaml")
 		if err := os.WriteFile(path, make([]byte, MaxPolicyFileSize+1), 0o644); err != nil {
@@ -294,6 +305,153 @@ func TestLoadPolicyFixtures(t *testing.T) {
 			t.Errorf("LoadPolicy(big) = %v, want larger than", err)
 		}
 	})
+}
+
+// LoadPolicy must refuse anything but a regular file without blocking: a
+// FIFO with no writer would hang os.Open, and the SIGHUP reload with it.
+func TestLoadPolicyNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "policy.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatalf("mkfifo: %v", err)
+	}
+	link := filepath.Join(dir, "link.yaml")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, path string }{
+		{"fifo", fifo},
+		{"symlink to fifo", link},
+		{"directory", dir},
+		{"character device", os.DevNull},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() {
+				_, err := LoadPolicy(tt.path)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				want := "policy " + tt.path + ": not a regular file"
+				if err == nil || err.Error() != want {
+					t.Errorf("LoadPolicy(%s) = %v, want %q", tt.name, err, want)
+				}
+			case <-time.After(5 * time.Second):
+				// Release the blocked open with a writer, so the test ends.
+				if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+				t.Fatalf("LoadPolicy(%s) still blocked after 5s", tt.name)
+			}
+		})
+	}
+}
+
+func TestParsePolicyUnscrubbable(t *testing.T) {
+	p := mustParsePolicy(t, `
+slots:
+  a: { placeholder: "placeholder-a" }
+  b: { placeholder: "placeholder-b" }
+routes:
+  - host: default.test
+    slot: a
+  - host: refuse.test
+    slot: a
+    unscrubbable: refuse
+  - host: pass.test
+    slot: a
+    unscrubbable: PASS
+  - host: mixed.test
+    slot: a
+    unscrubbable: pass
+  - host: mixed.test
+    slot: b
+    header: X-Other
+  - host: both.test
+    slot: a
+    unscrubbable: pass
+  - host: both.test
+    slot: b
+    header: X-Other
+    unscrubbable: pass
+  - host: "*.wild.test"
+    slot: a
+    unscrubbable: pass
+  - host: sub.wild.test
+    slot: b
+    header: X-Other
+  - host: "*.allpass.test"
+    slot: a
+    unscrubbable: pass
+  - host: x.allpass.test
+    slot: b
+    header: X-Other
+    unscrubbable: pass
+allow:
+  - allowed.test
+block:
+  - host: blockonly.test
+    path: /x
+`)
+	wantStored := []string{"refuse", "refuse", "pass", "pass", "refuse", "pass", "pass", "pass", "refuse", "pass", "pass"}
+	for i, r := range p.Routes {
+		if r.Unscrubbable != wantStored[i] {
+			t.Errorf("routes[%d].Unscrubbable = %q, want %q", i, r.Unscrubbable, wantStored[i])
+		}
+	}
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"default.test", false},
+		{"refuse.test", false},
+		{"pass.test", true},
+		{"mixed.test", false},     // one route passes, the other refuses
+		{"both.test", true},       // every route passes
+		{"a.wild.test", true},     // the wildcard route alone
+		{"sub.wild.test", false},  // its own route refuses, the wildcard's passes
+		{"x.allpass.test", true},  // own and wildcard routes both pass
+		{"allowed.test", false},   // no routes
+		{"blockonly.test", false}, // no routes
+		{"unknown.test", false},   // no rules at all
+	}
+	for _, tt := range tests {
+		if got := p.Lookup(tt.host, 443).PassUnscrubbable(); got != tt.want {
+			t.Errorf("Lookup(%q).PassUnscrubbable() = %v, want %v", tt.host, got, tt.want)
+		}
+	}
+	if (HostRules{}).PassUnscrubbable() {
+		t.Error("HostRules{}.PassUnscrubbable() = true, want false")
+	}
+}
+
+func TestParsePolicyBlockPathNormalised(t *testing.T) {
+	tests := []struct{ path, want string }{
+		{"/oauth/token", "/oauth/token"},
+		{"/oauth//./token/", "/oauth/token"},
+		{"/OAuth/Token", "/OAuth/Token"}, // case is kept; matching ignores it
+		{"/a/../oauth/token", "/oauth/token"},
+		{"/../oauth/token", "/oauth/token"},
+		{"/oauth;v=1/token;jsessionid=x", "/oauth/token"},
+		{`/oauth\token`, "/oauth/token"},
+		{"/oauth /token  ", "/oauth/token"},
+		{"/..", "/"},
+		{"/", "/"},
+		{"/café/über", "/café/über"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			p, err := NewPolicy(Policy{Block: []Block{{Host: "a.test", Path: tt.path}}})
+			if err != nil {
+				t.Fatalf("NewPolicy(block path %q) error = %v", tt.path, err)
+			}
+			if got := p.Block[0].Path; got != tt.want {
+				t.Errorf("NewPolicy(block path %q).Block[0].Path = %q, want %q", tt.path, got, tt.want)
+			}
+		})
+	}
 }
 
 func TestNewPolicy(t *testing.T) {
@@ -529,8 +687,11 @@ block:
 		{"/oauth/tokens", ""},
 		{"/oauth/toke", ""},
 		{"/oauth", ""},
-		{"/OAUTH/TOKEN", ""},
-		{"/oauth/token%2F", ""}, // callers pass the decoded path; this is a literal %
+		{"/OAUTH/TOKEN", "refresh"},
+		{"/oauth/token%2F", "refresh"}, // callers pass the escaped path: an encoded slash
+		{"/oauth/token%252F", "refresh"},
+		{"/oauth/token.json", "refresh"},
+		{"/oauth/token;a=b", "refresh"},
 		{"/api/accounts", "accounts"},
 		{"/api/accounts/me", "accounts"},
 		{"/api/accountsx", ""},
