@@ -27,10 +27,12 @@ const (
 	fieldConnID     = "conn_id"
 	fieldMode       = "mode"
 	fieldComponent  = "component"
+	fieldScrubbed   = "scrubbed"
 
 	// Reasons only the audit log uses (no response carries them).
 	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete
 	reasonUpstreamCut = "upstream_cut" // the upstream's body ended early: the client's connection is aborted
+	reasonShutdown    = "shutdown"     // cut by the proxy's shutdown deadline (or Close)
 
 	decisionInject  = "inject"
 	decisionTunnel  = "tunnel"
@@ -55,6 +57,7 @@ type auditEntry struct {
 	reason   string
 	connID   string
 	warn     bool
+	scrubbed int64 // real tokens replaced in the response
 }
 
 // audit writes e as one canonical line and counts it.
@@ -84,6 +87,9 @@ func (p *Proxy) audit(e *auditEntry) {
 		Int64(fieldDurationMS, e.dur.Milliseconds())
 	if e.reason != "" {
 		ev.Str(fieldReason, e.reason)
+	}
+	if e.scrubbed > 0 {
+		ev.Int64(fieldScrubbed, e.scrubbed)
 	}
 	ev.Str(fieldConnID, e.connID).Str(fieldMsg, msgEgress).Send()
 }

@@ -31,6 +31,9 @@ const (
 	ReasonUpstreamTLS         = "upstream_tls"         // 502: upstream certificate or handshake failed
 	ReasonUpstreamTimeout     = "upstream_timeout"     // 504
 	ReasonClosed              = "proxy_closed"         // 503: the proxy is shutting down
+	ReasonUpgradeRefused      = "upgrade_refused"      // 403: an Upgrade other than WebSocket
+	ReasonBadUpgrade          = "upstream_bad_upgrade" // 502: the upstream's 101 is not a valid WebSocket handshake
+	ReasonUnscrubbable        = "unscrubbable"         // 502: a routed host's body cork cannot scrub of tokens
 )
 
 // deny is a refusal or an upstream failure, rendered by render.
@@ -88,6 +91,14 @@ func render(d deny) (status int, body string) {
 		return http.StatusGatewayTimeout, "cork: " + what + " failed: upstream timed out"
 	case ReasonClosed:
 		return http.StatusServiceUnavailable, "cork: proxy is shutting down"
+	case ReasonUpgradeRefused:
+		return http.StatusForbidden, "cork: " + what + " denied: only WebSocket upgrades are relayed"
+	case ReasonBadUpgrade:
+		return http.StatusBadGateway, "cork: " + what + " failed: the upstream's answer to the WebSocket upgrade is not a valid handshake"
+	case ReasonUnscrubbable:
+		return http.StatusBadGateway, "cork: " + what + " refused: the upstream's answer is in a content coding cork cannot scrub of credentials; set unscrubbable: pass on the route to let it through"
+	case ReasonTooManyConns:
+		return http.StatusServiceUnavailable, "cork: " + what + " refused: too many open connections from this client; close idle connections or raise CORK_MAX_CONNS_PER_CLIENT"
 	case ReasonProxyAuth:
 		return http.StatusProxyAuthRequired, "cork: " + what + " refused: this proxy serves only its sandbox; use the proxy URL (with its credentials) from the sandbox's HTTPS_PROXY"
 	default: // ReasonUpstreamUnreachable

@@ -2,95 +2,11 @@ package proxy
 
 import (
 	"encoding/base64"
-	"maps"
 	"net/http"
-	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/cork-sh/cork/resolve"
 )
-
-// scanner finds slot placeholders in a request: every header name and
-// value (with Basic credentials decoded) and the URL. It is built once per
-// policy; scanning is plain substring search, no regexps.
-type scanner struct {
-	slots []string // slot names, sorted
-	phs   []string // placeholders, same order; never empty
-}
-
-func newScanner(pol *Policy) *scanner {
-	s := &scanner{}
-	for _, name := range slices.Sorted(maps.Keys(pol.Slots)) {
-		if ph := pol.Slots[name].Placeholder; ph != "" {
-			s.slots = append(s.slots, name)
-			s.phs = append(s.phs, ph)
-		}
-	}
-	return s
-}
-
-// slotSet holds slot indices found by a scan. Policies rarely have more
-// than a handful of slots; the zero value is empty.
-type slotSet []int
-
-func (s slotSet) has(i int) bool { return slices.Contains(s, i) }
-
-// scanRequest appends to found the slots whose placeholder occurs in req.
-func (s *scanner) scanRequest(req *http.Request, found slotSet) slotSet {
-	if len(s.phs) == 0 {
-		return found
-	}
-	for k, vs := range req.Header {
-		found = s.scanString(k, found)
-		for _, v := range vs {
-			found = s.scanString(v, found)
-			if d, ok := decodeBasic(v); ok {
-				found = s.scanString(d, found)
-			}
-		}
-	}
-	if u := req.URL; u != nil {
-		found = s.scanString(u.Path, found)
-		found = s.scanString(u.RawPath, found)
-		found = s.scanString(u.RawQuery, found)
-		if strings.ContainsAny(u.RawQuery, "%+") {
-			if q, err := url.QueryUnescape(u.RawQuery); err == nil {
-				found = s.scanString(q, found)
-			}
-		}
-		if u.User != nil {
-			found = s.scanString(u.User.String(), found)
-			if pw, ok := u.User.Password(); ok {
-				found = s.scanString(pw, found)
-			}
-			found = s.scanString(u.User.Username(), found)
-		}
-	}
-	return found
-}
-
-func (s *scanner) scanString(v string, found slotSet) slotSet {
-	if v == "" {
-		return found
-	}
-	for i, ph := range s.phs {
-		if strings.Contains(v, ph) && !found.has(i) {
-			found = append(found, i)
-		}
-	}
-	return found
-}
-
-// redact replaces every placeholder in s by "{slot}".
-func (s *scanner) redact(v string) string {
-	for i, ph := range s.phs {
-		if strings.Contains(v, ph) {
-			v = strings.ReplaceAll(v, ph, "{"+s.slots[i]+"}")
-		}
-	}
-	return v
-}
 
 // decodeBasic returns the decoded "user:pass" of a Basic credential.
 func decodeBasic(v string) (string, bool) {
@@ -204,43 +120,6 @@ func stripProxyAuth(h http.Header) {
 	for k := range h {
 		if strings.EqualFold(k, "Proxy-Authorization") {
 			delete(h, k)
-		}
-	}
-}
-
-// echoPairs returns old/new string pairs that undo rt's injection in h:
-// the token back to the placeholder and, for Basic, the encoded
-// credential back to its placeholder form. scrubEcho applies them to what
-// the upstream sends back, so an upstream that reflects request headers
-// (debug endpoints, error details) cannot hand the token to the sandbox.
-func echoPairs(h http.Header, rt *Route, ph string, tok resolve.Secret) []string {
-	t := tok.Reveal()
-	var pairs []string
-	if rt.Scheme == SchemeBasic {
-		for _, v := range h[rt.Header] {
-			_, enc, ok := strings.Cut(v, " ")
-			if !ok {
-				continue
-			}
-			if dec, err := base64.StdEncoding.DecodeString(enc); err == nil && strings.Contains(string(dec), t) {
-				pairs = append(pairs, enc, base64.StdEncoding.EncodeToString([]byte(strings.ReplaceAll(string(dec), t, ph))))
-			}
-		}
-	}
-	return append(pairs, t, ph)
-}
-
-// scrubEcho replaces, in every response header value, each old string of
-// pairs with its new one. Without a match it allocates nothing.
-func scrubEcho(h http.Header, pairs []string) {
-	for _, vals := range h {
-		for i, v := range vals {
-			for j := 0; j+1 < len(pairs); j += 2 {
-				if strings.Contains(v, pairs[j]) {
-					v = strings.ReplaceAll(v, pairs[j], pairs[j+1])
-				}
-			}
-			vals[i] = v
 		}
 	}
 }

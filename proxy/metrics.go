@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -17,6 +18,7 @@ type metrics struct {
 	denials  *prometheus.CounterVec   // reason
 	tunnels  *prometheus.GaugeVec     // mode
 	latency  *prometheus.HistogramVec // decision
+	scrubbed *prometheus.CounterVec   // slot, where
 	gatherer prometheus.Gatherer
 }
 
@@ -43,15 +45,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from sending a request upstream to its response headers.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120},
 		}, []string{"decision"}),
+		scrubbed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cork_scrub_hits_total",
+			Help: "Real tokens (in any encoding) replaced by their placeholder in what upstreams sent back, by slot and where (header, body, trailer, websocket).",
+		}, []string{"slot", "where"}),
 	}
+	var process []prometheus.Collector
 	if reg == nil {
+		// A registry of its own also gets the Go runtime and process
+		// collectors (go_goroutines, process_open_fds,
+		// process_resident_memory_bytes, ...): one proxy per process, as
+		// `cork proxy` runs it. A caller's registry already has them or
+		// chose not to.
 		r := prometheus.NewRegistry()
 		reg, m.gatherer = r, r
+		process = []prometheus.Collector{
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		}
 	} else if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gatherer = g
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.denials, m.tunnels, m.latency} {
+	for _, c := range append([]prometheus.Collector{m.requests, m.bytes, m.denials, m.tunnels, m.latency, m.scrubbed}, process...) {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

@@ -74,12 +74,15 @@ type mitmAddr struct{}
 func (mitmAddr) Network() string { return "mitm" }
 func (mitmAddr) String() string  { return "mitm" }
 
-// newInnerServer is the http.Server for intercepted connections. It has no
-// timeouts of its own (PITFALLS #7: a WriteTimeout truncates streams); the
-// idle reaper watches the client connection underneath.
+// newInnerServer is the http.Server for intercepted connections. It bounds
+// reading a request head and waiting for the next request, like the outer
+// server (NewServer), but has no read or write timeout (PITFALLS #7: a
+// WriteTimeout truncates streams).
 func (p *Proxy) newInnerServer() *http.Server {
 	return &http.Server{
-		Handler: http.HandlerFunc(p.serveInner),
+		Handler:           http.HandlerFunc(p.serveInner),
+		ReadHeaderTimeout: p.readHeaderTimeout,
+		IdleTimeout:       p.clientIdleTimeout,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if mc, ok := c.(*mitmConn); ok {
 				return context.WithValue(ctx, connStateKey{}, mc.st)

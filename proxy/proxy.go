@@ -35,6 +35,13 @@ const (
 	DefaultResponseHeaderTimeout = 10 * time.Minute // non-streaming LLM answers take minutes before the first header
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultTunnelIdleTimeout     = 10 * time.Minute
+	DefaultReadHeaderTimeout     = 30 * time.Second // a client's request head, outer and inside intercepted connections
+	DefaultClientIdleTimeout     = 2 * time.Minute  // keep-alive client connections between requests
+	// DefaultMaxResponseHeaderBytes caps an upstream's response head.
+	DefaultMaxResponseHeaderBytes = 1 << 20
+	// DefaultMaxConnsPerClient bounds concurrent connections from one
+	// client address (LimitListener); past it a client gets 503.
+	DefaultMaxConnsPerClient = 512
 	// DefaultMaxIdleConnsPerHost bounds pooled upstream connections per host.
 	DefaultMaxIdleConnsPerHost = 64
 )
@@ -67,7 +74,17 @@ type Config struct {
 	TLSHandshakeTimeout   time.Duration
 	ResponseHeaderTimeout time.Duration
 	IdleConnTimeout       time.Duration // idle pooled upstream connections
-	TunnelIdleTimeout     time.Duration // tunnels and intercepted connections without traffic
+	TunnelIdleTimeout     time.Duration // tunnels and intercepted connections without progress
+	ReadHeaderTimeout     time.Duration // a client's request head (outer server and intercepted connections)
+	ClientIdleTimeout     time.Duration // keep-alive client connections waiting for their next request
+
+	// MaxResponseHeaderBytes caps an upstream's response head; zero means
+	// DefaultMaxResponseHeaderBytes. A larger head is answered with 502.
+	MaxResponseHeaderBytes int64
+	// MaxConnsPerClient bounds concurrent connections from one client
+	// address on a listener wrapped by LimitListener; zero means
+	// DefaultMaxConnsPerClient, negative means no bound.
+	MaxConnsPerClient int
 
 	// Registerer receives the proxy's metrics. If nil, a private registry
 	// is used; either way MetricsHandler serves them when Registerer is
@@ -97,10 +114,15 @@ func (c Config) Validate() error {
 		{"response header timeout", c.ResponseHeaderTimeout},
 		{"idle conn timeout", c.IdleConnTimeout},
 		{"tunnel idle timeout", c.TunnelIdleTimeout},
+		{"read header timeout", c.ReadHeaderTimeout},
+		{"client idle timeout", c.ClientIdleTimeout},
 	} {
 		if t.d < 0 {
 			errs = append(errs, fmt.Errorf("%s: negative (%s)", t.name, t.d))
 		}
+	}
+	if c.MaxResponseHeaderBytes < 0 {
+		errs = append(errs, fmt.Errorf("max response header bytes: negative (%d)", c.MaxResponseHeaderBytes))
 	}
 	for i, p := range c.AllowPrivate {
 		if !p.IsValid() {
@@ -130,7 +152,11 @@ type Proxy struct {
 	rt      goproxy.RoundTripper
 
 	policy atomic.Pointer[policyState]
-	tokens atomic.Pointer[resolve.Tokens]
+	tokens atomic.Pointer[tokenState]
+	// setMu orders SetTokens and SetPolicy: the token state is derived
+	// from both (the scrubber replaces a token by its slot's placeholder).
+	setMu     sync.Mutex
+	rawTokens resolve.Tokens // as last given to SetTokens; guarded by setMu
 
 	// clientAuth is the Proxy-Authorization value clients must send, or
 	// empty for none.
@@ -147,13 +173,18 @@ type Proxy struct {
 	mitmConnect      *goproxy.ConnectAction
 	handshakeTimeout time.Duration
 
-	tunnelIdle time.Duration
-	conns      connSet
-	connSeq    atomic.Uint64
-	closed     atomic.Bool
-	closeOnce  sync.Once
-	stopReaper chan struct{}
-	reaperDone chan struct{}
+	tunnelIdle        time.Duration
+	readHeaderTimeout time.Duration
+	clientIdleTimeout time.Duration
+	maxConnsPerClient int // negative: no bound
+	conns             connSet
+	connSeq           atomic.Uint64
+	closed            atomic.Bool
+	cutting           atomic.Bool    // Close has begun cutting connections: what ends now ends by shutdown
+	inflight          sync.WaitGroup // requests being served (serveRequest), for Shutdown
+	closeOnce         sync.Once
+	stopReaper        chan struct{}
+	reaperDone        chan struct{}
 }
 
 // policyState is a policy with what the hot path precomputes from it.
@@ -168,14 +199,24 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy config: %w", err)
 	}
 	p := &Proxy{
-		ca:         cfg.CA,
-		log:        zerolog.Nop(),
-		tunnelIdle: orDefault(cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout),
-		stopReaper: make(chan struct{}),
-		reaperDone: make(chan struct{}),
-		ticketKeys: make([][32]byte, 1),
+		ca:                cfg.CA,
+		log:               zerolog.Nop(),
+		tunnelIdle:        orDefault(cfg.TunnelIdleTimeout, DefaultTunnelIdleTimeout),
+		readHeaderTimeout: orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		clientIdleTimeout: orDefault(cfg.ClientIdleTimeout, DefaultClientIdleTimeout),
+		maxConnsPerClient: cfg.MaxConnsPerClient,
+		stopReaper:        make(chan struct{}),
+		reaperDone:        make(chan struct{}),
+		ticketKeys:        make([][32]byte, 1),
 	}
 	rand.Read(p.ticketKeys[0][:])
+	if p.maxConnsPerClient == 0 {
+		p.maxConnsPerClient = DefaultMaxConnsPerClient
+	}
+	maxHead := cfg.MaxResponseHeaderBytes
+	if maxHead == 0 {
+		maxHead = DefaultMaxResponseHeaderBytes
+	}
 	if !cfg.ClientAuth.IsZero() {
 		p.clientAuth = []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.ClientAuth.Reveal())))
 	}
@@ -209,16 +250,17 @@ func New(cfg Config) (*Proxy, error) {
 			RootCAs:    cfg.UpstreamRootCAs,
 			MinVersion: tls.VersionTLS12,
 		},
-		ForceAttemptHTTP2:     true, // PITFALLS #12: a custom dialer and TLS config turn h2 off otherwise
-		TLSHandshakeTimeout:   orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
-		ResponseHeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
-		IdleConnTimeout:       orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
-		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          16 * DefaultMaxIdleConnsPerHost,
-		MaxIdleConnsPerHost:   DefaultMaxIdleConnsPerHost,
-		DisableCompression:    true, // PITFALLS #9: bodies pass untouched
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+		ForceAttemptHTTP2:      true, // PITFALLS #12: a custom dialer and TLS config turn h2 off otherwise
+		TLSHandshakeTimeout:    orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
+		ResponseHeaderTimeout:  orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+		IdleConnTimeout:        orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxHead,
+		MaxIdleConns:           16 * DefaultMaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:    DefaultMaxIdleConnsPerHost,
+		DisableCompression:     true, // PITFALLS #9: bodies pass untouched
+		WriteBufferSize:        32 << 10,
+		ReadBufferSize:         32 << 10,
 	}
 	p.rt = goproxy.RoundTripperFunc(p.roundTrip)
 	p.policy.Store(newPolicyState(cfg.Policy))
@@ -284,6 +326,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveRequest passes one HTTP request, plain or inside an intercepted
 // connection (inner), through goproxy's request pipeline.
 func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connState, inner bool) {
+	p.inflight.Add(1)
+	defer p.inflight.Done()
 	r, abort := withAbort(r)
 	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner}
 	p.gp.ServeHTTP(rw, r)
@@ -299,13 +343,18 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 }
 
 // SetTokens replaces the token map atomically; requests in flight keep the
-// map they started with. t is copied. A nil t empties the map.
+// map they started with. t is copied. A nil t empties the map. A value that
+// resolve.CheckToken refuses (control characters, white space) is not used:
+// the slot is logged and reported by Ready as unusable, never its value.
 func (p *Proxy) SetTokens(t resolve.Tokens) {
-	c := maps.Clone(t)
-	if c == nil {
-		c = resolve.Tokens{}
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
+	p.rawTokens = maps.Clone(t)
+	ts := newTokenState(p.rawTokens, p.policy.Load().pol)
+	p.tokens.Store(ts)
+	if len(ts.unusable) > 0 {
+		p.log.Error().Strs(fieldSlot+"s", ts.unusable).Msg("token refused: it contains control characters or white space; the slot stays unusable until a valid token arrives")
 	}
-	p.tokens.Store(&c)
 }
 
 // SetPolicy replaces the policy atomically (SIGHUP reload). Connections
@@ -318,7 +367,10 @@ func (p *Proxy) SetPolicy(pol *Policy) error {
 	if err := p.checkCA(pol); err != nil {
 		return fmt.Errorf("set policy: %w", err)
 	}
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
 	p.policy.Store(newPolicyState(pol))
+	p.tokens.Store(newTokenState(p.rawTokens, pol))
 	return nil
 }
 
@@ -347,16 +399,30 @@ func (p *Proxy) Ready() error {
 		return errors.New("proxy closed")
 	}
 	ps := p.policy.Load()
-	toks := *p.tokens.Load()
-	var missing []string
+	ts := p.tokens.Load()
+	var missing, unusable []string
 	for _, rt := range ps.pol.Routes {
-		if s, ok := toks[rt.Slot]; (!ok || s.IsZero()) && !slices.Contains(missing, rt.Slot) {
+		switch _, ok := ts.toks[rt.Slot]; {
+		case ok:
+		case slices.Contains(ts.unusable, rt.Slot):
+			if !slices.Contains(unusable, rt.Slot) {
+				unusable = append(unusable, rt.Slot)
+			}
+		case !slices.Contains(missing, rt.Slot):
 			missing = append(missing, rt.Slot)
 		}
 	}
+	var msgs []string
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return fmt.Errorf("no token for slot(s) %s", strings.Join(missing, ", "))
+		msgs = append(msgs, "no token for slot(s) "+strings.Join(missing, ", "))
+	}
+	if len(unusable) > 0 {
+		slices.Sort(unusable)
+		msgs = append(msgs, "unusable token for slot(s) "+strings.Join(unusable, ", ")+" (control characters or white space)")
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "; "))
 	}
 	return nil
 }
@@ -367,6 +433,7 @@ func (p *Proxy) Ready() error {
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		p.cutting.Store(true)
 		close(p.stopReaper)
 		<-p.reaperDone
 		_ = p.inner.Close()
@@ -380,7 +447,7 @@ func (p *Proxy) Close() error {
 func (p *Proxy) String() string {
 	n := 0
 	if t := p.tokens.Load(); t != nil {
-		n = len(*t)
+		n = len(t.toks)
 	}
 	return "proxy.Proxy{tokens: " + strconv.Itoa(n) + " slots, closed: " + strconv.FormatBool(p.closed.Load()) + "}"
 }

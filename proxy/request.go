@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+
+	"github.com/cork-sh/cork/proxy/scrub"
+	"github.com/cork-sh/cork/proxy/wsrelay"
 )
 
 // reqState follows one HTTP request (plain, or inside an intercepted
@@ -28,9 +31,26 @@ type reqState struct {
 	status   int
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
-	echo     []string     // old/new pairs undoing injection in the response (echoPairs)
 	abort    *atomic.Bool // set when the client connection must be aborted (see abortKey)
 	once     sync.Once
+
+	routed    bool   // the host has routes: responses are scrubbed of real tokens
+	pass      bool   // every route says unscrubbable: pass
+	websocket bool   // the request asks for a WebSocket upgrade
+	unbound   []bool // slots whose placeholders are leaks here (scanner.unbound)
+	scrubbed  atomic.Int64
+	leakSlot  atomic.Pointer[string] // set when the tripwire fires on the body, a trailer or a frame
+}
+
+// setLeak records the first slot whose placeholder the request carried
+// where the header scan could not see it.
+func (rs *reqState) setLeak(slot string) { rs.leakSlot.CompareAndSwap(nil, &slot) }
+
+func (rs *reqState) leaked() string {
+	if s := rs.leakSlot.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 // abortKey carries a request's *atomic.Bool into goproxy's pipeline. A
@@ -47,15 +67,26 @@ func withAbort(r *http.Request) (*http.Request, *atomic.Bool) {
 }
 
 // finish writes the request's audit line once and releases its connection.
+// A request cut while the proxy shuts down is reported as such.
 func (p *Proxy) finish(rs *reqState, reason string, warn bool) {
 	rs.once.Do(func() {
 		p.release(rs)
+		if reason != "" && reason != ReasonPlaceholderLeak && p.cutting.Load() {
+			reason = reasonShutdown
+		}
 		p.audit(&auditEntry{
 			decision: rs.decision, host: rs.host, port: rs.port, method: rs.method, path: rs.path,
 			slot: rs.slot, status: rs.status, up: rs.up.Load(), down: rs.down.Load(),
 			dur: time.Since(rs.start), reason: reason, connID: rs.conn.id, warn: warn,
+			scrubbed: rs.scrubbed.Load(),
 		})
 	})
+}
+
+// scrubHit counts one real token replaced in what an upstream sent back.
+func (p *Proxy) scrubHit(rs *reqState, slot, where string) {
+	rs.scrubbed.Add(1)
+	p.metrics.scrubbed.WithLabelValues(slot, where).Inc()
 }
 
 func (p *Proxy) release(rs *reqState) {
@@ -129,6 +160,9 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		req.URL.Host = joinHostPort(host, port)
 	}
 	rs.host, rs.port = host, port
+	// The upstream gets the authority the policy matched, not the
+	// client's spelling of it (case, trailing dot, default port).
+	req.Host = canonicalAuthority(scheme, host, port)
 	rs.what = requestWhat(req.Method, scheme, req.URL.Host, req.URL)
 
 	ps := p.policy.Load()
@@ -136,7 +170,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	if b := rules.HostBlock; b != nil {
 		return p.refuse(req, rs, deny{reason: ReasonBlocked, what: rs.what, detail: b.Reason})
 	}
-	if b := rules.BlockFor(req.URL.Path); b != nil {
+	if b := rules.BlockFor(req.URL.EscapedPath()); b != nil {
 		return p.refuse(req, rs, deny{reason: ReasonBlocked, what: rs.what, detail: b.Reason})
 	}
 	routes := rules.Routes
@@ -159,6 +193,20 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 			detail: "TRACE is not forwarded to a host that receives a credential: the answer would echo it"})
 	}
 
+	if ws, other := wsrelay.IsUpgrade(req); ws || other {
+		// Decision 5: only a WebSocket upgrade, relayed frame by frame
+		// (upgrade.go); anything else would turn the connection into an
+		// unchecked pipe to the upstream.
+		if other {
+			return p.refuse(req, rs, deny{reason: ReasonUpgradeRefused, what: rs.what})
+		}
+		rs.websocket = true
+	}
+	rs.routed, rs.pass = len(routes) > 0, rules.PassUnscrubbable()
+	if rs.routed {
+		filterAcceptEncoding(req.Header)
+	}
+
 	stripProxyAuth(req.Header)
 	// Decision 3, the tripwire: a placeholder goes only to its slot's hosts.
 	var buf [4]int
@@ -168,17 +216,17 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 			return p.leak(req, rs, ps.scan, slot)
 		}
 	}
+	rs.unbound = ps.scan.unbound(rules)
 
 	rs.decision = decisionForward
 	if len(routes) > 0 {
-		toks := *p.tokens.Load()
+		toks := p.tokens.Load().toks
 		for _, rt := range routes {
 			ph := ps.pol.Slots[rt.Slot].Placeholder
 			tok, ok := toks[rt.Slot]
 			switch injectRoute(req.Header, rt, ph, tok, ok && !tok.IsZero()) {
 			case injectDone:
 				rs.decision = decisionInject
-				rs.echo = append(rs.echo, echoPairs(req.Header, rt, ph, tok)...)
 				if rs.slot == "" {
 					rs.slot = rt.Slot
 				} else if !strings.Contains(","+rs.slot+",", ","+rt.Slot+",") {
@@ -199,9 +247,34 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 
 	if req.Body != nil && req.Body != http.NoBody {
+		if rs.unbound != nil {
+			// A small body is scanned before anything is sent; a longer
+			// one, and its trailers, as they stream.
+			slot, done, err := ps.scan.prescan(req, rs.unbound)
+			switch {
+			case err != nil:
+				return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: rs.what, detail: "the request body could not be read"})
+			case slot != "":
+				return p.leak(req, rs, ps.scan, slot)
+			case !done:
+				req.Body = newTripBody(req, ps.scan, rs.unbound, rs)
+			}
+		}
 		req.Body = &countingBody{ReadCloser: req.Body, n: &rs.up}
 	}
 	return req, nil
+}
+
+// canonicalAuthority is the Host header for host:port: the port only when
+// it is not the scheme's default.
+func canonicalAuthority(scheme, host string, port int) string {
+	if (scheme == "https" && port == 443) || (scheme == "http" && port == 80) {
+		if strings.Contains(host, ":") {
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return joinHostPort(host, port)
 }
 
 // refuse answers req with d and audits it (a placeholder leak at warn).
@@ -244,6 +317,16 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		out.Close = false
 	}
 	resp, err := p.tr.RoundTrip(out)
+	if slot := rs.leaked(); slot != "" {
+		// The tripwire fired on the body or its trailers (tripBody): the
+		// placeholder was held back, and the request is refused.
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		ps := p.policy.Load()
+		_, r := p.leak(req, rs, ps.scan, slot)
+		return r, nil
+	}
 	if err != nil {
 		d := upstreamDeny(err, rs.what)
 		reason := d.reason
@@ -262,17 +345,47 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	}
 	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
 	rs.status = resp.StatusCode
-	if len(rs.echo) > 0 {
-		scrubEcho(resp.Header, rs.echo)
+	ts := p.tokens.Load()
+	scrubbing := rs.routed && ts.scrub != nil
+	if scrubbing {
+		// Invariant 4: no real token back into the sandbox, in any
+		// encoding, in a header name or value.
+		ts.scrubHeader(resp.Header, func(slot string) { p.scrubHit(rs, slot, "header") })
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// goproxy relays an upgrade through resp.Body, which must stay an
-		// io.ReadWriter. The relay is traffic, not a request in flight:
-		// from here the idle reaper watches it.
-		if rw, ok := resp.Body.(io.ReadWriteCloser); ok {
-			p.release(rs)
-			resp.Body = &upgradeBody{rw: rw, p: p, rs: rs}
-			return resp, nil
+		return p.upgrade(req, resp, rs, ts, scrubbing), nil
+	}
+	if len(resp.Trailer) > 0 {
+		// Trailers go after a chunked body: a length (HTTP/2 upstreams
+		// send both) would make net/http drop them.
+		dropLength(resp)
+	}
+	var body io.Reader = resp.Body
+	release := func() {}
+	if scrubbing && bodyAllowed(req, resp) {
+		codings, known := contentCodings(resp.Header)
+		switch {
+		case !known || (len(codings) > 0 && resp.StatusCode == http.StatusPartialContent):
+			// A coding cork cannot decode, or a range of an encoded body
+			// (undecodable on its own): the body cannot be scrubbed.
+			if !rs.pass {
+				_ = resp.Body.Close()
+				d := deny{reason: ReasonUnscrubbable, what: rs.what}
+				rs.status = d.status()
+				p.finish(rs, d.reason, false)
+				return d.response(req), nil
+			}
+		default:
+			set := ts.scrub
+			if len(codings) > 0 {
+				body, release = decodeBody(body, codings)
+				asIdentity(resp)
+			} else if resp.ContentLength >= 0 {
+				// A body of known length keeps it: each token encoding is
+				// replaced by its placeholder's fitted to the same length.
+				set = ts.fixed
+			}
+			body = scrub.NewReader(body, set, func(id int) { p.scrubHit(rs, ts.slots[id], "body") })
 		}
 	}
 	if resp.Close {
@@ -280,8 +393,22 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		// connection (goproxy copies the header, net/http honours it).
 		closeAfter(resp)
 	}
-	resp.Body = &responseBody{ReadCloser: resp.Body, p: p, rs: rs, resp: resp, ctx: req.Context()}
+	rb := &responseBody{r: body, upstream: resp.Body, release: release, p: p, rs: rs, resp: resp, ctx: req.Context()}
+	if scrubbing {
+		rb.ts = ts
+	}
+	resp.Body = rb
 	return resp, nil
+}
+
+// bodyAllowed reports whether resp may carry a body (RFC 9110 6.4.1).
+func bodyAllowed(req *http.Request, resp *http.Response) bool {
+	switch {
+	case req.Method == http.MethodHead, resp.StatusCode == http.StatusNoContent,
+		resp.StatusCode == http.StatusNotModified, resp.StatusCode < 200:
+		return false
+	}
+	return true
 }
 
 // closeAfter marks resp as the last on its client connection.
@@ -302,26 +429,41 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// responseBody counts response bytes, undoes injection in trailers,
-// notices a body that ends early and writes the audit line on Close.
+// responseBody counts response bytes, scrubs trailers, notices a body
+// that ends early and writes the audit line on Close. r is what the client
+// gets: the upstream body, decoded and scrubbed on a routed host.
 type responseBody struct {
-	io.ReadCloser
-	p      *Proxy
-	rs     *reqState
-	resp   *http.Response
-	ctx    context.Context // the request's
-	reason string          // why the body ended early, if it did
+	r        io.Reader
+	upstream io.ReadCloser // the upstream body, closed on Close
+	release  func()        // frees decoders
+	p        *Proxy
+	rs       *reqState
+	resp     *http.Response
+	ts       *tokenState     // non-nil: scrub trailers
+	ctx      context.Context // the request's
+	reason   string          // why the body ended early, if it did
+	eof      bool
 }
 
 func (b *responseBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+	if slot := b.rs.leaked(); slot != "" && b.reason == "" {
+		// The upstream answered before reading the request body to the
+		// placeholder the tripwire held back: the answer is cut too.
+		b.rs.slot, b.reason = slot, ReasonPlaceholderLeak
+		if b.rs.abort != nil {
+			b.rs.abort.Store(true)
+		}
+		return 0, errPlaceholderInBody
+	}
+	n, err := b.r.Read(p)
 	b.rs.down.Add(int64(n))
 	switch {
 	case err == io.EOF:
+		b.eof = true
 		// Trailers arrive with the end of the body; goproxy copies them
 		// after it.
-		if len(b.rs.echo) > 0 {
-			scrubEcho(b.resp.Trailer, b.rs.echo)
+		if b.ts != nil {
+			b.ts.scrubHeader(b.resp.Trailer, func(slot string) { b.p.scrubHit(b.rs, slot, "trailer") })
 		}
 	case err != nil && b.reason == "":
 		b.reason = reasonUpstreamCut
@@ -336,16 +478,24 @@ func (b *responseBody) Read(p []byte) (int, error) {
 }
 
 func (b *responseBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.p.finish(b.rs, b.reason, false)
+	err := b.upstream.Close()
+	b.release()
+	if !b.eof && b.reason == "" {
+		// goproxy stops copying before the end only when writing to the
+		// client failed: the client hung up mid-response.
+		b.reason = reasonClientGone
+	}
+	b.p.finish(b.rs, b.reason, b.reason == ReasonPlaceholderLeak)
 	return err
 }
 
-// upgradeBody is a 101 response body: the upstream side of a WebSocket.
+// upgradeBody is a 101 response body: the upstream side of a WebSocket,
+// relayed frame by frame (upgrade.go).
 type upgradeBody struct {
-	rw io.ReadWriteCloser
-	p  *Proxy
-	rs *reqState
+	rw     io.ReadWriteCloser
+	p      *Proxy
+	rs     *reqState
+	reason atomic.Pointer[string]
 }
 
 func (b *upgradeBody) Read(p []byte) (int, error) {
@@ -362,7 +512,14 @@ func (b *upgradeBody) Write(p []byte) (int, error) {
 
 func (b *upgradeBody) Close() error {
 	err := b.rw.Close()
-	b.p.finish(b.rs, "", false)
+	reason, warn := "", false
+	if r := b.reason.Load(); r != nil {
+		reason = *r
+	}
+	if slot := b.rs.leaked(); slot != "" {
+		b.rs.slot, reason, warn = slot, ReasonPlaceholderLeak, true
+	}
+	b.p.finish(b.rs, reason, warn)
 	return err
 }
 

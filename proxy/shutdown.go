@@ -1,6 +1,9 @@
 package proxy
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Shutdown stops the proxy gracefully. Blind tunnels and relays are closed
 // at once; intercepted connections are shut down by their server
@@ -11,7 +14,8 @@ import "context"
 // first (http.Server's Shutdown, which does not see hijacked connections).
 // Shutdown then Close is safe; Close alone cuts everything at once.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	p.closed.Store(true) // new requests on the proxy's listener get 503
+	p.closed.Store(true)  // new requests on the proxy's listener get 503
+	p.cutting.Store(true) // what ends abnormally from now on is audited as shutdown
 	for _, c := range p.conns.snapshot() {
 		if c.mode != modeMITM || c.relay.Load() {
 			_ = c.Close()
@@ -19,5 +23,18 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	err := p.inner.Shutdown(ctx)
 	p.Close() // what is left: connections still in their TLS handshake
+	// Requests cut by Close end at once (their connections are gone);
+	// wait for them so that their audit lines are written before the
+	// caller exits.
+	done := make(chan struct{})
+	go func() { p.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownAuditWait):
+	}
 	return err
 }
+
+// shutdownAuditWait bounds how long Shutdown waits, after cutting what was
+// left, for the cut requests to write their audit lines.
+const shutdownAuditWait = 2 * time.Second

@@ -38,11 +38,19 @@ func (p *Proxy) track(c net.Conn, st *connState) *trackedConn {
 
 func (c *trackedConn) touch() { c.last.Store(time.Now().UnixNano()) }
 
+// Read counts what the client sent. On an intercepted connection it is not
+// progress: a client that trickles a request head is cut by the inner
+// server's header timeout, and one that holds a keep-alive connection by
+// its idle timeout, however many bytes it sends; there the reaper counts
+// requests (busy, release) and what the proxy writes. Tunnels and relays
+// count bytes both ways: that is all the proxy can see of them.
 func (c *trackedConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.up.Add(int64(n))
-		c.touch()
+		if c.mode != modeMITM || c.relay.Load() {
+			c.touch()
+		}
 	}
 	return n, err
 }
@@ -55,6 +63,12 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// CloseWrite and CloseRead let a blind tunnel relay each direction to its
+// end on its own (goproxy half-closes connections that have them): a client
+// that shuts its sending side after its request still gets the answer.
+func (c *trackedConn) CloseWrite() error { return closeWrite(c.Conn) }
+func (c *trackedConn) CloseRead() error  { return closeRead(c.Conn) }
 
 // Close closes the connection once and writes the tunnel's audit line.
 func (c *trackedConn) Close() error {
@@ -93,6 +107,9 @@ func (c *trackedConn) report() {
 		e := auditEntry{
 			decision: decisionTunnel, host: st.host, port: st.port, status: 200,
 			up: c.up.Load(), down: c.down.Load(), dur: dur, connID: st.id,
+		}
+		if failed == nil && c.p.cutting.Load() {
+			e.reason = reasonShutdown
 		}
 		if failed != nil {
 			e.reason, e.up, e.down = failed.reason, 0, 0
