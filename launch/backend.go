@@ -58,6 +58,8 @@ type ProxyOptions struct {
 	// Raw holds the CORK_* variables as given, for backends that pass
 	// them on to a proxy in another process (the docker sidecar).
 	Raw map[string]string
+	// Limits are the timeouts and bounds of an in-process proxy.
+	Limits ProxyLimits
 }
 
 func (s *Spec) progress(format string, a ...any) {

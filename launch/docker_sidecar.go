@@ -43,7 +43,11 @@ const (
 // sidecarPassthrough are the CORK_* settings from Spec.Proxy.Raw handed to
 // the sidecar as they are. The others are set by the backend (listen,
 // policy, tokens, CA output, log format) or handled below.
-var sidecarPassthrough = []string{"CORK_RESOLVE", "CORK_ALLOW_PRIVATE"}
+var sidecarPassthrough = []string{
+	"CORK_RESOLVE", "CORK_ALLOW_PRIVATE",
+	"CORK_RESPONSE_HEADER_TIMEOUT", "CORK_MAX_RESPONSE_HEADER_BYTES", "CORK_READ_HEADER_TIMEOUT",
+	"CORK_CLIENT_IDLE_TIMEOUT", "CORK_TUNNEL_IDLE_TIMEOUT", "CORK_MAX_CONNS_PER_CLIENT",
+}
 
 // sidecarConfig is the validated proxy configuration for the sidecar:
 // environment (no secrets), files to mount and ports to publish.

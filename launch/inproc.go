@@ -21,6 +21,19 @@ type inProcess struct {
 	admin *http.Server
 }
 
+// ProxyLimits are the timeouts and bounds of the proxy a backend starts
+// (ProxyOptions.Limits), from the same CORK_* settings as `cork proxy`.
+// Each field is the proxy.Config field of the same name: zero means the
+// proxy's default, and a negative MaxConnsPerClient means no bound.
+type ProxyLimits struct {
+	ResponseHeaderTimeout  time.Duration
+	MaxResponseHeaderBytes int64
+	ReadHeaderTimeout      time.Duration
+	ClientIdleTimeout      time.Duration
+	TunnelIdleTimeout      time.Duration
+	MaxConnsPerClient      int
+}
+
 // Policy renders the plan's egress as a proxy policy.
 func Policy(spec *Spec) (*proxy.Policy, error) {
 	y, err := spec.Plan.Egress.PolicyYAML()
@@ -66,11 +79,18 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 		AllowPrivate:    spec.Proxy.AllowPrivate,
 		Resolve:         spec.Proxy.Resolve,
 		ClientAuth:      resolve.NewSecret(auth),
+
+		ResponseHeaderTimeout:  spec.Proxy.Limits.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: spec.Proxy.Limits.MaxResponseHeaderBytes,
+		ReadHeaderTimeout:      spec.Proxy.Limits.ReadHeaderTimeout,
+		ClientIdleTimeout:      spec.Proxy.Limits.ClientIdleTimeout,
+		TunnelIdleTimeout:      spec.Proxy.Limits.TunnelIdleTimeout,
+		MaxConnsPerClient:      spec.Proxy.Limits.MaxConnsPerClient,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start proxy: %w", err)
 	}
-	ip := &inProcess{proxy: p, srv: &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}}
+	ip := &inProcess{proxy: p, srv: p.NewServer()}
 	if spec.Proxy.AdminListen != "" {
 		aln, err := net.Listen("tcp", spec.Proxy.AdminListen)
 		if err != nil {
@@ -80,7 +100,7 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 		ip.admin = &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 		go ip.admin.Serve(aln)
 	}
-	go ip.srv.Serve(ln)
+	go ip.srv.Serve(p.LimitListener(ln))
 	return ip, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,7 +55,7 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 			return &usageError{fmt.Errorf("%s: %v", settings.name("tokens-file"), pathError(err))}
 		}
 		if tokens, err = resolve.ParseTokens(data); err != nil {
-			return &usageError{fmt.Errorf("%s: %s: %v", settings.name("tokens-file"), opts.tokensFile, err)}
+			return &usageError{prefixLines(fmt.Sprintf("%s: %s", settings.name("tokens-file"), opts.tokensFile), err)}
 		}
 	}
 	log := opts.logger
@@ -67,6 +68,13 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 		AllowPrivate:    opts.allowPrivate,
 		Resolve:         opts.resolve,
 		ClientAuth:      resolve.NewSecret(opts.clientAuth),
+
+		ResponseHeaderTimeout:  opts.limits.ResponseHeaderTimeout,
+		MaxResponseHeaderBytes: opts.limits.MaxResponseHeaderBytes,
+		ReadHeaderTimeout:      opts.limits.ReadHeaderTimeout,
+		ClientIdleTimeout:      opts.limits.ClientIdleTimeout,
+		TunnelIdleTimeout:      opts.limits.TunnelIdleTimeout,
+		MaxConnsPerClient:      opts.limits.MaxConnsPerClient,
 	})
 	if err != nil {
 		return &usageError{fmt.Errorf("proxy: %w", err)}
@@ -88,19 +96,23 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 
 // serveProxy listens, serves until ctx is done, and shuts down cleanly:
 // stop accepting, let in-flight requests finish (bounded), close tunnels.
-// SIGHUP calls reload. With tokens file "-", token maps are read from stdin.
+// SIGHUP asks for a reload, run off this goroutine (see reloader), so that
+// a reload stuck on its file never delays shutdown. With tokens file "-",
+// token maps are read from stdin.
 func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin io.Reader, log zerolog.Logger, reload func() error) error {
+	// Before "proxy listening": a SIGHUP sent on that line must not meet
+	// the default action, which ends the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	ln, err := net.Listen("tcp", opts.listen)
 	if err != nil {
 		return &usageError{fmt.Errorf("listen %s: %v", opts.listen, errors.Unwrap(err))}
 	}
-	srv := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
-	}
+	srv := p.NewServer()
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(p.LimitListener(ln)) }()
 
 	var admin *http.Server
 	if opts.adminListen != "" {
@@ -119,18 +131,19 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin i
 		go readTokenStream(stdin, p, log)
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
+	rctx, stopReloads := context.WithCancel(ctx)
+	defer stopReloads()
+	reloads := startReloader(rctx, func() {
+		if err := reload(); err != nil {
+			log.Error().Str("policy", opts.policyFile).Str("error", err.Error()).Msg("policy reload rejected; keeping the current policy")
+			return
+		}
+		log.Info().Str("policy", opts.policyFile).Msg("policy reloaded")
+	})
 	for {
 		select {
 		case <-hup:
-			if err := reload(); err != nil {
-				log.Error().Str("error", err.Error()).Msg("policy reload rejected; keeping the current policy")
-			} else {
-				log.Info().Msg("policy reloaded")
-			}
+			reloads.request()
 			continue
 		case err := <-errc:
 			if !errors.Is(err, http.ErrServerClosed) {
@@ -150,6 +163,12 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin i
 	// flight inside intercepted connections finish (p), both bounded.
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Shutdown(sctx) }()
+	go func() {
+		// At the deadline, cut plain requests still in flight at once, so
+		// that the proxy's wait for their audit lines (p.Shutdown) is short.
+		<-sctx.Done()
+		_ = srv.Close()
+	}()
 	perr := p.Shutdown(sctx)
 	if err := <-srvDone; err != nil || perr != nil {
 		srv.Close()
@@ -159,24 +178,73 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin i
 	return nil
 }
 
-// readTokenStream applies each token map read from r. A malformed object
-// ends the stream (the decoder cannot resynchronise); the last good map
-// stays in force.
+// reloader runs reloads on its own goroutine, one at a time. A request
+// made while a reload runs is kept, and any further ones are folded into
+// it: one more reload follows, reading the file as it is by then. The
+// caller never waits: a reload stuck on its file (a FIFO put in the
+// policy's place, a hung network mount) holds only the reloader's
+// goroutine, which is abandoned when the process exits.
+type reloader struct {
+	kick chan struct{} // room for one pending request
+}
+
+// startReloader starts the goroutine that calls reload for each request
+// until ctx is done. request is safe for concurrent use.
+func startReloader(ctx context.Context, reload func()) *reloader {
+	r := &reloader{kick: make(chan struct{}, 1)}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.kick:
+				reload()
+			}
+		}
+	}()
+	return r
+}
+
+// request asks for a reload without waiting for it.
+func (r *reloader) request() {
+	select {
+	case r.kick <- struct{}{}:
+	default: // one is pending already: it will read the latest file
+	}
+}
+
+// readTokenStream applies each token map read from r until r ends. A
+// malformed object is logged (never its content) and skipped; the last
+// good map stays in force.
 func readTokenStream(r io.Reader, p *proxy.Proxy, log zerolog.Logger) {
 	dec := resolve.NewTokenDecoder(r)
 	for {
 		t, err := dec.Next()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				log.Debug().Msg("token stream closed")
-			} else {
-				log.Error().Str("error", err.Error()).Msg("token stream: stopped reading; keeping the current tokens")
-			}
+		var oe *resolve.ObjectError
+		switch {
+		case err == nil:
+			p.SetTokens(t)
+			log.Info().Strs("slots", t.Slots()).Msg("tokens updated")
+		case errors.As(err, &oe):
+			log.Error().Str("error", err.Error()).Msg("token stream: token map skipped; keeping the current tokens")
+		case errors.Is(err, io.EOF):
+			log.Info().Msg("token stream closed; keeping the current tokens")
+			return
+		default:
+			log.Error().Str("error", err.Error()).Msg("token stream: stopped reading; keeping the current tokens")
 			return
 		}
-		p.SetTokens(t)
-		log.Info().Strs("slots", t.Slots()).Msg("tokens updated")
 	}
+}
+
+// prefixLines puts prefix in front of each line of err, so that every
+// printed line names its setting and file.
+func prefixLines(prefix string, err error) error {
+	var lines []error
+	for _, l := range strings.Split(err.Error(), "\n") {
+		lines = append(lines, fmt.Errorf("%s: %s", prefix, l))
+	}
+	return errors.Join(lines...)
 }
 
 // writeFileAtomic writes data to path through a temporary file and a

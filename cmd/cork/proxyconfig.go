@@ -6,15 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/proxy"
 )
 
@@ -37,6 +42,13 @@ type proxySettings struct {
 	ClientAuth     string `env:"CORK_CLIENT_AUTH"`
 	ClientAuthFile string `env:"CORK_CLIENT_AUTH_FILE"`
 
+	ResponseHeaderTimeout  string `env:"CORK_RESPONSE_HEADER_TIMEOUT"`
+	MaxResponseHeaderBytes string `env:"CORK_MAX_RESPONSE_HEADER_BYTES"`
+	ReadHeaderTimeout      string `env:"CORK_READ_HEADER_TIMEOUT"`
+	ClientIdleTimeout      string `env:"CORK_CLIENT_IDLE_TIMEOUT"`
+	TunnelIdleTimeout      string `env:"CORK_TUNNEL_IDLE_TIMEOUT"`
+	MaxConnsPerClient      string `env:"CORK_MAX_CONNS_PER_CLIENT"`
+
 	set map[string]bool // flags given on the command line
 }
 
@@ -48,7 +60,7 @@ var settingFlags = []struct {
 	{"listen", "CORK_LISTEN", "proxy address", func(s *proxySettings) *string { return &s.Listen }},
 	{"admin-listen", "CORK_ADMIN_LISTEN", "address for /healthz, /readyz and /metrics (empty: off)", func(s *proxySettings) *string { return &s.AdminListen }},
 	{"policy-file", "CORK_POLICY_FILE", "policy file (YAML or JSON)", func(s *proxySettings) *string { return &s.PolicyFile }},
-	{"tokens-file", "CORK_TOKENS_FILE", "token map file {\"slot\":\"value\"} (mode 0600); - reads a stream of JSON objects from stdin", func(s *proxySettings) *string { return &s.TokensFile }},
+	{"tokens-file", "CORK_TOKENS_FILE", "token map file {\"slot\":\"value\"} (mode 0600); - reads a stream of JSON objects from stdin, one per line, skipping malformed ones", func(s *proxySettings) *string { return &s.TokensFile }},
 	{"ca-cert-file", "CORK_CA_CERT_FILE", "CA certificate (PEM); empty with --ca-key-file empty: generate a session CA", func(s *proxySettings) *string { return &s.CACertFile }},
 	{"ca-key-file", "CORK_CA_KEY_FILE", "CA private key (PEM)", func(s *proxySettings) *string { return &s.CAKeyFile }},
 	{"ca-out", "CORK_CA_OUT", "write the CA certificate (never the key) here for the sandbox to trust", func(s *proxySettings) *string { return &s.CAOut }},
@@ -58,6 +70,24 @@ var settingFlags = []struct {
 	{"log-level", "CORK_LOG_LEVEL", "trace, debug, info, warn or error", func(s *proxySettings) *string { return &s.LogLevel }},
 	{"log-format", "CORK_LOG_FORMAT", "json or console", func(s *proxySettings) *string { return &s.LogFormat }},
 	{"client-auth-file", "CORK_CLIENT_AUTH_FILE", "file (mode 0600) holding user:password that clients must send as Proxy-Authorization (also $CORK_CLIENT_AUTH); empty: no client authentication", func(s *proxySettings) *string { return &s.ClientAuthFile }},
+	{"response-header-timeout", "CORK_RESPONSE_HEADER_TIMEOUT", "how long an upstream may take to send its response head, e.g. 90s" + defaultDuration(proxy.DefaultResponseHeaderTimeout), func(s *proxySettings) *string { return &s.ResponseHeaderTimeout }},
+	{"max-response-header-bytes", "CORK_MAX_RESPONSE_HEADER_BYTES", fmt.Sprintf("largest upstream response head, in bytes or with a KiB or MiB suffix, e.g. 512KiB (default %dKiB)", proxy.DefaultMaxResponseHeaderBytes>>10), func(s *proxySettings) *string { return &s.MaxResponseHeaderBytes }},
+	{"read-header-timeout", "CORK_READ_HEADER_TIMEOUT", "how long a client may take to send a request head" + defaultDuration(proxy.DefaultReadHeaderTimeout), func(s *proxySettings) *string { return &s.ReadHeaderTimeout }},
+	{"client-idle-timeout", "CORK_CLIENT_IDLE_TIMEOUT", "how long a keep-alive client connection may wait for its next request" + defaultDuration(proxy.DefaultClientIdleTimeout), func(s *proxySettings) *string { return &s.ClientIdleTimeout }},
+	{"tunnel-idle-timeout", "CORK_TUNNEL_IDLE_TIMEOUT", "how long a tunnel or intercepted connection may go without traffic" + defaultDuration(proxy.DefaultTunnelIdleTimeout), func(s *proxySettings) *string { return &s.TunnelIdleTimeout }},
+	{"max-conns-per-client", "CORK_MAX_CONNS_PER_CLIENT", fmt.Sprintf("most concurrent connections from one client address; 0: no bound (default %d)", proxy.DefaultMaxConnsPerClient), func(s *proxySettings) *string { return &s.MaxConnsPerClient }},
+}
+
+// defaultDuration is the " (default 10m)" of a duration setting's help.
+func defaultDuration(d time.Duration) string {
+	v := d.String()
+	if strings.HasSuffix(v, "m0s") {
+		v = strings.TrimSuffix(v, "0s")
+	}
+	if strings.HasSuffix(v, "h0m") {
+		v = strings.TrimSuffix(v, "0m")
+	}
+	return " (default " + v + ")"
 }
 
 // loadProxySettings reads the CORK_* variables from env. Flags registered
@@ -107,6 +137,7 @@ type proxyOptions struct {
 	resolve             map[string]string
 	logger              zerolog.Logger
 	clientAuth          string // "user:password", or empty
+	limits              launch.ProxyLimits
 }
 
 // validate checks every setting and returns all problems at once, one line
@@ -130,13 +161,15 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 	if o.adminListen != "" {
 		if err := checkListen(o.adminListen); err != nil {
 			bad("admin-listen", "%v", err)
-		} else if o.adminListen == o.listen {
+		} else if _, port, _ := net.SplitHostPort(o.listen); o.adminListen == o.listen && port != "0" { // port 0: two free ports
 			bad("admin-listen", "same address as %s", s.name("listen"))
 		}
 	}
 	if needPolicy {
 		if o.policyFile == "" {
 			bad("policy-file", "required: the policy file to enforce")
+		} else if st, err := os.Stat(o.policyFile); err == nil && !st.IsDir() && !st.Mode().IsRegular() {
+			bad("policy-file", "%s: not a regular file", o.policyFile) // a FIFO would block the read
 		} else if err := checkPath(o.policyFile, false); err != nil {
 			bad("policy-file", "%v", err)
 		}
@@ -245,6 +278,7 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 			errs = append(errs, fmt.Errorf("CORK_CLIENT_AUTH: %v", err))
 		}
 	}
+	o.limits = s.limits(bad)
 	level, err := zerolog.ParseLevel(strings.ToLower(strings.TrimSpace(s.LogLevel)))
 	if err != nil || level == zerolog.NoLevel {
 		bad("log-level", "%q: want trace, debug, info, warn or error", s.LogLevel)
@@ -259,6 +293,71 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 		return nil, &usageError{errors.Join(errs...)}
 	}
 	return o, nil
+}
+
+// limits parses the timeout and bound settings, reporting each bad one
+// through bad. An empty setting is zero: the proxy's default.
+func (s *proxySettings) limits(bad func(flagName, format string, a ...any)) launch.ProxyLimits {
+	duration := func(flagName, v string) time.Duration {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			return 0
+		}
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad(flagName, "%q: want a duration such as 30s, 2m or 1h30m", v)
+		case d <= 0:
+			bad(flagName, "%q: want a positive duration such as 30s", v)
+		}
+		return d
+	}
+	var l launch.ProxyLimits
+	l.ResponseHeaderTimeout = duration("response-header-timeout", s.ResponseHeaderTimeout)
+	l.ReadHeaderTimeout = duration("read-header-timeout", s.ReadHeaderTimeout)
+	l.ClientIdleTimeout = duration("client-idle-timeout", s.ClientIdleTimeout)
+	l.TunnelIdleTimeout = duration("tunnel-idle-timeout", s.TunnelIdleTimeout)
+	if v := strings.TrimSpace(s.MaxResponseHeaderBytes); v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			bad("max-response-header-bytes", "%q: %v", v, err)
+		}
+		l.MaxResponseHeaderBytes = n
+	}
+	if v := strings.TrimSpace(s.MaxConnsPerClient); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 0:
+			bad("max-conns-per-client", "%q: want a number of connections, or 0 for no bound", v)
+		case n == 0:
+			l.MaxConnsPerClient = -1 // proxy.Config: negative is no bound
+		default:
+			l.MaxConnsPerClient = n
+		}
+	}
+	return l
+}
+
+// parseSize parses a positive byte count: digits, optionally followed by
+// KiB (×1024) or MiB (×1024²), e.g. 65536, 64KiB or 1MiB.
+func parseSize(v string) (int64, error) {
+	digits, unit := v, int64(1)
+	for suffix, u := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20} {
+		if d, ok := strings.CutSuffix(v, suffix); ok {
+			digits, unit = d, u
+		}
+	}
+	digits = strings.TrimSpace(digits)
+	n, err := strconv.ParseInt(digits, 10, 64)
+	switch {
+	case err != nil || digits == "" || digits[0] < '0' || digits[0] > '9':
+		return 0, errors.New("want a size in bytes, or with a KiB or MiB suffix, e.g. 65536 or 64KiB")
+	case n <= 0:
+		return 0, errors.New("want a positive size")
+	case n > math.MaxInt64/unit:
+		return 0, errors.New("too large")
+	}
+	return n * unit, nil
 }
 
 // newLogger builds the one logger of the process.
@@ -303,7 +402,8 @@ func checkHostPort(addr string, minPort int) error {
 // checkPath checks that path is a readable file (wantDir false) or a
 // listable directory (wantDir true).
 func checkPath(path string, wantDir bool) error {
-	f, err := os.Open(path)
+	// Non-blocking, so that a FIFO is opened and checked, not waited on.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return pathError(err)
 	}

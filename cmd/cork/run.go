@@ -147,6 +147,7 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 			Resolve:         opts.resolve,
 			AdminListen:     opts.adminListen,
 			Raw:             settings.raw(),
+			Limits:          opts.limits,
 		},
 		Stdin:    stdin,
 		Stdout:   stdout,
