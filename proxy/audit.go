@@ -28,6 +28,7 @@ const (
 	fieldMode       = "mode"
 	fieldComponent  = "component"
 	fieldScrubbed   = "scrubbed"
+	fieldError      = "error"
 
 	// Reasons only the audit log uses (no response carries them).
 	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete

@@ -70,7 +70,7 @@ func (p *Proxy) mitmTLSConfig(st *connState) *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c, err := p.ca.Leaf(host)
 			if err != nil {
-				p.log.Warn().Err(err).Str(fieldHost, host).Str(fieldConnID, st.id).Msg("leaf certificate")
+				p.log.Warn().Str(fieldError, p.scrubErr(err)).Str(fieldHost, host).Str(fieldConnID, st.id).Msg("leaf certificate")
 			}
 			return c, err
 		},
@@ -93,11 +93,11 @@ func (p *Proxy) connectionError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 		return
 	}
 	if st.conn != nil && st.conn.down.Load() > 0 {
-		p.log.Debug().Err(err).Str(fieldConnID, st.id).Msg("tunnel relay ended")
+		p.log.Debug().Str(fieldError, p.scrubErr(err)).Str(fieldConnID, st.id).Msg("tunnel relay ended")
 		return
 	}
 	d := upstreamDeny(err, "CONNECT "+st.authority)
-	p.log.Debug().Err(err).Str(fieldConnID, st.id).Str(fieldReason, d.reason).Msg("tunnel dial failed")
+	p.log.Debug().Str(fieldError, p.scrubErr(err)).Str(fieldConnID, st.id).Str(fieldReason, d.reason).Msg("tunnel dial failed")
 	st.mu.Lock()
 	st.failed = &d
 	st.mu.Unlock()

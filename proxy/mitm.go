@@ -133,7 +133,7 @@ func (p *Proxy) serveMITM(r *http.Request, client net.Conn, ctx *goproxy.ProxyCt
 		st.scheme = "https"
 		tc := tls.Server(conn, p.mitmTLSConfig(st))
 		if err := tc.HandshakeContext(context.Background()); err != nil {
-			p.log.Debug().Err(err).Str(fieldHost, st.host).Str(fieldConnID, st.id).Msg("client TLS handshake failed")
+			p.log.Debug().Str(fieldError, p.scrubErr(err)).Str(fieldHost, st.host).Str(fieldConnID, st.id).Msg("client TLS handshake failed")
 			_ = tc.Close()
 			return
 		}
@@ -220,7 +220,7 @@ type debugWriter struct {
 
 func (d debugWriter) Write(b []byte) (int, error) {
 	if e := d.p.log.Debug(); e.Enabled() {
-		e.Str(fieldComponent, d.component).Msg(strings.TrimSpace(string(b)))
+		e.Str(fieldComponent, d.component).Msg(d.p.scrubLog(strings.TrimSpace(string(b))))
 	}
 	return len(b), nil
 }

@@ -157,6 +157,10 @@ type Proxy struct {
 	// from both (the scrubber replaces a token by its slot's placeholder).
 	setMu     sync.Mutex
 	rawTokens resolve.Tokens // as last given to SetTokens; guarded by setMu
+	// retired holds, per slot, the last values SetTokens replaced (at most
+	// maxRetired): a request in flight may have been sent one, and an
+	// upstream may echo it after a rotation; they are scrubbed too.
+	retired map[string][]resolve.Secret // guarded by setMu
 
 	// clientAuth is the Proxy-Authorization value clients must send, or
 	// empty for none.
@@ -349,8 +353,13 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 func (p *Proxy) SetTokens(t resolve.Tokens) {
 	p.setMu.Lock()
 	defer p.setMu.Unlock()
+	for slot, old := range p.rawTokens {
+		if n, ok := t[slot]; !old.IsZero() && (!ok || !n.Equal(old.Reveal())) {
+			p.retire(slot, old)
+		}
+	}
 	p.rawTokens = maps.Clone(t)
-	ts := newTokenState(p.rawTokens, p.policy.Load().pol)
+	ts := newTokenState(p.rawTokens, p.retired, p.policy.Load().pol)
 	p.tokens.Store(ts)
 	if len(ts.unusable) > 0 {
 		p.log.Error().Strs(fieldSlot+"s", ts.unusable).Msg("token refused: it contains control characters or white space; the slot stays unusable until a valid token arrives")
@@ -370,7 +379,7 @@ func (p *Proxy) SetPolicy(pol *Policy) error {
 	p.setMu.Lock()
 	defer p.setMu.Unlock()
 	p.policy.Store(newPolicyState(pol))
-	p.tokens.Store(newTokenState(p.rawTokens, pol))
+	p.tokens.Store(newTokenState(p.rawTokens, p.retired, pol))
 	return nil
 }
 
@@ -469,7 +478,7 @@ type goproxyLogger struct{ p *Proxy }
 
 func (l goproxyLogger) Printf(format string, v ...any) {
 	if e := l.p.log.Debug(); e.Enabled() {
-		e.Str(fieldComponent, "goproxy").Msg(strings.TrimSpace(fmt.Sprintf(format, v...)))
+		e.Str(fieldComponent, "goproxy").Msg(l.p.scrubLog(strings.TrimSpace(fmt.Sprintf(format, v...))))
 	}
 }
 

@@ -34,10 +34,11 @@ type reqState struct {
 	abort    *atomic.Bool // set when the client connection must be aborted (see abortKey)
 	once     sync.Once
 
-	routed    bool   // the host has routes: responses are scrubbed of real tokens
-	pass      bool   // every route says unscrubbable: pass
-	websocket bool   // the request asks for a WebSocket upgrade
-	unbound   []bool // slots whose placeholders are leaks here (scanner.unbound)
+	ts        *tokenState // the tokens this request was sent with, and is scrubbed by
+	routed    bool        // the host has routes: responses are scrubbed of real tokens
+	pass      bool        // every route says unscrubbable: pass
+	websocket bool        // the request asks for a WebSocket upgrade
+	unbound   []bool      // slots whose placeholders are leaks here (scanner.unbound)
 	scrubbed  atomic.Int64
 	leakSlot  atomic.Pointer[string] // set when the tripwire fires on the body, a trailer or a frame
 }
@@ -111,7 +112,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		st = p.newConnState()
 	}
 	mitm := st.mode == modeMITM
-	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL)}
+	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL), ts: p.tokens.Load()}
 	rs.abort, _ = req.Context().Value(abortKey{}).(*atomic.Bool)
 	ctx.UserData = rs
 	if mitm && st.conn != nil {
@@ -193,6 +194,12 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 			detail: "TRACE is not forwarded to a host that receives a credential: the answer would echo it"})
 	}
 
+	if req.URL.Opaque != "" {
+		// "GET https:x" reaches the upstream as "GET x": no path the
+		// policy could match.
+		return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: req.Method,
+			detail: "the request target must be an absolute path or URL"})
+	}
 	if ws, other := wsrelay.IsUpgrade(req); ws || other {
 		// Decision 5: only a WebSocket upgrade, relayed frame by frame
 		// (upgrade.go); anything else would turn the connection into an
@@ -205,6 +212,13 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	rs.routed, rs.pass = len(routes) > 0, rules.PassUnscrubbable()
 	if rs.routed {
 		filterAcceptEncoding(req.Header)
+		if !rs.pass {
+			// Ranges would let the sandbox fetch an echoed token in pieces
+			// the scrubber cannot recognise; the whole answer is fine
+			// (RFC 9110 14.2: a server may ignore Range).
+			req.Header.Del("Range")
+			req.Header.Del("If-Range")
+		}
 	}
 
 	stripProxyAuth(req.Header)
@@ -220,7 +234,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 	rs.decision = decisionForward
 	if len(routes) > 0 {
-		toks := p.tokens.Load().toks
+		toks := rs.ts.toks
 		for _, rt := range routes {
 			ph := ps.pol.Slots[rt.Slot].Placeholder
 			tok, ok := toks[rt.Slot]
@@ -335,7 +349,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 			// cancels the request), and nobody reads this answer.
 			reason = reasonClientGone
 		}
-		p.log.Debug().Err(err).Str(fieldConnID, rs.conn.id).Str(fieldReason, reason).Msg("upstream request failed")
+		p.log.Debug().Str(fieldError, p.scrubErr(err)).Str(fieldConnID, rs.conn.id).Str(fieldReason, reason).Msg("upstream request failed")
 		if d.reason == ReasonPrivateAddress {
 			rs.decision = decisionDeny
 		}
@@ -345,12 +359,17 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	}
 	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
 	rs.status = resp.StatusCode
-	ts := p.tokens.Load()
+	// The token state the request was sent with: a rotation since then
+	// must not let the token it carried come back unscrubbed.
+	ts := rs.ts
 	scrubbing := rs.routed && ts.scrub != nil
 	if scrubbing {
 		// Invariant 4: no real token back into the sandbox, in any
 		// encoding, in a header name or value.
 		ts.scrubHeader(resp.Header, func(slot string) { p.scrubHit(rs, slot, "header") })
+		// Declared trailers: net/http moved the "Trailer" header into
+		// these keys, and goproxy announces them before the body.
+		ts.scrubHeader(resp.Trailer, func(slot string) { p.scrubHit(rs, slot, "trailer") })
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return p.upgrade(req, resp, rs, ts, scrubbing), nil
@@ -361,13 +380,14 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		dropLength(resp)
 	}
 	var body io.Reader = resp.Body
-	release := func() {}
+	release, decoded := func() {}, false
 	if scrubbing && bodyAllowed(req, resp) {
 		codings, known := contentCodings(resp.Header)
 		switch {
-		case !known || (len(codings) > 0 && resp.StatusCode == http.StatusPartialContent):
-			// A coding cork cannot decode, or a range of an encoded body
-			// (undecodable on its own): the body cannot be scrubbed.
+		case !known || resp.StatusCode == http.StatusPartialContent:
+			// A coding cork cannot decode, or a range (of an encoded body:
+			// undecodable on its own; of any body: a token cut in pieces
+			// that no scrubber recognises): the body cannot be scrubbed.
 			if !rs.pass {
 				_ = resp.Body.Close()
 				d := deny{reason: ReasonUnscrubbable, what: rs.what}
@@ -379,6 +399,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 			set := ts.scrub
 			if len(codings) > 0 {
 				body, release = decodeBody(body, codings)
+				decoded = true
 				asIdentity(resp)
 			} else if resp.ContentLength >= 0 {
 				// A body of known length keeps it: each token encoding is
@@ -393,13 +414,17 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		// connection (goproxy copies the header, net/http honours it).
 		closeAfter(resp)
 	}
-	rb := &responseBody{r: body, upstream: resp.Body, release: release, p: p, rs: rs, resp: resp, ctx: req.Context()}
+	rb := &responseBody{r: body, upstream: resp.Body, release: release, p: p, rs: rs, resp: resp, ctx: req.Context(), decoded: decoded}
 	if scrubbing {
 		rb.ts = ts
 	}
 	resp.Body = rb
 	return resp, nil
 }
+
+// maxDrain bounds what is read past a decoded body's end to reach its
+// trailers.
+const maxDrain = 64 << 10
 
 // bodyAllowed reports whether resp may carry a body (RFC 9110 6.4.1).
 func bodyAllowed(req *http.Request, resp *http.Response) bool {
@@ -441,6 +466,7 @@ type responseBody struct {
 	resp     *http.Response
 	ts       *tokenState     // non-nil: scrub trailers
 	ctx      context.Context // the request's
+	decoded  bool            // r decodes a content coding: the upstream body may go on past its end
 	reason   string          // why the body ended early, if it did
 	eof      bool
 }
@@ -460,6 +486,11 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof = true
+		if b.decoded {
+			// A decoder may stop before the upstream stream ends (zlib's
+			// checksum, then an HTTP/2 END_STREAM with the trailers).
+			_, _ = io.Copy(io.Discard, io.LimitReader(b.upstream, maxDrain))
+		}
 		// Trailers arrive with the end of the body; goproxy copies them
 		// after it.
 		if b.ts != nil {

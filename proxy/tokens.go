@@ -14,12 +14,13 @@ import (
 // policy's placeholders: the response scrubber (every encoding of every
 // real token → the same encoding of its placeholder). It is immutable.
 type tokenState struct {
-	toks     resolve.Tokens // usable tokens only
-	unusable []string       // slots whose value was refused (resolve.CheckToken), sorted
-	scrub    *scrub.Set     // nil without tokens; Rule.ID indexes slots
-	fixed    *scrub.Set     // scrub with every replacement fitted to its match's length (bodies of known length)
-	partial  []*scrub.Partial
-	slots    []string // token slots, sorted
+	toks        resolve.Tokens // usable tokens only
+	unusable    []string       // slots whose value was refused (resolve.CheckToken), sorted
+	scrub       *scrub.Set     // nil without tokens; Rule.ID indexes slots
+	fixed       *scrub.Set     // scrub with every replacement fitted to its match's length (bodies of known length)
+	partial     []*scrub.Partial
+	partialSlot []int    // partial[i] belongs to slots[partialSlot[i]]
+	slots       []string // token slots, sorted
 }
 
 // partialRun is the shortest run of a token's bytes that counts as an echo
@@ -30,31 +31,66 @@ const partialRun = 12
 // of a token.
 const redactedValue = "cork-redacted"
 
-func newTokenState(raw resolve.Tokens, pol *Policy) *tokenState {
+// maxRetired is how many replaced values per slot the scrubber keeps
+// matching after a rotation.
+const maxRetired = 4
+
+// retire remembers a replaced token value of slot; setMu is held.
+func (p *Proxy) retire(slot string, old resolve.Secret) {
+	if p.retired == nil {
+		p.retired = map[string][]resolve.Secret{}
+	}
+	r := slices.DeleteFunc(p.retired[slot], func(s resolve.Secret) bool { return s.Equal(old.Reveal()) })
+	r = append(r, old)
+	if len(r) > maxRetired {
+		r = r[len(r)-maxRetired:]
+	}
+	p.retired[slot] = r
+}
+
+// newTokenState derives the state for the tokens raw: usable ones are
+// injected; they and the retired values of every slot are scrubbed.
+func newTokenState(raw resolve.Tokens, retired map[string][]resolve.Secret, pol *Policy) *tokenState {
 	ts := &tokenState{toks: resolve.Tokens{}}
 	var rules, fixed []scrub.Rule
-	for _, slot := range slices.Sorted(maps.Keys(raw)) {
-		tok := raw[slot]
-		if tok.IsZero() {
+	slots := slices.Sorted(maps.Keys(raw))
+	for slot := range retired {
+		if _, ok := raw[slot]; !ok {
+			slots = append(slots, slot)
+		}
+	}
+	slices.Sort(slots)
+	for _, slot := range slots {
+		values := retired[slot]
+		if tok := raw[slot]; !tok.IsZero() {
+			if resolve.CheckToken(tok.Reveal()) != nil {
+				ts.unusable = append(ts.unusable, slot)
+			} else {
+				ts.toks[slot] = tok
+				values = append(values, tok)
+			}
+		}
+		if len(values) == 0 {
 			continue
 		}
-		if resolve.CheckToken(tok.Reveal()) != nil {
-			ts.unusable = append(ts.unusable, slot)
-			continue
-		}
-		ts.toks[slot] = tok
 		id := len(ts.slots)
 		ts.slots = append(ts.slots, slot)
 		repl := "cork-redacted-" + slot // a token no policy slot names
 		if s, ok := pol.Slots[slot]; ok && s.Placeholder != "" {
 			repl = s.Placeholder
 		}
-		for _, r := range scrub.Pairs(tok.Reveal(), repl, id) {
-			rules = append(rules, r)
-			r.Replace = fitLength(r.Replace, len(r.Find))
-			fixed = append(fixed, r)
+		for _, tok := range values {
+			if resolve.CheckToken(tok.Reveal()) != nil {
+				continue // never sent: nothing to echo
+			}
+			for _, r := range scrub.Pairs(tok.Reveal(), repl, id) {
+				rules = append(rules, r)
+				r.Replace = fitLength(r.Replace, len(r.Find))
+				fixed = append(fixed, r)
+			}
+			ts.partial = append(ts.partial, partialOf(tok.Reveal()))
+			ts.partialSlot = append(ts.partialSlot, id)
 		}
-		ts.partial = append(ts.partial, partialOf(tok.Reveal()))
 	}
 	if len(rules) > 0 {
 		ts.scrub, ts.fixed = scrub.New(rules), scrub.New(fixed)
@@ -83,6 +119,25 @@ func partialOf(tok string) *scrub.Partial {
 		return nil
 	}
 	return scrub.NewPartial([]string{tok}, partialRun)
+}
+
+// scrubErr is err's text with every encoding of every token the proxy
+// holds (and held) replaced: Go quotes what a misbehaving upstream sent in
+// its errors (a malformed header line, an HTTP/2 GOAWAY's debug data), and
+// that may echo a token. Every error the proxy logs goes through it.
+func (p *Proxy) scrubErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return p.scrubLog(err.Error())
+}
+
+// scrubLog is scrubErr for a formatted message.
+func (p *Proxy) scrubLog(s string) string {
+	if ts := p.tokens.Load(); ts != nil && ts.scrub != nil {
+		s, _ = ts.scrub.ReplaceString(s)
+	}
+	return s
 }
 
 // scrubHeader replaces every encoding of every real token in h's names and
@@ -135,7 +190,7 @@ func (ts *tokenState) scrubText(v string, hit func(slot string)) string {
 	}
 	for i, pt := range ts.partial {
 		if pt != nil && pt.Has(v) {
-			hit(ts.slots[i])
+			hit(ts.slots[ts.partialSlot[i]])
 			return redactedValue
 		}
 	}
@@ -147,7 +202,7 @@ func (ts *tokenState) countAll(hit func(slot string), v string) {
 	ts.scrub.FindString(v, func(id int) { hit(ts.slots[id]) })
 	for i, pt := range ts.partial {
 		if pt != nil && pt.Has(v) {
-			hit(ts.slots[i])
+			hit(ts.slots[ts.partialSlot[i]])
 		}
 	}
 }

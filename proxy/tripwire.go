@@ -82,6 +82,7 @@ func (s *scanner) scanRequest(req *http.Request, found slotSet) slotSet {
 		return found
 	}
 	found = s.scanHeader(req.Header, found)
+	found = s.scanText(req.Method, found)
 	if u := req.URL; u != nil {
 		found = s.scanText(u.Path, found)
 		found = s.scanText(u.RawPath, found)
@@ -240,8 +241,8 @@ func (s *scanner) prescan(req *http.Request, unbound []bool) (slot string, ok bo
 	if err != nil {
 		return "", true, err
 	}
-	var found slotSet
-	s.set.Find(body, func(id int) { found = found.add(id) })
+	// Whole, a body gets the header scan: decoded twice, by skeleton.
+	found := s.scanText(string(body), nil)
 	found = s.scanHeader(req.Trailer, found)
 	for _, i := range found {
 		if unbound[i] {

@@ -33,7 +33,7 @@ func (p *Proxy) upgrade(req *http.Request, resp *http.Response, rs *reqState, ts
 	}
 	if err != nil {
 		_ = resp.Body.Close()
-		p.log.Debug().Err(err).Str(fieldConnID, rs.conn.id).Msg("upgrade refused")
+		p.log.Debug().Str(fieldError, p.scrubErr(err)).Str(fieldConnID, rs.conn.id).Msg("upgrade refused")
 		d := deny{reason: ReasonBadUpgrade, what: rs.what}
 		rs.status = d.status()
 		p.finish(rs, d.reason, false)

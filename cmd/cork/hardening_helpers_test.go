@@ -181,6 +181,21 @@ func startHardProxy(t *testing.T, u *hardUpstream, policy string, extraEnv ...st
 // to reach the upstream's handler, before a test asserts that none did.
 func settle() { time.Sleep(100 * time.Millisecond) }
 
+// requestsRead returns what the upstream received at path once it has
+// finished reading each body (or failed to), waiting up to 5 s.
+func requestsRead(u *hardUpstream, path string) []echoupstream.Request {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rs := u.RequestsTo(path)
+		done := true
+		for _, r := range rs {
+			done = done && (r.Body != nil || r.BodyErr != "")
+		}
+		if done || time.Now().After(deadline) {
+			return rs
+		}
+	}
+}
+
 // freeAddr returns a loopback address that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()

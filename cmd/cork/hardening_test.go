@@ -365,7 +365,7 @@ func TestHardeningTripwire(t *testing.T) {
 				// A body cork can read whole before sending (a known length
 				// up to 64 KiB) never reaches the upstream; a streamed one may
 				// start to, but is cut before the placeholder.
-				for _, r := range u.RequestsTo(path) {
+				for _, r := range requestsRead(u, path) {
 					streamed := r.BodyErr != "" && !bytes.Contains(r.Body, []byte(target.ph)) && !strings.Contains(fmt.Sprint(r.Trailer), target.ph)
 					if !streamed || tc.name == "post body" {
 						t.Errorf("the upstream received the request: body %d bytes (read error %q), placeholder in body %v, in trailer %v",
