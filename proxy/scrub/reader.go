@@ -33,6 +33,19 @@ func (rd *reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if rd.off == len(rd.out) && rd.err == nil && rd.st.Held() == 0 {
+		// The common case, nothing to replace or hold: read into p and
+		// scan it there, without a copy.
+		n, err := rd.r.Read(p)
+		if err == nil && rd.st.passes(p[:n]) {
+			return n, nil
+		}
+		rd.out, rd.off = rd.st.Write(rd.out[:0], p[:n]), 0
+		if err == io.EOF {
+			rd.out = rd.st.Flush(rd.out)
+		}
+		rd.err = err
+	}
 	for rd.off == len(rd.out) {
 		if rd.err != nil {
 			return 0, rd.err

@@ -119,6 +119,20 @@ func (st *Stream) replace(dst, before []byte, ri int) []byte {
 	return dst
 }
 
+// passes reports whether Write(dst, p) would append p unchanged and hold
+// nothing back: nothing is held and p holds no match and ends in no
+// possible start of one.
+func (st *Stream) passes(p []byte) bool {
+	if st.set.Len() == 0 {
+		return true
+	}
+	if len(st.held) > 0 {
+		return false
+	}
+	_, _, k := st.set.next(p, 0, len(p), false)
+	return k == none
+}
+
 // Held returns the number of bytes currently held back.
 func (st *Stream) Held() int { return len(st.held) }
 
