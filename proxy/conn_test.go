@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httptrace"
 	"runtime"
 	"strings"
@@ -229,15 +228,10 @@ func TestGoroutinesBaseline(t *testing.T) {
 func TestUpstreamHTTP2(t *testing.T) {
 	var proto atomic.Int32
 	rec := &recorder{}
-	u := &upstream{Server: httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u := newH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		proto.Store(int32(r.ProtoMajor))
 		rec.ServeHTTP(w, r)
-	}))}
-	cert, _ := upstreamCert()
-	u.EnableHTTP2 = true
-	u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	u.StartTLS()
-	t.Cleanup(u.Close)
+	}))
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.addr()})
 	req, _ := http.NewRequest("GET", "https://api.example.test/h2", nil)
 	req.Header.Set("Authorization", "Bearer "+phAPI)

@@ -3,11 +3,9 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,17 +200,12 @@ func TestCanonicalHost(t *testing.T) {
 
 // Trailers declared by an HTTP/2 upstream reach an HTTP/1.1 client.
 func TestTrailersOverHTTP2(t *testing.T) {
-	u := &upstream{Server: httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u := newH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "X-Sum")
 		w.Header().Set("Content-Length", "4")
 		_, _ = io.WriteString(w, "body")
 		w.Header().Set("X-Sum", "42 "+r.Header.Get("Authorization"))
-	}))}
-	cert, _ := upstreamCert()
-	u.EnableHTTP2 = true
-	u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	u.StartTLS()
-	t.Cleanup(u.Close)
+	}))
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.addr()})
 	req, _ := http.NewRequest("GET", "https://api.example.test/t", nil)
 	req.Header.Set("Authorization", "Bearer "+phAPI)

@@ -157,6 +157,18 @@ func newUpstream(t testing.TB, useTLS bool, h http.Handler) *upstream {
 // addr is the upstream's listener address, for Config.Resolve.
 func (u *upstream) addr() string { return u.Listener.Addr().String() }
 
+// newH2Upstream starts a fake HTTPS origin that speaks HTTP/2.
+func newH2Upstream(t testing.TB, h http.Handler) *upstream {
+	t.Helper()
+	u := &upstream{Server: httptest.NewUnstartedServer(h)}
+	cert, _ := upstreamCert()
+	u.EnableHTTP2 = true
+	u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	u.StartTLS()
+	t.Cleanup(u.Close)
+	return u
+}
+
 // testProxy is a Proxy served by an httptest.Server, with its logs.
 type testProxy struct {
 	*Proxy

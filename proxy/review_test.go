@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"strings"
 	"testing"
@@ -171,7 +170,7 @@ func TestUpstreamErrorScrubbedInLog(t *testing.T) {
 // A decoder stops at its own end; trailers of an HTTP/2 stream come after:
 // they are still passed on (scrubbed).
 func TestDecodedTrailersOverHTTP2(t *testing.T) {
-	u := &upstream{Server: httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u := newH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "X-Sum")
 		w.Header().Set("Content-Encoding", "deflate")
 		zw := zlib.NewWriter(w)
@@ -180,12 +179,7 @@ func TestDecodedTrailersOverHTTP2(t *testing.T) {
 		w.(http.Flusher).Flush()
 		time.Sleep(time.Millisecond)
 		w.Header().Set("X-Sum", r.Header.Get("Authorization"))
-	}))}
-	cert, _ := upstreamCert()
-	u.EnableHTTP2 = true
-	u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	u.StartTLS()
-	t.Cleanup(u.Close)
+	}))
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.addr()})
 	for i := range 20 {
 		req, _ := http.NewRequest("GET", "https://api.example.test/t", nil)

@@ -331,15 +331,7 @@ func (d *TokenDecoder) value(c byte, depth int) error {
 
 // object parses the rest of an object after its '{'.
 func (d *TokenDecoder) object(depth int) error {
-	c, err := d.skipSpace()
-	if err != nil {
-		return err
-	}
-	if c == '}' {
-		d.advance()
-		return nil
-	}
-	for {
+	return d.elements('}', func(c byte) error {
 		if c != '"' {
 			return d.badByte()
 		}
@@ -350,49 +342,39 @@ func (d *TokenDecoder) object(depth int) error {
 		if err := d.expect(':'); err != nil {
 			return err
 		}
-		if c, err = d.skipSpace(); err != nil {
+		c, err := d.skipSpace()
+		if err != nil {
 			return err
 		}
-		if err := d.value(c, depth); err != nil {
-			return err
-		}
-		if c, err = d.skipSpace(); err != nil {
-			return err
-		}
-		switch c {
-		case '}':
-			d.advance()
-			return nil
-		case ',':
-			d.advance()
-		default:
-			return d.badByte()
-		}
-		if c, err = d.skipSpace(); err != nil {
-			return err
-		}
-	}
+		return d.value(c, depth)
+	})
 }
 
 // array parses the rest of an array after its '['.
 func (d *TokenDecoder) array(depth int) error {
+	return d.elements(']', func(c byte) error { return d.value(c, depth) })
+}
+
+// elements parses comma-separated elements up to end, each with elem,
+// which gets the element's first byte.
+func (d *TokenDecoder) elements(end byte, elem func(c byte) error) error {
 	c, err := d.skipSpace()
 	if err != nil {
 		return err
 	}
-	if c == ']' {
+	if c == end {
 		d.advance()
 		return nil
 	}
 	for {
-		if err := d.value(c, depth); err != nil {
+		if err := elem(c); err != nil {
 			return err
 		}
 		if c, err = d.skipSpace(); err != nil {
 			return err
 		}
 		switch c {
-		case ']':
+		case end:
 			d.advance()
 			return nil
 		case ',':

@@ -174,25 +174,43 @@ block:
 
 func startCorkProxy(t *testing.T, u *upstreams, policy string) *corkProxy {
 	t.Helper()
+	p := launchCorkProxy(t, policy, true,
+		"CORK_UPSTREAM_CA_FILE="+u.caFile,
+		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
+		"CORK_RESOLVE=api.test:443="+u.addr+",git.test:443="+u.addr+",open.test:443="+u.addr,
+		// cork must ignore the environment's proxy (PITFALLS #6).
+		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
+	)
+	p.addr = p.waitLog(t, "proxy listening")["addr"].(string)
+	p.sendTokens(t, map[string]string{"api": apiReal, "git": gitReal})
+	p.waitLog(t, "tokens updated")
+	return p
+}
+
+// launchCorkProxy starts `cork proxy` as its own process on policy, with a
+// loopback listener, debug logs, the CA written to p.caFile and env
+// ("K=V") on top; the test owns its stdin. Its log is collected, and with
+// lines each JSON line is also sent to p.lines. The process is killed at
+// cleanup.
+func launchCorkProxy(t *testing.T, policy string, lines bool, env ...string) *corkProxy {
+	t.Helper()
 	bin := corkBinary(t)
 	dir := t.TempDir()
-	p := &corkProxy{caFile: filepath.Join(dir, "cork-ca.pem"), policy: filepath.Join(dir, "policy.yaml"), lines: make(chan map[string]any, 1024), stopped: make(chan struct{})}
+	p := &corkProxy{caFile: filepath.Join(dir, "cork-ca.pem"), policy: filepath.Join(dir, "policy.yaml"), stopped: make(chan struct{})}
+	if lines {
+		p.lines = make(chan map[string]any, 1024)
+	}
 	if err := os.WriteFile(p.policy, []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, "proxy")
-	p.cmd.Env = []string{
+	p.cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"CORK_LISTEN=127.0.0.1:0",
 		"CORK_POLICY_FILE=" + p.policy,
 		"CORK_CA_OUT=" + p.caFile,
-		"CORK_UPSTREAM_CA_FILE=" + u.caFile,
-		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
-		"CORK_RESOLVE=api.test:443=" + u.addr + ",git.test:443=" + u.addr + ",open.test:443=" + u.addr,
 		"CORK_LOG_LEVEL=debug",
-		// cork must ignore the environment's proxy (PITFALLS #6).
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
-	}
+	}, env...)
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -207,14 +225,14 @@ func startCorkProxy(t *testing.T, u *upstreams, policy string) *corkProxy {
 	go func() {
 		defer close(p.stopped)
 		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
 		for sc.Scan() {
 			p.mu.Lock()
 			p.log.Write(sc.Bytes())
 			p.log.WriteByte('\n')
 			p.mu.Unlock()
 			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
+			if p.lines != nil && json.Unmarshal(sc.Bytes(), &m) == nil {
 				select {
 				case p.lines <- m:
 				default:
@@ -223,14 +241,14 @@ func startCorkProxy(t *testing.T, u *upstreams, policy string) *corkProxy {
 		}
 		p.cmd.Wait()
 	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.stopped
-	})
-	p.addr = p.waitLog(t, "proxy listening")["addr"].(string)
-	p.sendTokens(t, map[string]string{"api": apiReal, "git": gitReal})
-	p.waitLog(t, "tokens updated")
+	t.Cleanup(p.kill)
 	return p
+}
+
+// kill ends the process and waits for its log to be read to the end.
+func (p *corkProxy) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.stopped
 }
 
 func msgOf(m map[string]any) string {

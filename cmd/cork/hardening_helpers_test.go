@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -116,52 +115,16 @@ type hardProxy struct {
 // at cleanup that its log never held a real token.
 func startHardProxy(t *testing.T, u *hardUpstream, policy string, extraEnv ...string) *hardProxy {
 	t.Helper()
-	bin := corkBinary(t)
-	dir := t.TempDir()
-	p := &corkProxy{caFile: filepath.Join(dir, "cork-ca.pem"), policy: filepath.Join(dir, "policy.yaml"), stopped: make(chan struct{})} // no lines: waitLine reads the log
-	if err := os.WriteFile(p.policy, []byte(policy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, "proxy")
-	p.cmd.Env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"CORK_LISTEN=127.0.0.1:0",
+	p := launchCorkProxy(t, policy, false, append([]string{ // no lines: waitLine reads the log
 		"CORK_ADMIN_LISTEN=" + freeAddr(t), // ":0" twice is refused as the same address
-		"CORK_POLICY_FILE=" + p.policy,
-		"CORK_CA_OUT=" + p.caFile,
 		"CORK_UPSTREAM_CA_FILE=" + u.caFile,
 		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
 		"CORK_RESOLVE=" + u.resolve(),
-		"CORK_LOG_LEVEL=debug",
 		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
-	}, extraEnv...)
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.stopped)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.Write(sc.Bytes())
-			p.log.WriteByte('\n')
-			p.mu.Unlock()
-		}
-		p.cmd.Wait()
-	}()
+	}, extraEnv...)...)
 	hp := &hardProxy{corkProxy: p}
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.stopped
+		p.kill() // the whole log first
 		checkLogClean(t, p.logText())
 	})
 	hp.addr = hp.waitLine(t, "proxy listening", 20*time.Second, nil)["addr"].(string)

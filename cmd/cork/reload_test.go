@@ -3,12 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -27,53 +25,7 @@ import (
 // the test owns its stdin. It returns once the proxy listens.
 func startProcProxy(t *testing.T, policy string, env ...string) *corkProxy {
 	t.Helper()
-	bin := corkBinary(t)
-	dir := t.TempDir()
-	p := &corkProxy{policy: filepath.Join(dir, "policy.yaml"), lines: make(chan map[string]any, 1024), stopped: make(chan struct{})}
-	if err := os.WriteFile(p.policy, []byte(policy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, "proxy")
-	p.cmd.Env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"CORK_LISTEN=127.0.0.1:0",
-		"CORK_POLICY_FILE=" + p.policy,
-		"CORK_LOG_LEVEL=debug",
-	}, env...)
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer close(p.stopped)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.Write(sc.Bytes())
-			p.log.WriteByte('\n')
-			p.mu.Unlock()
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				select {
-				case p.lines <- m:
-				default:
-				}
-			}
-		}
-		p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.stopped
-	})
+	p := launchCorkProxy(t, policy, true, env...)
 	p.addr = p.waitLog(t, "proxy listening")["addr"].(string)
 	return p
 }
