@@ -34,6 +34,7 @@ const (
 	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete
 	reasonUpstreamCut = "upstream_cut" // the upstream's body ended early: the client's connection is aborted
 	reasonShutdown    = "shutdown"     // cut by the proxy's shutdown deadline (or Close)
+	reasonIdle        = "idle_timeout" // a tunnel or relay closed after CORK_TUNNEL_IDLE_TIMEOUT without traffic
 
 	decisionInject  = "inject"
 	decisionTunnel  = "tunnel"

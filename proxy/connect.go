@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 
 	"github.com/elazarl/goproxy"
@@ -30,7 +32,17 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 	st.host, st.port, st.authority = host, port, joinHostPort(host, port)
 	what := "CONNECT " + st.authority
 
-	rules := p.policy.Load().pol.Lookup(host, port)
+	ps := p.policy.Load()
+	rules := ps.pol.Lookup(host, port)
+	// Decision 3: a placeholder as a DNS label (under a wildcard) would go
+	// out in DNS, SNI and Host.
+	for _, i := range ps.scan.scanText(host, nil) {
+		if slot := ps.scan.slots[i]; !rules.Binds(slot) {
+			d := deny{reason: ReasonPlaceholderLeak, what: "CONNECT " + ps.scan.redact(st.authority), detail: slot}
+			st.host = ps.scan.redact(st.host)
+			return p.rejectConnectWarn(ctx, st, d, slot)
+		}
+	}
 	switch {
 	case rules.HostBlock != nil:
 		return p.rejectConnect(ctx, st, deny{reason: ReasonBlocked, what: what, detail: rules.HostBlock.Reason})
@@ -39,8 +51,18 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 		st.mode = modeMITM
 		return p.mitmConnect, st.authority
 	case rules.Allowed:
-		// Dialed by goproxy through Tr.DialContext (ConnectDial is nil): the guard.
+		// Dialed through the guard (p.dialer); the upstream connection is
+		// remembered so that closing the client side (idle reaping, Close)
+		// also ends a relay stuck writing to an upstream that stopped
+		// reading.
 		st.mode = modeTunnel
+		ctx.Dialer = func(c context.Context, network, addr string) (net.Conn, error) {
+			conn, err := p.dialer.DialContext(c, network, addr)
+			if err == nil {
+				st.setUpstream(func(string) { _ = conn.Close() })
+			}
+			return conn, err
+		}
 		return acceptTunnel, st.authority
 	default:
 		return p.rejectConnect(ctx, st, deny{reason: ReasonNotAllowed, what: what})
@@ -50,12 +72,18 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 // rejectConnect answers a CONNECT with d. PITFALLS #1: a reject without
 // ctx.Resp is a silent close.
 func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, st *connState, d deny) (*goproxy.ConnectAction, string) {
+	return p.rejectConnectWarn(ctx, st, d, "")
+}
+
+// rejectConnectWarn is rejectConnect; with a slot, the audit line is the
+// tripwire's warning naming it.
+func (p *Proxy) rejectConnectWarn(ctx *goproxy.ProxyCtx, st *connState, d deny, slot string) (*goproxy.ConnectAction, string) {
 	st.mode = modeDenied
 	ctx.Resp = d.response(ctx.Req)
 	ctx.Resp.Close = true
 	p.audit(&auditEntry{
 		decision: d.decision(), host: st.host, port: st.port, method: http.MethodConnect,
-		status: d.status(), reason: d.reason, connID: st.id,
+		slot: slot, status: d.status(), reason: d.reason, connID: st.id, warn: slot != "",
 	})
 	return rejectTunnel, ""
 }

@@ -333,8 +333,19 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	p.inflight.Add(1)
 	defer p.inflight.Done()
 	r, abort := withAbort(r)
-	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner}
+	// A request in flight is not idle to the reaper, so the client's side
+	// of it is bounded here: a body that stops coming, or a client that
+	// stops reading the answer, is cut after the tunnel idle timeout
+	// without progress (deadlines renewed on every read and write).
+	rc := http.NewResponseController(w)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: p.tunnelIdle}
+	}
+	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner, rc: rc}
 	p.gp.ServeHTTP(rw, r)
+	if rw.hijacked == nil {
+		_ = rc.SetWriteDeadline(time.Time{}) // the next request on the connection starts afresh
+	}
 	if rw.hijacked != nil {
 		// goproxy returns from a WebSocket relay when one side ends but
 		// leaves the client connection open: close it so the client sees
@@ -499,6 +510,28 @@ type connState struct {
 	// Set when the tunnel ends badly; guarded by mu.
 	mu     sync.Mutex
 	failed *deny
+	// closeUpstream ends the upstream side of a tunnel or relay (with the
+	// reason the client side was closed, if any); guarded by mu.
+	closeUpstream func(reason string)
+}
+
+// setUpstream records how to end the upstream side of st's tunnel or
+// relay; closing the client side calls it (trackedConn.Close).
+func (st *connState) setUpstream(close func(reason string)) {
+	st.mu.Lock()
+	st.closeUpstream = close
+	st.mu.Unlock()
+}
+
+// endUpstream ends the upstream side, once.
+func (st *connState) endUpstream(reason string) {
+	st.mu.Lock()
+	f := st.closeUpstream
+	st.closeUpstream = nil
+	st.mu.Unlock()
+	if f != nil {
+		f(reason)
+	}
 }
 
 type connMode uint8
@@ -530,9 +563,13 @@ type respWriter struct {
 	st       *connState
 	inner    bool     // a request inside an intercepted connection
 	hijacked net.Conn // closed by the caller when goproxy returns
+	rc       *http.ResponseController
 }
 
 func (w *respWriter) WriteHeader(code int) {
+	if w.rc != nil && code >= 200 {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.p.tunnelIdle))
+	}
 	h := w.Header()
 	// A proxy passes the answer on as it came: net/http would add a Date
 	// and a sniffed Content-Type where the upstream sent none.
@@ -554,6 +591,9 @@ func (w *respWriter) WriteHeader(code int) {
 // goproxy's plain path flushes only text/event-stream, so NDJSON or a
 // slow body of known length would wait in net/http's buffer).
 func (w *respWriter) Write(b []byte) (int, error) {
+	if w.rc != nil {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.p.tunnelIdle))
+	}
 	n, err := w.ResponseWriter.Write(b)
 	if err == nil {
 		w.Flush()
@@ -567,6 +607,26 @@ func (w *respWriter) ReadFrom(r io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	return io.CopyBuffer(writerOnly{w}, r, *bp)
+}
+
+// idleBody renews the client connection's read deadline before every read
+// of a request body, and clears it at the body's end: net/http then starts
+// its own background read on the connection, which must not time out.
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.idle))
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		// An expired deadline stays: closing the body drains what is
+		// left of it, which must fail fast too.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // writerOnly hides ReadFrom from io.CopyBuffer.

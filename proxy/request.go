@@ -308,7 +308,7 @@ func (p *Proxy) refuse(req *http.Request, rs *reqState, d deny) (*http.Request, 
 // the message.
 func (p *Proxy) leak(req *http.Request, rs *reqState, sc *scanner, slot string) (*http.Request, *http.Response) {
 	rs.slot = slot
-	rs.path, rs.what = sc.redact(rs.path), sc.redact(rs.what)
+	rs.host, rs.path, rs.what = sc.redact(rs.host), sc.redact(rs.path), sc.redact(rs.what)
 	return p.refuse(req, rs, deny{reason: ReasonPlaceholderLeak, what: rs.what, detail: slot})
 }
 

@@ -16,9 +16,10 @@ type trackedConn struct {
 	st       *connState
 	mode     connMode // at hijack time
 	up, down atomic.Int64
-	last     atomic.Int64 // unix nanos of the last completed read or write
-	busy     atomic.Int32 // requests in flight inside an intercepted connection
-	relay    atomic.Bool  // an intercepted connection now relaying a WebSocket
+	last     atomic.Int64           // unix nanos of the last completed read or write
+	busy     atomic.Int32           // requests in flight inside an intercepted connection
+	relay    atomic.Bool            // an intercepted connection now relaying a WebSocket
+	reason   atomic.Pointer[string] // why the proxy closed it (idle reaping), for the audit
 	once     sync.Once
 }
 
@@ -74,6 +75,13 @@ func (c *trackedConn) CloseRead() error  { return closeRead(c.Conn) }
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		reason := ""
+		if r := c.reason.Load(); r != nil {
+			reason = *r
+		}
+		// A relay blocked on its upstream (one that stopped reading, or
+		// sends nothing) notices only when that side closes too.
+		c.st.endUpstream(reason)
 		c.p.conns.remove(c)
 		if m := c.modeLabel(); m != "" {
 			c.p.metrics.tunnels.WithLabelValues(m).Dec()
@@ -110,6 +118,9 @@ func (c *trackedConn) report() {
 		}
 		if failed == nil && c.p.cutting.Load() {
 			e.reason = reasonShutdown
+		}
+		if r := c.reason.Load(); failed == nil && r != nil {
+			e.reason = *r
 		}
 		if failed != nil {
 			e.reason, e.up, e.down = failed.reason, 0, 0
@@ -189,6 +200,8 @@ func (p *Proxy) reap() {
 			for _, c := range p.conns.snapshot() {
 				if c.idle(cutoff) {
 					p.log.Debug().Str(fieldConnID, c.st.id).Msg("idle tunnel reaped")
+					r := reasonIdle
+					c.reason.Store(&r)
 					_ = c.Close()
 				}
 			}

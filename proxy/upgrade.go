@@ -54,7 +54,14 @@ func (p *Proxy) upgrade(req *http.Request, resp *http.Response, rs *reqState, ts
 	}
 	if scrubbing {
 		cfg.Server = func() wsrelay.Filter {
-			return &scrubFilter{st: ts.scrub.NewStream(func(id int) { p.scrubHit(rs, ts.slots[id], "websocket") })}
+			// Each message with the tokens of now: they include the ones
+			// this connection started with (as retired values after a
+			// rotation) and any the upstream may have learnt since.
+			cur := p.tokens.Load()
+			if cur.scrub == nil {
+				cur = ts
+			}
+			return &scrubFilter{st: cur.scrub.NewStream(func(id int) { p.scrubHit(rs, cur.slots[id], "websocket") })}
 		}
 	}
 	if rs.unbound != nil {
@@ -62,6 +69,12 @@ func (p *Proxy) upgrade(req *http.Request, resp *http.Response, rs *reqState, ts
 		cfg.Client = func() wsrelay.Filter { return newTripFilter(sc, rs) }
 	}
 	ub.rw = wsrelay.New(rw, cfg)
+	rs.conn.setUpstream(func(reason string) {
+		if reason != "" {
+			ub.reason.CompareAndSwap(nil, &reason)
+		}
+		_ = ub.Close()
+	})
 	resp.Body = ub
 	return resp
 }

@@ -90,3 +90,43 @@ func upstreamMessages(t *testing.T, b []byte) [][]byte {
 	}
 	return msgs
 }
+
+// A client that leaves a deflate block unfinished in one message, so that
+// an upstream inflating all messages as one stream (Python's websockets,
+// Node's ws) reads the next message's bytes as the rest of that block: the
+// relay forwards only what it inflated and checked, re-deflated, so the
+// upstream can never read past it.
+func TestCompressedClientUnfinishedBlock(t *testing.T) {
+	cfg := filterConfig()
+	cfg.Extensions = "permessage-deflate"
+	up := newFakeUpstream(nil, false)
+	r := New(up, cfg)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, r)
+		close(done)
+	}()
+	m1 := append([]byte{0x00, 200, 0, 0xff ^ 200, 0xff}, "hello"...) // a stored block of 200 bytes, 5 sent
+	m2 := append([]byte{0x01, 0x00, 0x00, 0xff, 0xff}, " leak "+forbidden+" "...)
+	for _, m := range [][]byte{m1, m2} {
+		if _, err := r.Write(appendFrame(nil, true, true, opBinary, true, m)); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	r.Close()
+	<-done
+	// The upstream's view as one continuous inflate stream.
+	var stream []byte
+	for _, f := range parseFrames(t, up.got()) {
+		if f.rsv1 {
+			stream = append(append(stream, f.payload...), deflateTail...)
+		}
+	}
+	plain, _ := io.ReadAll(flate.NewReader(bytes.NewReader(stream)))
+	if bytes.Contains(plain, []byte(forbidden)) {
+		t.Errorf("a continuous inflate of what the upstream got holds the placeholder")
+	}
+	if !bytes.Contains(plain, []byte("hello")) {
+		t.Errorf("upstream stream %q: want the checked first message", plain)
+	}
+}

@@ -174,6 +174,7 @@ func New(upstream io.ReadWriteCloser, cfg Config) *Relay {
 		newFilter:  cfg.Client,
 		deflate:    ext.enabled,
 		noContext:  ext.clientNoContext,
+		huffman:    ext.clientMaxBits != 0 && ext.clientMaxBits < 15,
 		maxMessage: maxMsg,
 	}
 	r.rbuf = make([]byte, ChunkSize)

@@ -328,30 +328,60 @@ func (s *stream) inflateChunk(zr io.Reader) (plain []byte, end bool, err error) 
 }
 
 // checkCompressed inflates a whole compressed client message through the
-// filter, then emits it as one frame, compressed as the client sent it: the
-// upstream's inflater expects the client's context, not ours.
+// filter, then emits what the filter passed as one frame, re-deflated with
+// a fresh compressor. Never the client's own bytes: an upstream that inflates
+// all messages as one stream (Python's websockets, Node's ws) would read a
+// deflate block the client left unfinished in one message on into the next,
+// past what was checked here. A fresh compressor refers to nothing earlier,
+// so the upstream's kept context does not matter.
 func (s *stream) checkCompressed() error {
 	zr := s.inflater(io.MultiReader(bytes.NewReader(s.z), bytes.NewReader(deflateTail)))
 	f := s.newFilter()
+	s.startDeflate()
 	for {
 		plain, end, err := s.inflateChunk(zr)
 		if err != nil {
 			return err
 		}
 		if s.fbuf, err = f.Write(s.fbuf[:0], plain); err == nil && end {
-			s.fbuf, err = f.Flush(s.fbuf[:0])
+			s.fbuf, err = f.Flush(s.fbuf)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrPolicy, err)
+		}
+		if _, err := s.zw.Write(s.fbuf); err != nil {
+			return fmt.Errorf("websocket deflate: %w", err)
+		}
+		if s.zout.Len() > s.maxMessage {
+			return fmt.Errorf("%w: compressed message over %d bytes", ErrTooBig, s.maxMessage)
 		}
 		if end {
 			break
 		}
 	}
+	if err := s.zw.Flush(); err != nil {
+		return fmt.Errorf("websocket deflate: %w", err)
+	}
 	s.fbuf = s.fbuf[:0]
-	s.out = appendFrame(s.out, true, true, s.op, true, s.z)
+	s.out = appendFrame(s.out, true, true, s.op, true, bytes.TrimSuffix(s.zout.Bytes(), deflateTail))
+	s.zout.Reset()
 	s.inMsg, s.zipped = false, false
 	return nil
+}
+
+// startDeflate readies a fresh compressor writing to zout: HuffmanOnly (no
+// back-references) when the receiver's window was negotiated below 32 KiB.
+func (s *stream) startDeflate() {
+	s.zout.Reset()
+	level := flate.BestSpeed
+	if s.huffman {
+		level = flate.HuffmanOnly
+	}
+	if s.zw == nil {
+		s.zw, _ = flate.NewWriter(&s.zout, level) // level is valid
+	} else {
+		s.zw.Reset(&s.zout)
+	}
 }
 
 // step advances the pending server→client compressed message by one chunk:
@@ -364,16 +394,7 @@ func (s *stream) step() error {
 		j.started = true
 		j.src = s.inflater(j.src)
 		s.f = s.newFilter()
-		s.zout.Reset()
-		level := flate.BestSpeed
-		if s.huffman {
-			level = flate.HuffmanOnly
-		}
-		if s.zw == nil {
-			s.zw, _ = flate.NewWriter(&s.zout, level) // level is valid
-		} else {
-			s.zw.Reset(&s.zout)
-		}
+		s.startDeflate()
 	}
 	plain, end, err := s.inflateChunk(j.src)
 	if err != nil {
