@@ -336,16 +336,19 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	// A request in flight is not idle to the reaper, so the client's side
 	// of it is bounded here: a body that stops coming, or a client that
 	// stops reading the answer, is cut after the tunnel idle timeout
-	// without progress (deadlines renewed on every read and write).
+	// without progress (deadlines renewed on every read and write;
+	// net/http clears them when a WebSocket hijacks the connection).
 	rc := http.NewResponseController(w)
+	// net/http keeps a write deadline from the connection's last request
+	// (without a WriteTimeout it never resets one): start this one afresh,
+	// before net/http itself may write (100 Continue).
+	_ = rc.SetWriteDeadline(time.Now().Add(p.tunnelIdle))
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: p.tunnelIdle}
 	}
 	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner, rc: rc}
 	p.gp.ServeHTTP(rw, r)
-	if rw.hijacked == nil {
-		_ = rc.SetWriteDeadline(time.Time{}) // the next request on the connection starts afresh
-	}
+
 	if rw.hijacked != nil {
 		// goproxy returns from a WebSocket relay when one side ends but
 		// leaves the client connection open: close it so the client sees
@@ -567,9 +570,6 @@ type respWriter struct {
 }
 
 func (w *respWriter) WriteHeader(code int) {
-	if w.rc != nil && code >= 200 {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.p.tunnelIdle))
-	}
 	h := w.Header()
 	// A proxy passes the answer on as it came: net/http would add a Date
 	// and a sniffed Content-Type where the upstream sent none.

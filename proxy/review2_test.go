@@ -261,3 +261,29 @@ allow:
 		t.Errorf("%d placeholder_leak audit lines, want 2", n)
 	}
 }
+
+// A WebSocket that keeps talking outlives the tunnel idle timeout: the
+// request's deadlines end with the upgrade.
+func TestActiveWebSocketOutlivesIdleTimeout(t *testing.T) {
+	up := newUpstream(t, true, wsEcho(t, ""))
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()},
+		func(c *Config) { c.TunnelIdleTimeout = 300 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss://api.example.test/ws", &websocket.DialOptions{
+		HTTPClient: tp.client(), HTTPHeader: http.Header{"Authorization": {"Bearer " + phAPI}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i := range 15 { // 1.5 s, five idle timeouts
+		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
