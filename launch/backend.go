@@ -107,9 +107,10 @@ func sandboxEnvExpand(env map[string]string, home string) map[string]string {
 }
 
 // SetupError is a problem with the input or the environment found before
-// the sandbox started (an unknown image, no Docker engine, an unreadable
-// workspace, a missing credential): nothing was left behind. The CLI exits
-// 2 on it.
+// the sandboxed command started (an unknown image, no Docker engine, an
+// unreadable workspace, a missing credential, a proxy the sandbox network
+// cannot reach): whatever had been created is removed. The CLI exits 2 on
+// it.
 type SetupError struct{ Err error }
 
 func (e *SetupError) Error() string { return e.Err.Error() }

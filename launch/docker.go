@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -29,8 +29,6 @@ const (
 	// DockerTeardownTimeout bounds the removal of a session's containers,
 	// networks and volume.
 	DockerTeardownTimeout = 60 * time.Second
-	// ProxyAlias is the sidecar's name on the sandbox network.
-	ProxyAlias = "cork-proxy"
 	// ProxyPort is where the sidecar's proxy listens.
 	ProxyPort = 3128
 	// SandboxHome is HOME inside the agent container: a bind mount of a
@@ -42,8 +40,8 @@ const (
 )
 
 // Labels on everything the docker backend creates. LabelSession finds all
-// of a session's objects at teardown; `docker ps -a --filter label=cork`
-// finds what a killed cork left behind.
+// of a session's objects at teardown; the owner labels (LabelPID and the
+// others, docker_gc.go) tell DockerGC which sessions' cork is gone.
 const (
 	Label        = "cork"
 	LabelSession = "cork.session"
@@ -72,6 +70,9 @@ type Docker struct {
 	// ReadyTimeout bounds sidecar startup; zero means
 	// DefaultSidecarReadyTimeout.
 	ReadyTimeout time.Duration
+	// ProbeTimeout bounds the preflight probe of the proxy from the
+	// sandbox network; zero means DefaultProbeTimeout.
+	ProbeTimeout time.Duration
 }
 
 var _ Backend = (*Docker)(nil)
@@ -98,7 +99,18 @@ func (d *Docker) Run(ctx context.Context, spec *Spec) (int, error) {
 		return 0, err
 	}
 	s := &dockerSession{
-		Docker: d, dockerRun: pre, spec: spec, id: newSessionID(),
+		Docker: d, dockerRun: pre, spec: spec, id: newSessionID(), owner: selfOwner(),
+	}
+	// Sessions whose cork was killed before it could tear down: remove
+	// them now rather than let them pile up. A failure only warns.
+	gctx, cancel := context.WithTimeout(ctx, DockerTeardownTimeout)
+	left, gerr := dockerGC(gctx, pre.cli, s.owner, false, s.id)
+	cancel()
+	if len(left) > 0 {
+		spec.progress("docker: removed what ended sessions left behind: %s", summarizeLeftovers(left))
+	}
+	if gerr != nil {
+		spec.progress("docker: could not remove everything ended sessions left behind (see `cork gc --dry-run`): %s", firstLine(gerr.Error()))
 	}
 	code, err := s.run(ctx)
 	if terr := s.teardown(); terr != nil {
@@ -217,19 +229,23 @@ func newSessionID() string {
 type dockerSession struct {
 	*Docker
 	*dockerRun
-	spec *Spec
-	id   string
+	spec  *Spec
+	id    string
+	owner owner // this cork, in the owner labels
 
-	dir      string // host: sandbox home and sidecar files
-	auth     string // the session's proxy client credential (user:password)
-	side     *sidecar
-	stopWtch func()
+	janitor   io.WriteCloser // nil: none
+	dir       string         // host: sandbox home and sidecar files
+	auth      string         // the session's proxy client credential (user:password)
+	side      *sidecar
+	proxyAddr string // ip:port of the proxy on the sandbox network
+	stopWtch  func()
 }
 
 func (s *dockerSession) name(what string) string { return "cork-" + s.id + "-" + what }
 
 func (s *dockerSession) labels(role string) []string {
 	l := []string{"--label", Label + "=1", "--label", LabelSession + "=" + s.id}
+	l = append(l, s.owner.labels()...)
 	if role != "" {
 		l = append(l, "--label", LabelRole+"="+role)
 	}
@@ -244,6 +260,16 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 	var err error
 	if s.dir, err = os.MkdirTemp("", "cork-docker-"+s.id+"-"); err != nil {
 		return 0, fmt.Errorf("session directory: %w", err)
+	}
+	// From here on, a cork that dies before teardown leaves the session
+	// to its janitor.
+	pid, w, err := startJanitor(s.cli, s.id, s.dir)
+	if err != nil {
+		return 0, err
+	}
+	if w != nil {
+		s.janitor = w
+		spec.progress("docker: session %s: janitor pid %d removes it if cork dies without tearing down", s.id, pid)
 	}
 	home := filepath.Join(s.dir, "home")
 	sideDir := filepath.Join(s.dir, "sidecar")
@@ -291,6 +317,16 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 	if err := s.startSidecar(ctx, cctx, sideDir, internal, egress, volume); err != nil {
 		return 0, err
 	}
+	// The sandbox reaches the proxy by address: no name to resolve, so
+	// the sandbox's resolver can stay dead (docs/DOCKER.md).
+	ip, err := s.sidecarIP(cctx, internal)
+	if err != nil {
+		return 0, err
+	}
+	s.proxyAddr = proxyAddr(ip)
+	if err := s.probe(ctx, internal, s.proxyAddr); err != nil {
+		return 0, err
+	}
 	ca, err := s.side.fetchCA(cctx, s.cli)
 	if err != nil {
 		return 0, err
@@ -301,7 +337,7 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 	if s.stopWtch, err = watchSources(ctx, spec, s.side); err != nil {
 		return 0, fmt.Errorf("watch host credentials: %w", err)
 	}
-	spec.progress("docker: sidecar %s up; the sandbox reaches it at http://%s:%d", s.side.name, ProxyAlias, ProxyPort)
+	spec.progress("docker: sidecar %s up; the sandbox reaches it at http://%s", s.side.name, s.proxyAddr)
 
 	agent := s.name("sandbox")
 	tty := spec.Stdin != nil && isTerminal(spec.Stdin) && isTerminal(spec.Stdout)
@@ -325,8 +361,9 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 }
 
 // startSidecar creates the proxy container on the egress network, joins
-// it to the sandbox network as ProxyAlias, starts it attached, hands it
-// the tokens and waits until it serves.
+// it to the sandbox network, starts it attached, hands it the tokens and
+// waits until it serves. It runs with CORK_EXIT_ON_STDIN_EOF: when its
+// token stream ends (teardown, or cork's death) it shuts down.
 func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, internal, egress, volume string) error {
 	name := s.name("proxy")
 	args := []string{"create", "--interactive", "--name", name}
@@ -351,7 +388,7 @@ func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, interna
 	if _, err := s.cli.outputEnv(cctx, []string{"CORK_CLIENT_AUTH=" + s.auth}, args...); err != nil {
 		return err
 	}
-	if _, err := s.cli.output(cctx, "network", "connect", "--alias", ProxyAlias, internal, name); err != nil {
+	if _, err := s.cli.output(cctx, "network", "connect", internal, name); err != nil {
 		return err
 	}
 	for _, n := range s.Networks {
@@ -386,7 +423,7 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 	for k, v := range sandboxEnvExpand(spec.Plan.Env, SandboxHome) {
 		env[k] = v
 	}
-	agentProxy := proxyURL(s.auth, net.JoinHostPort(ProxyAlias, strconv.Itoa(ProxyPort)))
+	agentProxy := proxyURL(s.auth, s.proxyAddr)
 	for k, v := range SandboxEnv(agentProxy, SandboxHome+"/"+SandboxBundleFile, sidecarCAPath) {
 		env[k] = v
 	}
@@ -406,11 +443,11 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 	}
 	workdir := SandboxHome
 	// --init: a small init as PID 1 forwards signals and reaps the
-	// agent's children (agents spawn shells). --dns: the engine's DNS
-	// still answers for the sidecar's name, but forwards other names to
-	// the sandbox's own loopback, where nothing listens, instead of the
-	// host's resolvers (engines before 26 forward for internal networks
-	// too: a way out by DNS).
+	// agent's children (agents spawn shells). --dns: the sandbox needs no
+	// name (its proxy is an address); the engine's DNS forwards names it
+	// does not know to the sandbox's own loopback, where nothing listens,
+	// instead of the host's resolvers (engines before 26 forward for
+	// internal networks too: a way out by DNS).
 	args = append(args,
 		"--network", internal, "--init", "--dns", "127.0.0.1",
 		"--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -536,7 +573,13 @@ func (s *dockerSession) teardown() error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("docker teardown of session %s (find leftovers with `docker ps -a --filter %s`): %w", s.id, filter, errors.Join(errs...))
+		// The janitor is not told: its stdin closes when cork exits,
+		// and it tries once more.
+		return fmt.Errorf("docker teardown of session %s (`cork gc` removes leftovers): %w", s.id, errors.Join(errs...))
+	}
+	if s.janitor != nil {
+		io.WriteString(s.janitor, "done\n")
+		s.janitor.Close()
 	}
 	s.spec.progress("docker: session %s removed", s.id)
 	return nil

@@ -85,7 +85,7 @@ func (c *dockerCLI) outputEnv(ctx context.Context, extra []string, args ...strin
 	cmd.Env = append(append([]string(nil), c.env...), extra...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", &dockerError{args: args, msg: firstLine(stderr.String()), err: err}
+		return "", &dockerError{args: args, msg: errorLine(stderr.String()), err: err}
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
@@ -134,6 +134,18 @@ func notFound(err error) bool {
 	}
 	m := strings.ToLower(de.msg)
 	return strings.Contains(m, "no such") || strings.Contains(m, "not found")
+}
+
+// errorLine is the first line of a client's error output that is not one
+// of its warnings (e.g. "WARNING: Localhost DNS (127.0.0.1) may fail in
+// containers." for --dns 127.0.0.1), or the first line.
+func errorLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "WARNING:") {
+			return l
+		}
+	}
+	return firstLine(s)
 }
 
 func firstLine(s string) string {

@@ -70,6 +70,9 @@ func newSidecarConfig(raw map[string]string) (*sidecarConfig, error) {
 		// relays it to its own logger.
 		"CORK_LOG_FORMAT": "json",
 		"CORK_LOG_LEVEL":  sidecarLogLevel(raw["CORK_LOG_LEVEL"]),
+		// The end of the token stream (teardown, or cork's death, which
+		// closes the attach client's stdin) ends the sidecar.
+		"CORK_EXIT_ON_STDIN_EOF": "true",
 	}
 	for _, k := range sidecarPassthrough {
 		if v := strings.TrimSpace(raw[k]); v != "" {

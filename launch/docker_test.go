@@ -62,7 +62,7 @@ func TestNewSidecarConfig(t *testing.T) {
 	}{
 		{name: "defaults", raw: nil, wantEnv: []string{
 			"CORK_CA_OUT=/cork-ca/ca.pem", "CORK_LISTEN=0.0.0.0:3128", "CORK_LOG_FORMAT=json", "CORK_LOG_LEVEL=info",
-			"CORK_POLICY_FILE=/cork-config/policy.yaml", "CORK_TOKENS_FILE=-"}},
+			"CORK_POLICY_FILE=/cork-config/policy.yaml", "CORK_TOKENS_FILE=-", "CORK_EXIT_ON_STDIN_EOF=true"}},
 		{name: "passthrough", raw: map[string]string{
 			"CORK_RESOLVE": "a:443=b:443", "CORK_ALLOW_PRIVATE": "10.0.0.0/8", "CORK_LOG_LEVEL": "debug",
 			"CORK_LISTEN": "127.0.0.1:1", "CORK_LOG_FORMAT": "console", "CORK_UPSTREAM_CA_FILE": ca},
@@ -121,7 +121,7 @@ func TestAgentArgsHoldNoToken(t *testing.T) {
 		Env:     map[string]string{"EXTRA": "1"},
 		Stdin:   strings.NewReader(""),
 	}
-	s := &dockerSession{Docker: &Docker{}, dockerRun: &dockerRun{workspace: "/ws,odd"}, spec: spec, id: "abc", auth: "cork:session-credential-0123"}
+	s := &dockerSession{Docker: &Docker{}, dockerRun: &dockerRun{workspace: "/ws,odd"}, spec: spec, id: "abc", auth: "cork:session-credential-0123", proxyAddr: "10.9.8.7:3128"}
 	args, secretEnv := s.agentArgs("cork-abc-sandbox", "/tmp/home", "cork-abc-internal", "cork-abc-ca", false)
 	joined := strings.Join(args, "\x00")
 	if strings.Contains(joined, real) {
@@ -130,7 +130,7 @@ func TestAgentArgsHoldNoToken(t *testing.T) {
 	if strings.Contains(joined, "session-credential-0123") {
 		t.Error("agent args hold the session proxy credential")
 	}
-	if !slices.Contains(secretEnv, "HTTPS_PROXY=http://cork:session-credential-0123@cork-proxy:3128") {
+	if !slices.Contains(secretEnv, "HTTPS_PROXY=http://cork:session-credential-0123@10.9.8.7:3128") {
 		t.Errorf("secret env = %q, want the proxy URL with the session credential", secretEnv)
 	}
 	for _, want := range []string{

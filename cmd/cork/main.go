@@ -45,6 +45,7 @@ func commands() []command {
 		{"proxy", "run the egress proxy (sidecar or standalone)", runProxy},
 		{"demo", "show cork working end to end, offline, on an embedded default", runDemo},
 		{"ca", "generate a CA certificate and key for the proxy", runCA},
+		{"gc", "remove what killed docker sessions left behind", runGC},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -81,8 +82,11 @@ func run(ctx context.Context, args []string, env map[string]string, stdin io.Rea
 	case "-v", "--version":
 		return runVersion(ctx, nil, env, stdin, stdout, stderr)
 	}
-	if args[0] == "demo-agent" {
+	switch args[0] { // hidden: used by cork itself
+	case "demo-agent":
 		return runDemoAgent(ctx, args[1:], env, stdin, stdout, stderr)
+	case "probe": // the docker backend's preflight, from the sidecar image
+		return runProbe(ctx, args[1:], env, stdin, stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

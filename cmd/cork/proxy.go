@@ -31,6 +31,7 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 	}
 	fs := newFlagSet("proxy", "[flags]", stderr)
 	settings.registerFlags(fs)
+	settings.registerProxyFlags(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -98,7 +99,10 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 // stop accepting, let in-flight requests finish (bounded), close tunnels.
 // SIGHUP asks for a reload, run off this goroutine (see reloader), so that
 // a reload stuck on its file never delays shutdown. With tokens file "-",
-// token maps are read from stdin.
+// token maps are read from stdin. With exitOnStdinEOF, the end of stdin
+// (of the token stream, or of stdin read for nothing else) shuts the
+// proxy down as ctx's end does: the docker backend's sidecar thus ends
+// when cork, which holds its stdin, is gone, even if it was SIGKILLed.
 func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin io.Reader, log zerolog.Logger, reload func() error) error {
 	// Before "proxy listening": a SIGHUP sent on that line must not meet
 	// the default action, which ends the process.
@@ -127,8 +131,25 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin i
 	}
 	log.Info().Str("addr", ln.Addr().String()).Str("policy", opts.policyFile).Msg("proxy listening")
 
-	if opts.tokensFile == "-" {
-		go readTokenStream(stdin, p, log)
+	ctx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	switch {
+	case opts.tokensFile == "-":
+		go func() {
+			readTokenStream(stdin, p, log)
+			if opts.exitOnStdinEOF {
+				log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("token stream ended; shutting down")
+				stopServing()
+			}
+		}()
+	case opts.exitOnStdinEOF:
+		go func() {
+			if stdin != nil {
+				io.Copy(io.Discard, stdin)
+			}
+			log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("stdin ended; shutting down")
+			stopServing()
+		}()
 	}
 
 	rctx, stopReloads := context.WithCancel(ctx)

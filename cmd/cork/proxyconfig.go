@@ -49,6 +49,10 @@ type proxySettings struct {
 	TunnelIdleTimeout      string `env:"CORK_TUNNEL_IDLE_TIMEOUT"`
 	MaxConnsPerClient      string `env:"CORK_MAX_CONNS_PER_CLIENT"`
 
+	// ExitOnStdinEOF is `cork proxy` only (not in settingFlags, which
+	// `cork run` shares): see proxyOnlyFlags.
+	ExitOnStdinEOF string `env:"CORK_EXIT_ON_STDIN_EOF"`
+
 	set map[string]bool // flags given on the command line
 }
 
@@ -77,6 +81,36 @@ var settingFlags = []struct {
 	{"tunnel-idle-timeout", "CORK_TUNNEL_IDLE_TIMEOUT", "how long a tunnel or intercepted connection may go without traffic" + defaultDuration(proxy.DefaultTunnelIdleTimeout), func(s *proxySettings) *string { return &s.TunnelIdleTimeout }},
 	{"max-conns-per-client", "CORK_MAX_CONNS_PER_CLIENT", fmt.Sprintf("most concurrent connections from one client address; 0: no bound (default %d)", proxy.DefaultMaxConnsPerClient), func(s *proxySettings) *string { return &s.MaxConnsPerClient }},
 }
+
+// proxyOnlyFlags are the settings of `cork proxy` alone, registered by
+// registerProxyFlags. They are booleans: --flag alone means true.
+var proxyOnlyFlags = []struct {
+	flag, env, usage string
+	field            func(*proxySettings) *string
+}{
+	{"exit-on-stdin-eof", "CORK_EXIT_ON_STDIN_EOF", "shut down cleanly when stdin ends (the docker backend's sidecar: the end of its token stream means cork is gone); default false", func(s *proxySettings) *string { return &s.ExitOnStdinEOF }},
+}
+
+// registerProxyFlags adds the flags of proxyOnlyFlags to fs, each
+// defaulting to the value from the environment.
+func (s *proxySettings) registerProxyFlags(fs *flag.FlagSet) {
+	for _, f := range proxyOnlyFlags {
+		fs.Var(boolSetting{f.field(s)}, f.flag, f.usage+" ($"+f.env+")")
+	}
+}
+
+// boolSetting is a boolean flag kept as the text given, so that
+// validate reports a bad value naming its flag or variable.
+type boolSetting struct{ p *string }
+
+func (b boolSetting) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolSetting) Set(v string) error { *b.p = v; return nil }
+func (b boolSetting) IsBoolFlag() bool   { return true }
 
 // defaultDuration is the " (default 10m)" of a duration setting's help.
 func defaultDuration(d time.Duration) string {
@@ -122,6 +156,11 @@ func (s *proxySettings) name(flagName string) string {
 			return f.env
 		}
 	}
+	for _, f := range proxyOnlyFlags {
+		if f.flag == flagName {
+			return f.env
+		}
+	}
 	return flagName
 }
 
@@ -138,6 +177,7 @@ type proxyOptions struct {
 	logger              zerolog.Logger
 	clientAuth          string // "user:password", or empty
 	limits              launch.ProxyLimits
+	exitOnStdinEOF      bool // shut down when stdin ends
 }
 
 // validate checks every setting and returns all problems at once, one line
@@ -279,6 +319,13 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 		}
 	}
 	o.limits = s.limits(bad)
+	if v := strings.TrimSpace(s.ExitOnStdinEOF); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("exit-on-stdin-eof", "%q: want true or false", v)
+		}
+		o.exitOnStdinEOF = b
+	}
 	level, err := zerolog.ParseLevel(strings.ToLower(strings.TrimSpace(s.LogLevel)))
 	if err != nil || level == zerolog.NoLevel {
 		bad("log-level", "%q: want trace, debug, info, warn or error", s.LogLevel)

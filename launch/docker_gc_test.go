@@ -1,0 +1,133 @@
+package launch
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// deadPID returns the pid of a process that has ended and been reaped.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("no true command: %v", err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestOwnerGone: a session is judged gone only when its owner ran on this
+// host and provably stopped: another boot, no such pid, or a reused pid.
+func TestOwnerGone(t *testing.T) {
+	self := selfOwner()
+	if self.host == "" {
+		t.Skip("no host name")
+	}
+	dead := deadPID(t)
+	tests := []struct {
+		name string
+		o    owner
+		want bool
+	}{
+		{"this process", self, false},
+		{"no owner labels", owner{}, false},
+		{"another host", owner{pid: dead, host: self.host + "-other"}, false},
+		{"ended process", owner{pid: dead, host: self.host, boot: self.boot}, true},
+		{"another boot", owner{pid: self.pid, start: self.start, host: self.host, boot: "another-boot"}, self.boot != ""},
+		{"reused pid", owner{pid: self.pid, start: self.start + "1", host: self.host, boot: self.boot}, self.start != ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.o.gone(self); got != tc.want {
+				t.Errorf("%+v.gone() = %v, want %v", tc.o, got, tc.want)
+			}
+		})
+	}
+	if runtime.GOOS == "linux" && (self.start == "" || self.boot == "") {
+		t.Errorf("on Linux, start %q and boot %q must be known", self.start, self.boot)
+	}
+}
+
+// fakeDockerGC is a docker client that lists objects of three sessions
+// (one whose owner is this process, one whose owner ended, one of another
+// host) and records every command.
+func fakeDockerGC(t *testing.T) (cli *dockerCLI, argv string) {
+	t.Helper()
+	self := selfOwner()
+	dead := deadPID(t)
+	row := func(id, name, session string, pid int, host string) string {
+		return strings.Join([]string{id, name, session, strconv.Itoa(pid), self.start, self.boot, host}, `\t`)
+	}
+	rows := func(kind string) string {
+		return strings.Join([]string{
+			row("l-"+kind, "cork-live-"+kind, "live", self.pid, self.host),
+			row("d-"+kind, "cork-dead-"+kind, "dead", dead, self.host),
+			row("o-"+kind, "cork-other-"+kind, "other", dead, self.host+"-other"),
+			row("s-"+kind, "cork-spare-"+kind, "spare", dead, self.host),
+		}, `\n`)
+	}
+	dir := t.TempDir()
+	argv = filepath.Join(dir, "argv")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '" + argv + "'\n" +
+		"case \"$1 $2\" in\n" +
+		"'ps --all') printf '" + rows("c") + "\\n' ;;\n" +
+		"'network ls') printf '" + rows("n") + "\\n' ;;\n" +
+		"'volume ls') printf '" + rows("v") + "\\n' ;;\n" +
+		// A janitor removed the volume first: not a failure.
+		"'volume rm') echo 'Error: No such volume: d-v' >&2; exit 1 ;;\n" +
+		"esac\n"
+	bin := filepath.Join(dir, "docker")
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &dockerCLI{path: bin}, argv
+}
+
+// TestDockerGC: only the ended session's objects are found; with dryRun
+// nothing is removed; otherwise each is removed, containers first.
+func TestDockerGC(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("shell script client")
+	}
+	for _, dryRun := range []bool{true, false} {
+		t.Run("dryRun="+strconv.FormatBool(dryRun), func(t *testing.T) {
+			cli, argvFile := fakeDockerGC(t)
+			left, err := dockerGC(context.Background(), cli, selfOwner(), dryRun, "spare")
+			if err != nil {
+				t.Fatalf("dockerGC: %v", err)
+			}
+			var names []string
+			for _, l := range left {
+				names = append(names, l.String())
+				if l.Session != "dead" || l.Removed == dryRun {
+					t.Errorf("leftover %+v: want session dead, removed %v", l, !dryRun)
+				}
+			}
+			if got, want := strings.Join(names, ","), "container cork-dead-c,network cork-dead-n,volume cork-dead-v"; got != want {
+				t.Errorf("found %s, want %s", got, want)
+			}
+			b, _ := os.ReadFile(argvFile)
+			var rms []string
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if strings.Contains(l, " rm") || strings.HasPrefix(l, "rm") {
+					rms = append(rms, l)
+				}
+			}
+			want := []string{"rm --force --volumes d-c", "network rm d-n", "volume rm --force d-v"}
+			if dryRun {
+				want = nil
+			}
+			if strings.Join(rms, "|") != strings.Join(want, "|") {
+				t.Errorf("removals %q, want %q", rms, want)
+			}
+			if s := summarizeLeftovers(left); s != "session(s) dead: 1 container(s), 1 network(s), 1 volume(s)" {
+				t.Errorf("summary %q", s)
+			}
+		})
+	}
+}
