@@ -52,8 +52,11 @@ func (o owner) gone(self owner) bool {
 		return true // the host rebooted since
 	case !pidAlive(o.pid):
 		return true
-	case o.start != "" && procStart(o.pid) != o.start:
-		return true // the pid was reused by another process
+	case o.start != "":
+		// The pid was reused by another process; a start time that
+		// cannot be read (hidepid) proves nothing.
+		cur := procStart(o.pid)
+		return cur != "" && cur != o.start
 	}
 	return false
 }
