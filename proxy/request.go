@@ -527,6 +527,7 @@ type upgradeBody struct {
 	p      *Proxy
 	rs     *reqState
 	reason atomic.Pointer[string]
+	once   sync.Once // Close comes from goproxy and from the client side's closing (endUpstream)
 }
 
 func (b *upgradeBody) Read(p []byte) (int, error) {
@@ -542,15 +543,18 @@ func (b *upgradeBody) Write(p []byte) (int, error) {
 }
 
 func (b *upgradeBody) Close() error {
-	err := b.rw.Close()
-	reason, warn := "", false
-	if r := b.reason.Load(); r != nil {
-		reason = *r
-	}
-	if slot := b.rs.leaked(); slot != "" {
-		b.rs.slot, reason, warn = slot, ReasonPlaceholderLeak, true
-	}
-	b.p.finish(b.rs, reason, warn)
+	var err error
+	b.once.Do(func() {
+		err = b.rw.Close()
+		reason, warn := "", false
+		if r := b.reason.Load(); r != nil {
+			reason = *r
+		}
+		if slot := b.rs.leaked(); slot != "" {
+			b.rs.slot, reason, warn = slot, ReasonPlaceholderLeak, true
+		}
+		b.p.finish(b.rs, reason, warn)
+	})
 	return err
 }
 
