@@ -68,6 +68,11 @@ func TestNewSidecarConfig(t *testing.T) {
 			"CORK_LISTEN": "127.0.0.1:1", "CORK_LOG_FORMAT": "console", "CORK_UPSTREAM_CA_FILE": ca},
 			wantEnv: []string{"CORK_ALLOW_PRIVATE=10.0.0.0/8", "CORK_LISTEN=0.0.0.0:3128", "CORK_LOG_FORMAT=json",
 				"CORK_LOG_LEVEL=debug", "CORK_RESOLVE=a:443=b:443", "CORK_UPSTREAM_CA_FILE=/cork-config/upstream-ca.pem"}},
+		{name: "limits", raw: map[string]string{
+			"CORK_RESPONSE_HEADER_TIMEOUT": "1m", "CORK_MAX_RESPONSE_HEADER_BYTES": "64KiB", "CORK_READ_HEADER_TIMEOUT": "5s",
+			"CORK_CLIENT_IDLE_TIMEOUT": "30s", "CORK_TUNNEL_IDLE_TIMEOUT": "2m", "CORK_MAX_CONNS_PER_CLIENT": "64"},
+			wantEnv: []string{"CORK_RESPONSE_HEADER_TIMEOUT=1m", "CORK_MAX_RESPONSE_HEADER_BYTES=64KiB", "CORK_READ_HEADER_TIMEOUT=5s",
+				"CORK_CLIENT_IDLE_TIMEOUT=30s", "CORK_TUNNEL_IDLE_TIMEOUT=2m", "CORK_MAX_CONNS_PER_CLIENT=64"}},
 		{name: "warn level still logs readiness", raw: map[string]string{"CORK_LOG_LEVEL": "warn"}, wantEnv: []string{"CORK_LOG_LEVEL=info"}},
 		{name: "admin", raw: map[string]string{"CORK_ADMIN_LISTEN": "127.0.0.1:9090"},
 			wantEnv: []string{"CORK_ADMIN_LISTEN=0.0.0.0:9090"}, publish: "127.0.0.1:9090:9090"},
