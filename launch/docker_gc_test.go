@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cork-sh/cork/internal/testenv"
 )
 
 // deadPID returns the pid of a process that has ended and been reaped.
@@ -16,7 +18,7 @@ func deadPID(t *testing.T) int {
 	t.Helper()
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
-		t.Skipf("no true command: %v", err)
+		testenv.Missing(t, "the true command, to make a pid that has ended: %v", err)
 	}
 	return cmd.Process.Pid
 }
@@ -26,7 +28,7 @@ func deadPID(t *testing.T) int {
 func TestOwnerGone(t *testing.T) {
 	self := selfOwner()
 	if self.host == "" {
-		t.Skip("no host name")
+		testenv.Missing(t, "a host name (os.Hostname): the owner labels need one")
 	}
 	dead := deadPID(t)
 	tests := []struct {
@@ -92,7 +94,7 @@ func fakeDockerGC(t *testing.T) (cli *dockerCLI, argv string) {
 // nothing is removed; otherwise each is removed, containers first.
 func TestDockerGC(t *testing.T) {
 	if runtime.GOOS == "windows" {
-		t.Skip("shell script client")
+		testenv.Missing(t, "a POSIX shell: the fake docker client is a shell script")
 	}
 	for _, dryRun := range []bool{true, false} {
 		t.Run("dryRun="+strconv.FormatBool(dryRun), func(t *testing.T) {
