@@ -83,13 +83,12 @@ func (s *scanner) scanRequest(req *http.Request, found slotSet) slotSet {
 	}
 	found = s.scanHeader(req.Header, found)
 	found = s.scanText(req.Method, found)
-	found = s.scanText(req.Host, found)
+	found = s.scanText(req.Host, found) // the canonical authority: URL.Host names the same host
 	if u := req.URL; u != nil {
 		found = s.scanText(u.Path, found)
 		found = s.scanText(u.RawPath, found)
 		found = s.scanText(u.RawQuery, found)
 		found = s.scanText(u.Fragment, found)
-		found = s.scanText(u.Host, found)
 		if u.User != nil {
 			found = s.scanText(u.User.String(), found)
 		}
