@@ -1,6 +1,6 @@
 package launch_test
 
-// End-to-end tests of issue 11: sessions on a freshly started engine, a
+// End-to-end tests of docs/DOCKER.md's promises: sessions on a freshly started engine, a
 // session whose cork is SIGKILLed, and the preflight that refuses a
 // sandbox whose proxy does not answer. Same rules as e2e_docker_test.go:
 // skipped outside CI without an engine or root, failed under CI=true.

@@ -24,7 +24,7 @@ import (
 	"github.com/cork-sh/cork/internal/echoupstream"
 )
 
-// Fixtures of the hardening suite (issue 10). The real tokens differ from
+// Fixtures of the hardening suite (docs/SECURITY.md). The real tokens differ from
 // their placeholders in length and alphabet; hardT has the characters that
 // URL and base64 encodings treat specially.
 const (
@@ -361,7 +361,7 @@ func waitClosed(t *testing.T, c net.Conn, limit time.Duration) time.Duration {
 type secretForm struct{ name, form string }
 
 // secretForms lists the forms of token t that must never reach the
-// sandbox (issue 10): compared case-insensitively.
+// sandbox (docs/SECURITY.md): compared case-insensitively.
 func secretForms(t string) []secretForm {
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 	return []secretForm{

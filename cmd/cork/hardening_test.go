@@ -1,7 +1,7 @@
 package main
 
-// The hardening suite of issue 10: "no real token back into the sandbox by
-// any echo, and no connection held forever". Each test runs `cork proxy`
+// The hardening suite (docs/SECURITY.md): no real token back into the
+// sandbox by any echo, and no connection held forever. Each test runs `cork proxy`
 // as a separate process in front of internal/echoupstream, an API that
 // echoes the injected token back in every shape it can, and checks at
 // cleanup that cork's log never held the token (startHardProxy).
@@ -439,7 +439,7 @@ func TestHardeningUpgradeH2CRefused(t *testing.T) {
 	}
 }
 
-// reasonBadUpgradeAnswer is the deny reason the issue-10 contract gives a
+// reasonBadUpgradeAnswer is the deny reason docs/SECURITY.md gives a
 // 101 that does not complete the client's WebSocket handshake.
 const reasonBadUpgradeAnswer = "upstream_bad_upgrade"
 
