@@ -30,12 +30,7 @@ func FuzzClientBytes(f *testing.F) {
 			cfg.Extensions = "permessage-deflate"
 		}
 		up := newFakeUpstream(nil, false)
-		r := New(up, cfg)
-		done := make(chan struct{})
-		go func() {
-			io.Copy(io.Discard, r)
-			close(done)
-		}()
+		r, done := drained(up, cfg)
 		for n := int(step) + 1; len(data) > 0; data = data[min(n, len(data)):] {
 			if _, err := r.Write(data[:min(n, len(data))]); err != nil {
 				break
@@ -100,12 +95,7 @@ func TestCompressedClientUnfinishedBlock(t *testing.T) {
 	cfg := filterConfig()
 	cfg.Extensions = "permessage-deflate"
 	up := newFakeUpstream(nil, false)
-	r := New(up, cfg)
-	done := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, r)
-		close(done)
-	}()
+	r, done := drained(up, cfg)
 	m1 := append([]byte{0x00, 200, 0, 0xff ^ 200, 0xff}, "hello"...) // a stored block of 200 bytes, 5 sent
 	m2 := append([]byte{0x01, 0x00, 0x00, 0xff, 0xff}, " leak "+forbidden+" "...)
 	for _, m := range [][]byte{m1, m2} {
@@ -129,4 +119,16 @@ func TestCompressedClientUnfinishedBlock(t *testing.T) {
 	if !bytes.Contains(plain, []byte("hello")) {
 		t.Errorf("upstream stream %q: want the checked first message", plain)
 	}
+}
+
+// drained is a relay over up whose client side is read and discarded;
+// done closes when that reading ends.
+func drained(up io.ReadWriteCloser, cfg Config) (*Relay, <-chan struct{}) {
+	r := New(up, cfg)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, r)
+		close(done)
+	}()
+	return r, done
 }
