@@ -352,13 +352,7 @@ func TestWebSocketScrubAndTripwire(t *testing.T) {
 		t.Run(strconv.Itoa(int(mode)), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, _, err := websocket.Dial(ctx, "wss://api.example.test/ws", &websocket.DialOptions{
-				HTTPClient: tp.client(), HTTPHeader: http.Header{"Authorization": {"Bearer " + phAPI}}, CompressionMode: mode,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.CloseNow()
+			c := tp.wsDial(t, ctx, mode)
 			for range 2 {
 				_, msg, err := c.Read(ctx)
 				if err != nil {
@@ -376,7 +370,7 @@ func TestWebSocketScrubAndTripwire(t *testing.T) {
 				t.Fatalf("echo = %q, %v", msg, err)
 			}
 			_ = c.Write(ctx, websocket.MessageText, []byte("leak "+phOther))
-			_, _, err = c.Read(ctx)
+			_, _, err := c.Read(ctx)
 			if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
 				t.Errorf("after a placeholder of an unbound slot: %v, want close 1008", err)
 			}

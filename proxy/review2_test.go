@@ -221,13 +221,7 @@ func TestWebSocketRotation(t *testing.T) {
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "wss://api.example.test/ws", &websocket.DialOptions{
-		HTTPClient: tp.client(), HTTPHeader: http.Header{"Authorization": {"Bearer " + phAPI}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := tp.wsDial(t, ctx, websocket.CompressionDisabled)
 	toks := testTokens()
 	toks["api"] = resolve.NewSecret(rotated)
 	tp.SetTokens(toks)
@@ -277,13 +271,7 @@ func TestActiveWebSocketOutlivesIdleTimeout(t *testing.T) {
 		func(c *Config) { c.TunnelIdleTimeout = 300 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "wss://api.example.test/ws", &websocket.DialOptions{
-		HTTPClient: tp.client(), HTTPHeader: http.Header{"Authorization": {"Bearer " + phAPI}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := tp.wsDial(t, ctx, websocket.CompressionDisabled)
 	for i := range 15 { // 1.5 s, five idle timeouts
 		if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
 			t.Fatalf("message %d: %v", i, err)
@@ -293,4 +281,18 @@ func TestActiveWebSocketOutlivesIdleTimeout(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// wsDial opens wss://api.example.test/ws through tp with the api
+// placeholder, closed at cleanup.
+func (tp *testProxy) wsDial(t *testing.T, ctx context.Context, mode websocket.CompressionMode) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, "wss://api.example.test/ws", &websocket.DialOptions{
+		HTTPClient: tp.client(), HTTPHeader: http.Header{"Authorization": {"Bearer " + phAPI}}, CompressionMode: mode,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
 }
