@@ -10,8 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,23 +95,16 @@ func hostPath() string {
 	return filepath.Join(clientsPrefix(), "node_modules", ".bin") + string(os.PathListSeparator) + os.Getenv("PATH")
 }
 
-var (
-	isolateOnce sync.Once
-	isolateOK   bool
-)
-
-// isolateNet reports whether sandboxes run in their own network namespace
-// (root with CAP_SYS_ADMIN; CORK_COMPAT_NO_NETNS=1 turns it off).
+// isolateNet reports whether sandboxes are confined: the default local
+// sandbox, on Linux (CORK_COMPAT_NO_ISOLATE=1 runs them unconfined, for
+// comparison).
 func isolateNet() bool {
-	isolateOnce.Do(func() {
-		isolateOK = os.Getenv("CORK_COMPAT_NO_NETNS") == "" && os.Geteuid() == 0 && canUnshareNet()
-	})
-	return isolateOK
+	return runtime.GOOS == "linux" && os.Getenv("CORK_COMPAT_NO_ISOLATE") == ""
 }
 
 func isolationName() string {
 	if isolateNet() {
-		return "child in its own network namespace whose only open port is the proxy"
+		return "the default local sandbox (user, mount, PID, IPC, UTS and network namespaces; credential locations hidden; Landlock and seccomp), whose only way out is the proxy"
 	}
 	return "child process, host network"
 }
@@ -183,10 +176,11 @@ func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, wo
 			AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 			Resolve:         fake.Resolve(),
 		},
-		IsolateNet: isolateNet(),
-		Stdin:      strings.NewReader(""),
-		Stdout:     &stdout,
-		Stderr:     &stderr,
+		// The wrapper writes its dumps to out, outside the workspace.
+		Local:  launch.LocalOptions{NoIsolate: !isolateNet(), ReadWrite: []string{out}},
+		Stdin:  strings.NewReader(""),
+		Stdout: &stdout,
+		Stderr: &stderr,
 	}
 	t0 := time.Now()
 	if trace {

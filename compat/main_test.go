@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"github.com/cork-sh/cork/launch/confine"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -63,6 +64,7 @@ func report(t *testing.T, order int, client, version, transport, notes string) *
 }
 
 func TestMain(m *testing.M) {
+	confine.Main()
 	flag.Parse()
 	code := m.Run()
 	if *update {

@@ -37,9 +37,9 @@ type Spec struct {
 	Image     string            // docker and smolvm
 	Env       map[string]string // extra sandbox variables (--env K=V)
 	Proxy     ProxyOptions
-	// IsolateNet (local backend, Linux, privileged) runs the command in a
-	// network namespace whose only way out is the proxy.
-	IsolateNet bool
+	// Local is the local backend's sandbox (see docs/SECURITY.md, "The
+	// local sandbox").
+	Local LocalOptions
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -60,6 +60,20 @@ type ProxyOptions struct {
 	Raw map[string]string
 	// Limits are the timeouts and bounds of an in-process proxy.
 	Limits ProxyLimits
+}
+
+// LocalOptions adjust the local backend's sandbox. The zero value is the
+// default: confined, with the credential locations of the table in
+// package confine hidden.
+type LocalOptions struct {
+	// NoIsolate runs the command unconfined (--no-isolate): it then reads
+	// whatever the user can. Recorded in the audit log.
+	NoIsolate bool
+	// Hide, ReadOnly and ReadWrite adjust what the sandbox sees of the
+	// host (--hide, --read-only, --read-write); HideHome hides the whole
+	// real home but for the workspace and the directories on PATH.
+	Hide, ReadOnly, ReadWrite []string
+	HideHome                  bool
 }
 
 func (s *Spec) progress(format string, a ...any) {

@@ -5,19 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cork-sh/cork/launch/confine"
 )
 
 // Local runs the command as a child process whose HOME is a temporary
 // sandbox home holding only the plan's dummy files. The proxy runs inside
-// cork. With Spec.IsolateNet the child gets its own network namespace in
-// which the proxy's listener is the only open port.
+// cork. On Linux the command is confined by default (package confine):
+// its own user, mount, PID, IPC, UTS and network namespaces, the host's
+// credential locations hidden, and the proxy's Unix socket relayed to
+// 127.0.0.1:SandboxProxyPort as its only way out. Spec.Local.NoIsolate
+// runs it unconfined.
 type Local struct{}
 
 var _ Backend = (*Local)(nil)
@@ -33,6 +43,10 @@ var hostEnvPassthrough = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", 
 // is killed.
 const ChildStopGrace = 5 * time.Second
 
+// SandboxProxyPort is where the confined command finds the proxy, on the
+// 127.0.0.1 of its own network namespace.
+const SandboxProxyPort = 3128
+
 // Run implements Backend.
 func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	if len(spec.Command) == 0 {
@@ -43,8 +57,16 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 			return 0, setupErrorf("workspace: %w", err)
 		}
 	}
-	if err := protectProcess(); err != nil {
-		return 0, &SetupError{Err: err}
+	isolate := !spec.Local.NoIsolate
+	if isolate && !confine.Supported {
+		return 0, setupErrorf("local sandbox: not available on %s (it needs Linux namespaces); use --backend docker, or --no-isolate to run the command unconfined", runtime.GOOS)
+	}
+	if !isolate {
+		// Confined, the command cannot see cork at all. (Set always, this
+		// would also keep cork from writing the sandbox's uid map.)
+		if err := protectProcess(); err != nil {
+			return 0, &SetupError{Err: err}
+		}
 	}
 	// Resolve first: a missing credential stops the run before anything
 	// is created.
@@ -65,16 +87,24 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 		return 0, err
 	}
 
-	var ns *netns
+	// The proxy's listener: a Unix socket in a private directory, relayed
+	// inside the sandbox; unconfined, a loopback port.
 	var ln net.Listener
-	if spec.IsolateNet {
-		if ns, err = newNetns(); err != nil {
-			return 0, setupErrorf("--isolate-net: %w", err)
+	var sockDir string
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", SandboxProxyPort)
+	if isolate {
+		if sockDir, err = os.MkdirTemp("", "cork-proxy-"); err != nil {
+			return 0, fmt.Errorf("proxy socket: %w", err)
 		}
-		defer ns.Close()
-		ln = ns.ln
-	} else if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return 0, fmt.Errorf("proxy listener: %w", err)
+		defer os.RemoveAll(sockDir)
+		if ln, err = net.Listen("unix", filepath.Join(sockDir, proxySocket)); err != nil {
+			return 0, fmt.Errorf("proxy socket: %w", err)
+		}
+	} else {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return 0, fmt.Errorf("proxy listener: %w", err)
+		}
+		proxyAddr = ln.Addr().String()
 	}
 	auth := sessionAuth()
 	ip, err := startInProcess(spec, ln, tokens, auth)
@@ -88,7 +118,11 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 		return 0, err
 	}
 	defer stopRefresh()
-	spec.progress("proxy listening on %s", ln.Addr())
+	if isolate {
+		spec.progress("proxy listening on %s (relayed to %s in the sandbox)", ln.Addr(), proxyAddr)
+	} else {
+		spec.progress("proxy listening on %s", ln.Addr())
+	}
 
 	caPath, bundlePath, err := writeTrust(home, ip.proxy.CACertPEM())
 	if err != nil {
@@ -113,47 +147,170 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	for k, v := range sandboxEnvExpand(spec.Plan.Env, home) {
 		env[k] = v
 	}
-	for k, v := range SandboxEnv(proxyURL(auth, ln.Addr().String()), bundlePath, caPath) {
+	for k, v := range SandboxEnv(proxyURL(auth, proxyAddr), bundlePath, caPath) {
 		env[k] = v
 	}
 	for k, v := range sandboxEnvExpand(spec.Env, home) {
 		env[k] = v
 	}
-
-	cmd := exec.Command(spec.Command[0], spec.Command[1:]...)
-	cmd.Env = envList(env)
-	cmd.Dir = home
+	dir := home
 	if spec.Workspace != "" {
-		cmd.Dir = spec.Workspace
+		dir = spec.Workspace
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	// Without a terminal, the command gets a process group of its own so
 	// that whatever it leaves running is stopped at teardown. On a
 	// terminal it stays in cork's foreground group, where it can read the
 	// terminal and gets the user's Ctrl-C directly.
 	grouped := !isTerminal(spec.Stdin)
-	if grouped {
-		ownProcessGroup(cmd)
-	}
-	// A leftover process holding the output pipes must not keep cork
-	// waiting after the command exits: once it has, its output gets
-	// outputDrain to arrive, then the leftovers are stopped.
-	cmd.WaitDelay = outputDrain
-	spec.progress("sandbox ready; running %s", filepath.Base(spec.Command[0]))
-	if ns != nil {
-		if err := confine(cmd, home, spec.HostEnv); err != nil {
-			return 0, fmt.Errorf("--isolate-net: %w", err)
+
+	var cmd *exec.Cmd
+	if isolate {
+		sb, err := newSandbox(spec, env, dir, home, sockDir, grouped)
+		if err != nil {
+			return 0, err
 		}
-		err = ns.start(cmd)
+		defer sb.Close()
+		cmd = sb.Cmd
+		for _, n := range sb.Notes {
+			spec.progress("sandbox: %s", n)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+		cmd.WaitDelay = outputDrain
+		if grouped {
+			cmd.SysProcAttr.Setpgid = true
+		}
+		if err := sb.Start(ctx); err != nil {
+			// Init exits once it has reported; collect it.
+			if cmd.Process != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+			var ce *confine.Error
+			if errors.As(err, &ce) {
+				return 0, &SetupError{Err: err}
+			}
+			return 0, fmt.Errorf("start %s: %w", spec.Command[0], err)
+		}
+		spec.progress("sandbox ready (%s); running %s", strings.Join(sb.Layers, "; "), filepath.Base(spec.Command[0]))
 	} else {
-		err = cmd.Start()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", spec.Command[0], err)
+		warnUnconfined(spec)
+		cmd = exec.Command(spec.Command[0], spec.Command[1:]...)
+		cmd.Env = envList(env)
+		cmd.Dir = dir
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+		if grouped {
+			ownProcessGroup(cmd)
+		}
+		// A leftover process holding the output pipes must not keep cork
+		// waiting after the command exits: once it has, its output gets
+		// outputDrain to arrive, then the leftovers are stopped.
+		cmd.WaitDelay = outputDrain
+		spec.progress("sandbox ready (unconfined); running %s", filepath.Base(spec.Command[0]))
+		if err := cmd.Start(); err != nil {
+			return 0, fmt.Errorf("start %s: %w", spec.Command[0], err)
+		}
 	}
 	code, err := waitChild(ctx, cmd, grouped)
 	spec.progress("sandbox exited with status %d; tearing down", code)
 	return code, err
+}
+
+// proxySocket is the name of the proxy's Unix socket in its private
+// directory.
+const proxySocket = "proxy.sock"
+
+// newSandbox prepares the confined command.
+func newSandbox(spec *Spec, env map[string]string, dir, home, sockDir string, grouped bool) (*confine.Sandbox, error) {
+	runAs, err := sudoUser(spec.HostEnv, home)
+	if err != nil {
+		return nil, err
+	}
+	view := confine.View{
+		Homes:       invokingHomes(spec.HostEnv, runAs),
+		Workspace:   spec.Workspace,
+		SandboxHome: home,
+		ReadWrite:   spec.Local.ReadWrite,
+		ReadOnly:    spec.Local.ReadOnly,
+		Hide:        spec.Local.Hide,
+		HideHome:    spec.Local.HideHome,
+		Path:        filepath.SplitList(env["PATH"]),
+		Sockets:     []string{sockDir},
+	}
+	if s := spec.HostEnv["SSH_AUTH_SOCK"]; s != "" {
+		view.Sockets = append(view.Sockets, s)
+	}
+	if s, ok := strings.CutPrefix(spec.HostEnv["DOCKER_HOST"], "unix://"); ok {
+		view.Sockets = append(view.Sockets, s)
+	}
+	sb, err := confine.New(&confine.Spec{
+		Argv: spec.Command, Env: envList(env), Dir: dir,
+		View:      view,
+		SocketDir: sockDir, SocketName: proxySocket, Port: SandboxProxyPort,
+		RunAs:            runAs,
+		ForwardInterrupt: grouped,
+	})
+	if err != nil {
+		var ce *confine.Error
+		if errors.As(err, &ce) {
+			return nil, &SetupError{Err: err}
+		}
+		return nil, setupErrorf("local sandbox: %w", err)
+	}
+	return sb, nil
+}
+
+// sudoUser is the user a root cork runs the command as: the invoking
+// user under sudo (SUDO_UID, SUDO_GID), who then gets the sandbox home.
+// Plain root: nil (uid 0 inside, without any capability).
+func sudoUser(hostEnv map[string]string, home string) (*confine.User, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	uid, errU := strconv.Atoi(hostEnv["SUDO_UID"])
+	gid, errG := strconv.Atoi(hostEnv["SUDO_GID"])
+	if errU != nil || errG != nil || uid <= 0 {
+		return nil, nil
+	}
+	err := filepath.WalkDir(home, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox home for uid %d: %w", uid, err)
+	}
+	return &confine.User{UID: uid, GID: gid}, nil
+}
+
+// invokingHomes are the real homes of the user cork acts for: the
+// password database's (of the sudo user when there is one) and $HOME.
+func invokingHomes(hostEnv map[string]string, runAs *confine.User) []string {
+	uid := os.Getuid()
+	if runAs != nil {
+		uid = runAs.UID
+	}
+	var homes []string
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil && u.HomeDir != "" {
+		homes = append(homes, u.HomeDir)
+	}
+	if h := hostEnv["HOME"]; h != "" {
+		homes = append(homes, h)
+	}
+	return homes
+}
+
+// warnUnconfined says loudly, and in the audit log, that the command runs
+// without the sandbox.
+func warnUnconfined(spec *Spec) {
+	const msg = "WARNING: --no-isolate: the command runs unconfined; it can read every file you can " +
+		"(~/.codex/auth.json, ~/.ssh, ...), other processes' environments and services on this host"
+	if spec.Stderr != nil {
+		fmt.Fprintf(spec.Stderr, "cork: %s\n", msg)
+	}
+	if spec.Proxy.Logger != nil {
+		spec.Proxy.Logger.Warn().Str("event", "sandbox_unconfined").Str("backend", "local").Msg("--no-isolate: the command runs unconfined")
+	}
 }
 
 // waitChild waits for cmd; when ctx ends first it sends SIGTERM, then

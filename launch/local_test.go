@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cork-sh/cork/launch/confine"
 	"io"
 	"io/fs"
 	"net"
@@ -44,6 +45,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	confine.Main()
 	switch filepath.Base(os.Args[0]) {
 	case probeName:
 		os.Exit(probeMain(os.Args[1:]))
@@ -479,11 +481,16 @@ func TestLocalRun(t *testing.T) {
 	if !slices.Equal(rep.Files, wantHomeFiles) {
 		t.Errorf("HOME holds %q, want %q", rep.Files, wantHomeFiles)
 	}
+	// The relay inside the sandbox, named in the progress line.
 	var proxyAddr string
 	for _, m := range progress {
 		if a, ok := strings.CutPrefix(m, "proxy listening on "); ok {
-			proxyAddr = a
+			_, relay, _ := strings.Cut(a, "(relayed to ")
+			proxyAddr, _, _ = strings.Cut(relay, " in the sandbox)")
 		}
+	}
+	if proxyAddr != fmt.Sprintf("127.0.0.1:%d", SandboxProxyPort) {
+		t.Errorf("progress names the relay %q, want 127.0.0.1:%d; progress: %q", proxyAddr, SandboxProxyPort, progress)
 	}
 	// The proxy URL carries the session's client credential.
 	proxyURL := rep.Env["HTTPS_PROXY"]
@@ -609,7 +616,6 @@ func TestLocalIsolateNet(t *testing.T) {
 	}
 
 	spec, stdout, stderr := localSpec(t, up, probe, "ifaces", "dial="+strings.Join(targets, ","), "get=https://"+testHost+"/v1/ping")
-	spec.IsolateNet = true
 	code, err := (&Local{}).Run(context.Background(), spec)
 	if err != nil || code != 0 {
 		t.Fatalf("Run = %d, %v, want 0, nil; stderr:\n%s", code, err, stderr)
@@ -800,7 +806,6 @@ func TestLocalIsolateNetConfined(t *testing.T) {
 	requirePrivileged(t, false) // confinement applies when cork runs as root
 	probe := helperLink(t, probeName)
 	spec, stdout, stderr := localSpec(t, nil, probe, "escape="+strconv.Itoa(os.Getpid()))
-	spec.IsolateNet = true
 	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
 		t.Fatalf("Run = %d, %v; stderr:\n%s", code, err, stderr)
 	}
@@ -810,7 +815,6 @@ func TestLocalIsolateNetConfined(t *testing.T) {
 	}
 
 	spec, stdout, stderr = localSpec(t, nil, "/bin/sh", "-c", `id -u; test -r "$HOME/`+testDummyFile+`" && echo readable`)
-	spec.IsolateNet = true
 	spec.HostEnv["SUDO_UID"], spec.HostEnv["SUDO_GID"] = "65534", "65534"
 	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
 		t.Fatalf("Run under sudo = %d, %v; stderr:\n%s", code, err, stderr)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/cork-sh/cork/launch/confine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,7 @@ type buildFailure struct {
 func (b *buildFailure) Error() string { return b.err.Error() + ": " + b.out }
 
 func TestMain(m *testing.M) {
+	confine.Main()
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)

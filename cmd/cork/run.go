@@ -23,7 +23,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
                 [--policy FILE] [--image IMAGE] [--workspace DIR] [--allow HOST]... [--env K=V]...
-                [--isolate-net] [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
+                [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home]
+                [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
 func runRun(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
 	settings, err := loadProxySettings(environ)
@@ -43,7 +44,16 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	fs.Var(&allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
 	fs.Var(&envs, "env", "extra sandbox variable K=V (repeatable); never a real credential")
 	noForward := fs.Bool("no-forward-host-credentials", false, "read no host credential file; tokens come only from the host variables each slot names")
-	isolate := fs.Bool("isolate-net", false, "local backend: run the command in a network namespace whose only way out is the proxy (Linux, root)")
+	var hides, readOnly, readWrite listFlag
+	noIsolate := fs.Bool("no-isolate", false, "local backend: run the command UNCONFINED, able to read every file you can (the default sandbox is\n"+
+		"Linux namespaces with the host's credential locations hidden; see docs/SECURITY.md)")
+	fs.Var(&hides, "hide", "local backend: a host path the sandbox does not see at all (repeatable)")
+	fs.Var(&readOnly, "read-only", "local backend: a host path the sandbox sees read-only, even if hidden by default (repeatable)")
+	fs.Var(&readWrite, "read-write", "local backend: a host path the sandbox may write, besides the workspace (repeatable)")
+	hideHome := fs.Bool("hide-home", false, "local backend: hide your whole home directory, but for the workspace and the directories on PATH")
+	// --isolate-net was the opt-in to a network namespace; the sandbox
+	// has one by default now. Accepted, and said so.
+	isolateNet := fs.Bool("isolate-net", false, "deprecated: the local sandbox always has its own network namespace now")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	// cork run builds its own policy, hands tokens over in-process or by
 	// stdin, picks its listener and makes a session client credential.
@@ -60,6 +70,19 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	backend, err := launch.Lookup(*backendName)
 	if err != nil {
 		return usageErrorf("--backend: %v", err)
+	}
+	if backend.Name() != "local" {
+		for name, set := range map[string]bool{"--no-isolate": *noIsolate, "--hide": len(hides) > 0, "--read-only": len(readOnly) > 0, "--read-write": len(readWrite) > 0, "--hide-home": *hideHome} {
+			if set {
+				return usageErrorf("%s: only for --backend local", name)
+			}
+		}
+	}
+	if *noIsolate && (len(hides) > 0 || len(readOnly) > 0 || len(readWrite) > 0 || *hideHome) {
+		return usageErrorf("--no-isolate: --hide, --read-only, --read-write and --hide-home need the sandbox")
+	}
+	if *isolateNet {
+		fmt.Fprintln(stderr, "cork: --isolate-net is the default now (the local sandbox has its own network namespace); the flag will go")
 	}
 	if sv, ok := backend.(*launch.Smolvm); ok {
 		// Where the VM reaches the proxy: default the host's primary IPv4.
@@ -133,13 +156,19 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	}
 	log := opts.logger
 	spec := &launch.Spec{
-		Plan:       plan,
-		HostEnv:    environ,
-		Command:    command,
-		Workspace:  *workspace,
-		Image:      *image,
-		Env:        extraEnv,
-		IsolateNet: *isolate,
+		Plan:      plan,
+		HostEnv:   environ,
+		Command:   command,
+		Workspace: *workspace,
+		Image:     *image,
+		Env:       extraEnv,
+		Local: launch.LocalOptions{
+			NoIsolate: *noIsolate,
+			Hide:      hides,
+			ReadOnly:  readOnly,
+			ReadWrite: readWrite,
+			HideHome:  *hideHome,
+		},
 		Proxy: launch.ProxyOptions{
 			Logger:          &log,
 			UpstreamRootCAs: opts.upstreamRoots,

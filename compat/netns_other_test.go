@@ -1,5 +1,0 @@
-//go:build !linux
-
-package compat
-
-func canUnshareNet() bool { return false }

@@ -1,0 +1,22 @@
+//go:build !linux || !(amd64 || arm64)
+
+package confine
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// Restrict is what stage 2 applies to itself just before it execs the
+// command. Here (not Linux on amd64 or arm64) there is no seccomp filter
+// for the platform, so apply always fails: the command must not run
+// without it.
+type Restrict struct {
+	RWDirs  []string // read-write-execute trees
+	RWFiles []string // single files read-write, with device ioctls
+}
+
+// apply fails: cork has no seccomp filter for this platform.
+func (r Restrict) apply() (layers []string, err error) {
+	return nil, fmt.Errorf("confine: no restrictions for %s/%s", runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,357 @@
+package confine
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// HomeSecrets are the credential locations hidden in the invoking user's
+// real home: they are empty in the sandbox. Every entry is documented in
+// docs/SECURITY.md ("What the local sandbox hides"); a glob matches
+// several names.
+var HomeSecrets = []string{
+	// Agent CLIs.
+	".codex", ".claude", ".claude.json", ".gemini", ".copilot", ".config/github-copilot",
+	// Forges, clouds and clusters.
+	".config/gh", ".config/hub", ".config/glab-cli", ".config/gcloud", ".aws", ".azure", ".kube",
+	".docker", ".terraform.d", ".vault-token", ".config/op", ".config/rclone",
+	// Keys and passwords.
+	".ssh", ".gnupg", ".password-store", ".netrc", ".git-credentials", ".pgpass", ".my.cnf",
+	// Package registries.
+	".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", ".gem/credentials", ".cargo/credentials", ".cargo/credentials.toml",
+	".m2/settings.xml", ".gradle/gradle.properties", ".nuget/NuGet",
+	// Browser profiles and keyrings.
+	".mozilla", ".config/google-chrome", ".config/chromium", ".config/BraveSoftware", ".local/share/keyrings",
+	// Shell and REPL histories (an exported token is typed into them).
+	".bash_history", ".zsh_history", ".local/share/fish/fish_history", ".python_history", ".node_repl_history", ".psql_history",
+}
+
+// SystemSecrets are host locations hidden outside any home: password
+// hashes, container engine sockets, per-user runtime directories (keyring
+// and agent sockets) and SSH host keys.
+var SystemSecrets = []string{
+	"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*_key",
+	"/run/docker.sock", "/var/run/docker.sock", "/run/docker", "/run/containerd", "/run/podman",
+	"/run/crio", "/run/buildkit", "/run/user",
+}
+
+// View is what the sandbox sees of the host's filesystem: the whole tree
+// read-only, except what it names.
+type View struct {
+	// Homes are the invoking user's real home directories (from the
+	// password database and $HOME); HomeSecrets are hidden in each.
+	Homes []string
+	// Workspace is read-write. It may not be a home, contain a hidden
+	// location, or lie in one. Empty: none.
+	Workspace string
+	// SandboxHome (the dummy files) is read-write.
+	SandboxHome string
+	// ReadWrite, ReadOnly and Hide adjust the defaults (--read-write,
+	// --read-only, --hide). A ReadWrite or ReadOnly path that is a hidden
+	// location un-hides it.
+	ReadWrite, ReadOnly, Hide []string
+	// HideHome hides each whole home except the workspace and the
+	// directories on Path (with their parent, so that an npm or Go prefix
+	// keeps its lib next to its bin).
+	HideHome bool
+	Path     []string
+	// Sockets are further host paths to hide: the agent socket
+	// (SSH_AUTH_SOCK), the proxy's private directory.
+	Sockets []string
+}
+
+// mount is one step of the sandbox's filesystem view, applied in order
+// after the host tree is made read-only and /tmp, /dev and /proc are
+// replaced.
+type mount struct {
+	Op   string `json:"op"` // opBind, opHide
+	Path string `json:"path"`
+	Src  string `json:"src,omitempty"` // opBind: the host path shown at Path
+	RW   bool   `json:"rw,omitempty"`
+	// Dir (opHide): Path is a directory, hidden by an empty tmpfs; else a
+	// file, hidden by an empty file.
+	Dir bool `json:"dir,omitempty"`
+	// Secret (opHide): a credential location, not merely someone else's
+	// home; hard links to its files are looked for.
+	Secret bool `json:"-"`
+}
+
+const (
+	opBind = "bind"
+	opHide = "hide"
+	// opHideHome hides a home directory under an empty tmpfs that later
+	// binds fill in.
+	opHideHome = "hide-home"
+)
+
+// privateDirs are replaced by the sandbox's own: nothing of the host's
+// shows there, and binds into them get their mount point created.
+var privateDirs = []string{"/tmp", "/dev", "/proc"}
+
+// mounts computes the view's steps. Errors name the flag or path at fault.
+func (v View) mounts() ([]mount, []string, error) {
+	var notes []string
+	homes := realPaths(v.Homes)
+	hidden := map[string]bool{} // resolved host path → hide it
+	credential := map[string]bool{}
+	for _, h := range homes {
+		for _, rel := range HomeSecrets {
+			for _, p := range globReal(filepath.Join(h, rel)) {
+				hidden[p], credential[p] = true, true
+			}
+		}
+	}
+	for _, pat := range SystemSecrets {
+		for _, p := range globReal(pat) {
+			hidden[p], credential[p] = true, true
+		}
+	}
+	for _, p := range v.Sockets {
+		for _, r := range globReal(p) {
+			hidden[r] = true
+		}
+	}
+	for _, p := range otherHomes(homes) {
+		hidden[p] = true
+	}
+	for _, p := range v.Hide {
+		r, err := realPath(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--hide %s: %w", p, err)
+		}
+		hidden[r], credential[r] = true, true
+	}
+
+	binds := map[string]mount{}
+	addBind := func(flag, p string, rw bool) error {
+		r, err := realPath(p)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", flag, p, err)
+		}
+		if r == "/" {
+			return fmt.Errorf("%s %s: the whole tree cannot be %s", flag, p, map[bool]string{true: "read-write", false: "re-bound"}[rw])
+		}
+		delete(hidden, r) // an explicit view of a hidden location un-hides it
+		delete(credential, r)
+		binds[r] = mount{Op: opBind, Path: r, Src: r, RW: rw}
+		return nil
+	}
+	for _, p := range v.ReadOnly {
+		if err := addBind("--read-only", p, false); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, p := range v.ReadWrite {
+		if err := addBind("--read-write", p, true); err != nil {
+			return nil, nil, err
+		}
+	}
+	if v.SandboxHome != "" {
+		r, err := realPath(v.SandboxHome)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sandbox home: %w", err)
+		}
+		binds[r] = mount{Op: opBind, Path: r, Src: r, RW: true}
+	}
+	if v.Workspace != "" {
+		ws, err := realPath(v.Workspace)
+		if err != nil {
+			return nil, nil, fmt.Errorf("workspace %s: %w", v.Workspace, err)
+		}
+		if err := checkWorkspace(ws, homes, credential); err != nil {
+			return nil, nil, err
+		}
+		binds[ws] = mount{Op: opBind, Path: ws, Src: ws, RW: true}
+	}
+
+	var out []mount
+	if v.HideHome {
+		for _, h := range homes {
+			out = append(out, mount{Op: opHideHome, Path: h, Dir: true})
+			for _, d := range keptPathDirs(h, v.Path) {
+				if _, ok := binds[d]; !ok {
+					binds[d] = mount{Op: opBind, Path: d, Src: d}
+				}
+			}
+		}
+	}
+	for p := range hidden {
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		out = append(out, mount{Op: opHide, Path: p, Dir: st.IsDir(), Secret: credential[p]})
+	}
+	for _, b := range binds {
+		out = append(out, b)
+	}
+	// Shallow before deep, so that a hide inside a read-write tree wins
+	// and a bind inside a hidden one shows; at equal depth a bind comes
+	// before a hide of the same path (which then wins).
+	slices.SortStableFunc(out, func(a, b mount) int {
+		if d := depth(a.Path) - depth(b.Path); d != 0 {
+			return d
+		}
+		if a.Op != b.Op {
+			return strings.Compare(opOrder(a.Op), opOrder(b.Op))
+		}
+		return strings.Compare(a.Path, b.Path)
+	})
+	out = dropShadowed(out)
+	return out, notes, nil
+}
+
+func opOrder(op string) string {
+	switch op {
+	case opHideHome:
+		return "0"
+	case opBind:
+		return "1"
+	}
+	return "2"
+}
+
+// dropShadowed removes hides under a private directory: the host's /tmp,
+// /dev and /proc do not show anyway.
+func dropShadowed(ms []mount) []mount {
+	return slices.DeleteFunc(ms, func(m mount) bool {
+		if m.Op == opBind {
+			return false
+		}
+		for _, d := range privateDirs {
+			if within(m.Path, d) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// checkWorkspace refuses a workspace that is a home, or that contains or
+// lies inside a credential location.
+func checkWorkspace(ws string, homes []string, credential map[string]bool) error {
+	if ws == "/" {
+		return errorf("workspace %s: the whole tree cannot be the workspace", ws)
+	}
+	for _, h := range homes {
+		if ws == h {
+			return errorf("workspace %s is your home directory, which holds credentials; use a project directory", ws)
+		}
+	}
+	for p := range credential {
+		if within(p, ws) {
+			return errorf("workspace %s contains %s, a hidden credential location; use a directory that does not", ws, p)
+		}
+		if within(ws, p) {
+			return errorf("workspace %s is inside %s, a hidden credential location", ws, p)
+		}
+	}
+	return nil
+}
+
+// keptPathDirs are the directories on path under home that --hide-home
+// keeps visible: each with its parent (a prefix such as ~/.local or
+// ~/go), unless the parent is the home itself.
+func keptPathDirs(home string, path []string) []string {
+	var out []string
+	for _, d := range path {
+		r, err := realPath(d)
+		if err != nil || !within(r, home) || r == home {
+			continue
+		}
+		if parent := filepath.Dir(r); parent != home {
+			r = parent
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// otherHomes are the home directories of other users: every directory
+// in /home and every password-database home of a uid ≥ 1000, and /root,
+// except the invoking user's homes and their ancestors.
+func otherHomes(mine []string) []string {
+	cand := map[string]bool{"/root": true}
+	if ents, err := os.ReadDir("/home"); err == nil {
+		for _, e := range ents {
+			cand[filepath.Join("/home", e.Name())] = true
+		}
+	}
+	if f, err := os.Open("/etc/passwd"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) < 6 {
+				continue
+			}
+			if uid, err := strconv.Atoi(fields[2]); err == nil && uid >= 1000 && uid != 65534 && filepath.IsAbs(fields[5]) {
+				cand[fields[5]] = true
+			}
+		}
+		f.Close()
+	}
+	var out []string
+	for p := range cand {
+		r, err := realPath(p)
+		if err != nil || r == "/" {
+			continue
+		}
+		if slices.ContainsFunc(mine, func(h string) bool { return within(h, r) }) {
+			continue
+		}
+		if st, err := os.Stat(r); err == nil && st.IsDir() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// realPath is p made absolute with every symbolic link resolved.
+func realPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	r, err := filepath.EvalSymlinks(a)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return "", pe.Err
+		}
+		return "", err
+	}
+	return r, nil
+}
+
+func realPaths(ps []string) []string {
+	var out []string
+	for _, p := range ps {
+		if r, err := realPath(p); err == nil && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// globReal is the existing paths pattern names, resolved.
+func globReal(pattern string) []string {
+	matches, _ := filepath.Glob(pattern)
+	return realPaths(matches)
+}
+
+// within reports whether p is dir or lies under it.
+func within(p, dir string) bool {
+	if dir == "/" {
+		return true
+	}
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+func depth(p string) int { return strings.Count(filepath.Clean(p), "/") }
