@@ -215,6 +215,9 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	return code, err
 }
 
+// IsTerminal reports whether x is an *os.File on a terminal.
+func IsTerminal(x any) bool { return isTerminal(x) }
+
 // proxySocket is the name of the proxy's Unix socket in its private
 // directory.
 const proxySocket = "proxy.sock"

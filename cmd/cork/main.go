@@ -7,20 +7,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cork-sh/cork/launch/confine"
 	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/launch/confine"
 )
 
 func main() {
 	confine.Main() // the local sandbox re-executes cork as its init
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	installFallbackRoots()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	ctx, stopInterrupt := interruptContext(ctx, os.Args[1:], os.Stdin)
 	err := run(ctx, os.Args[1:], environ(), os.Stdin, os.Stdout, os.Stderr)
+	stopInterrupt()
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
+}
+
+// interruptContext makes Ctrl-C (SIGINT, and SIGQUIT) end ctx, except
+// for `cork run` on a terminal: there the terminal sends them to the
+// command too, which is in the foreground and decides (an interactive
+// agent interrupts its turn and goes on); cork stops with the command.
+func interruptContext(ctx context.Context, args []string, stdin *os.File) (context.Context, context.CancelFunc) {
+	if len(args) > 0 && args[0] == "run" && launch.IsTerminal(stdin) {
+		swallowed := make(chan os.Signal, 1)
+		signal.Notify(swallowed, os.Interrupt, syscall.SIGQUIT)
+		return ctx, func() { signal.Stop(swallowed) }
+	}
+	return signal.NotifyContext(ctx, os.Interrupt)
 }
 
 // environ returns the process environment as a map.

@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/cork-sh/cork/launch/confine"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cork-sh/cork/launch/confine"
 )
 
 // runCork calls run in-process and returns its exit status and output.

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cork-sh/cork/internal/echoupstream"
@@ -106,7 +107,18 @@ type escapeEnv struct {
 
 const escapeTokenVar = "ESC_API_TOKEN"
 
+// homeMu keeps the tests that plant fixtures in the sandbox user's real
+// home apart: one test's cleanup removing a credential directory another
+// test has planted in would change what that test's sandbox hides.
+var homeMu sync.Mutex
+
+func lockHome(t *testing.T) {
+	homeMu.Lock()
+	t.Cleanup(homeMu.Unlock)
+}
+
 func TestSandboxEscapes(t *testing.T) {
+	lockHome(t)
 	for _, m := range sandboxModes {
 		t.Run(m.name, func(t *testing.T) {
 			// Not parallel: the modes share the sandbox user's home.
@@ -470,6 +482,7 @@ func (f *flagEnv) cork(t *testing.T, args ...string) procRun {
 }
 
 func TestSandboxFlags(t *testing.T) {
+	lockHome(t)
 	f := newFlagEnv(t)
 	u := f.a
 

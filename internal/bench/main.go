@@ -3,6 +3,7 @@
 //
 //	go run ./internal/bench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
 //	go run ./internal/bench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
+//	go run ./internal/bench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
 // (this binary re-executed as a child), and `cork proxy` (built from
@@ -11,6 +12,10 @@
 // several rounds and prints a markdown table of targets (see
 // docs/PERFORMANCE.md) followed by the detailed figures. Load stays on
 // 127.0.0.1, bounded by -duration, -rounds and the sizes given.
+//
+// The startup phase (startup.go) times `cork run --backend local` from its
+// start to the command's first instruction and to its exit, unconfined and
+// in the default confined sandbox, against the command run directly.
 package main
 
 import (
@@ -26,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cork-sh/cork/launch/confine"
 )
 
 type options struct {
@@ -50,6 +57,15 @@ type options struct {
 	skipBulk     bool
 	only         string
 	scenarios    string
+	// startup phase
+	startupRounds int
+	startupAs     string
+}
+
+// proxyPhases reports whether -only selects a phase that measures the
+// proxy (anything but startup).
+func (o options) proxyPhases() bool {
+	return o.phase("requests") || o.phase("sse") || o.phase("conns") || (o.phase("bulk") && !o.skipBulk)
 }
 
 // phase reports whether -only selects phase (empty: every phase).
@@ -66,6 +82,7 @@ func (o options) phase(name string) bool {
 }
 
 func main() {
+	confine.Main() // the startup phase's sandbox re-executes this binary as its init
 	var o options
 	var child string
 	var cc childConfig
@@ -80,7 +97,9 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup (default all)")
+	flag.IntVar(&o.startupRounds, "startup-rounds", 20, "startup phase: rounds; each runs every variant once, interleaved")
+	flag.StringVar(&o.startupAs, "startup-as", "", "startup phase: run cork and the command as this user (the benchmark must be root)")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
 	flag.StringVar(&o.corkBin, "cork-bin", "", "cork binary (default: go build ./cmd/cork into a temporary directory)")
 	flag.StringVar(&o.corkLogLevel, "cork-log-level", "info", "CORK_LOG_LEVEL for cork (info writes one audit line per request)")
@@ -110,12 +129,42 @@ func main() {
 	if o.profile != "" {
 		err = runProfile(o)
 	} else {
-		err = run(o)
+		err = runPhases(o)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// runPhases runs the selected phases and writes their report to stdout
+// and -out.
+func runPhases(o options) error {
+	var out io.Writer = os.Stdout
+	if o.out != "" {
+		f, err := os.Create(o.out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		out = io.MultiWriter(os.Stdout, f)
+	}
+	if o.proxyPhases() {
+		if err := run(o, out); err != nil {
+			return err
+		}
+		if o.phase("startup") {
+			fmt.Fprintln(out)
+		}
+	}
+	switch {
+	case !o.phase("startup"):
+	case !confine.Supported && o.only == "":
+		logf("startup phase skipped: the local sandbox needs Linux")
+	default:
+		return runStartup(o, out)
+	}
+	return nil
 }
 
 func logf(format string, args ...any) {
@@ -228,7 +277,7 @@ func probe(e *env, v variant) error {
 	return nil
 }
 
-func run(o options) error {
+func run(o options, out io.Writer) error {
 	t0 := time.Now()
 	e, err := setup(o, true, true)
 	if err != nil {
@@ -354,16 +403,6 @@ func run(o options) error {
 	rep.corkLogBytes = e.cork.logB.Load()
 	rep.injected = e.up.injected.Load()
 	rep.elapsed = time.Since(t0)
-
-	var out io.Writer = os.Stdout
-	if o.out != "" {
-		f, err := os.Create(o.out)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		out = io.MultiWriter(os.Stdout, f)
-	}
 	rep.write(out)
 	return nil
 }

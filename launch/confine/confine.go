@@ -35,17 +35,13 @@ type Spec struct {
 // User is a numeric uid and gid.
 type User struct{ UID, GID int }
 
-// Argv0 values mark the re-executed program's role; Main dispatches on
-// them.
-const (
-	initArg0   = "cork-sandbox-init"
-	stage2Arg0 = "cork-sandbox-exec"
-)
+// initArg0 marks the re-executed program as the sandbox's init.
+const initArg0 = "cork-sandbox-init"
 
 var hooked atomic.Bool
 
-// Main runs the sandbox's init or stage 2 when this process is one of
-// them, and never returns then. Otherwise it returns at once. Every
+// Main runs the sandbox's init when this process is one, and never
+// returns then. Otherwise it returns at once. Every
 // program that starts a sandbox (cork's main, and TestMain of packages
 // whose tests do) calls it first.
 func Main() {
@@ -53,11 +49,8 @@ func Main() {
 	if len(os.Args) == 0 {
 		return
 	}
-	switch os.Args[0] {
-	case initArg0:
+	if os.Args[0] == initArg0 {
 		os.Exit(initMain())
-	case stage2Arg0:
-		os.Exit(stage2Main())
 	}
 }
 

@@ -5,22 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// The descriptors cork gives init, and init gives stage 2.
+// The descriptors cork gives init.
 const (
-	fdSpec   = 3 // init: the spec, then held open by cork as a lifeline; stage 2: its spec
-	fdStatus = 4 // status lines to cork; closed on the command's exec
-	fdSocket = 5 // init: the proxy's private directory (O_PATH)
+	fdSpec   = 3 // the spec, then held open by cork as a lifeline
+	fdStatus = 4 // status lines to cork; closed once the command runs
+	fdSocket = 5 // the proxy's private directory (O_PATH)
 )
 
 // initSpec is what cork sends init: sandbox values only, never a secret.
@@ -37,14 +39,7 @@ type initSpec struct {
 	Restrict         Restrict `json:"restrict"`
 }
 
-// stage2Spec is what init sends stage 2.
-type stage2Spec struct {
-	Argv     []string `json:"argv"`
-	Env      []string `json:"env"`
-	Restrict Restrict `json:"restrict"`
-}
-
-// status is one line init or stage 2 writes to cork.
+// status is one line init writes to cork.
 type status struct {
 	Error  string   `json:"error,omitempty"`
 	Layers []string `json:"layers,omitempty"`
@@ -60,6 +55,9 @@ func initMain() int {
 	// cork's child runs as cork's user; its /proc entries (fds, memory)
 	// must not be open to the command, which is the same user.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// Descriptors cork inherited from its own parent are not the
+	// command's: only 0, 1 and 2 reach it.
+	unix.CloseRange(fdSocket+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	statusW := os.NewFile(fdStatus, "status")
 	fail := func(format string, a ...any) int {
 		writeStatus(statusW, status{Error: fmt.Sprintf(format, a...)})
@@ -91,10 +89,11 @@ func initMain() int {
 	forwarded := []os.Signal{unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGINT, unix.SIGQUIT}
 	signal.Notify(sigs, forwarded...)
 
-	pid, err := startStage2(&spec, statusW)
+	pid, layers, err := startCommand(&spec)
 	if err != nil {
-		return fail("sandbox: start %s: %v", spec.Argv[0], err)
+		return fail("sandbox: %v", err)
 	}
+	writeStatus(statusW, status{Layers: layers})
 	statusW.Close()
 
 	// cork holds the spec pipe open for as long as it runs: when it dies,
@@ -137,33 +136,82 @@ func reap(pid int) int {
 	}
 }
 
-// startStage2 re-executes this program as stage 2, which restricts
-// itself and execs the command.
-func startStage2(spec *initSpec, statusW *os.File) (int, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return 0, err
+// startCommand starts the command from an OS thread of its own that
+// first becomes what the command must be: RunAs's user, then restricted
+// (Restrict.apply: capabilities, no_new_privs, Landlock, seccomp — all of
+// them per thread). The child inherits the thread's state; init's other
+// threads keep theirs. The thread is never unlocked, so the runtime
+// retires it. It returns the command's pid and the layers applied.
+func startCommand(spec *initSpec) (int, []string, error) {
+	type result struct {
+		pid    int
+		layers []string
+		err    error
 	}
-	defer r.Close()
-	b, err := json.Marshal(stage2Spec{Argv: spec.Argv, Env: spec.Env, Restrict: spec.Restrict})
-	if err != nil {
-		w.Close()
-		return 0, err
-	}
+	ch := make(chan result, 1)
 	go func() {
-		w.Write(b)
-		w.Close()
+		runtime.LockOSThread()
+		var r result
+		defer func() { ch <- r }()
+		path, err := lookPath(spec.Argv[0], spec.Env)
+		if err != nil {
+			r.err = err
+			return
+		}
+		if spec.RunAs != nil {
+			// Root of the namespace still: empty the bounding set while
+			// that is allowed; the switch of user then clears the rest.
+			if r.err = dropBounding(); r.err != nil {
+				return
+			}
+			if r.err = becomeUser(spec.RunAs); r.err != nil {
+				return
+			}
+		}
+		if r.layers, r.err = spec.Restrict.apply(); r.err != nil {
+			return
+		}
+		// No Pdeathsig: it would fire when this thread ends. Init's own
+		// exit kills the namespace instead.
+		r.pid, r.err = syscall.ForkExec(path, spec.Argv, &syscall.ProcAttr{
+			Dir:   spec.Dir,
+			Env:   spec.Env,
+			Files: []uintptr{0, 1, 2},
+		})
+		if r.err != nil {
+			r.err = fmt.Errorf("exec %s: %w", spec.Argv[0], r.err)
+		}
 	}()
-	attr := &syscall.ProcAttr{
-		Dir:   spec.Dir,
-		Env:   spec.Env,
-		Files: []uintptr{0, 1, 2, r.Fd(), statusW.Fd()},
-		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	r := <-ch
+	return r.pid, r.layers, r.err
+}
+
+// dropBounding empties the calling thread's capability bounding set.
+func dropBounding() error {
+	for c := 0; ; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) { // past the kernel's last capability
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
 	}
-	if spec.RunAs != nil {
-		attr.Sys.Credential = &syscall.Credential{Uid: uint32(spec.RunAs.UID), Gid: uint32(spec.RunAs.GID), Groups: []uint32{}}
+}
+
+// becomeUser switches the calling thread (only: raw system calls, not
+// Go's all-threads ones) to u, with no supplementary group.
+func becomeUser(u *User) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
 	}
-	return syscall.ForkExec("/proc/self/exe", []string{stage2Arg0}, attr)
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.GID), uintptr(u.GID), uintptr(u.GID)); e != 0 {
+		return fmt.Errorf("setresgid %d: %w", u.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.UID), uintptr(u.UID), uintptr(u.UID)); e != 0 {
+		return fmt.Errorf("setresuid %d: %w", u.UID, e)
+	}
+	return nil
 }
 
 // relay copies each connection to 127.0.0.1:Port inside the namespace
@@ -194,45 +242,42 @@ func relay(ln net.Listener, socket string) {
 	}
 }
 
-// stage2Main restricts this process and execs the command; it returns
-// only when that fails.
-func stage2Main() int {
-	statusW := os.NewFile(fdStatus, "status")
-	syscall.CloseOnExec(fdStatus)
-	fail := func(code int, format string, a ...any) int {
-		msg := fmt.Sprintf(format, a...)
-		writeStatus(statusW, status{Error: msg})
-		return code
+// lookPath finds the command as a shell would, in env's PATH, in the
+// sandbox's view.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("exec %s: %w", name, err)
+		}
+		return name, nil
 	}
-	var spec stage2Spec
-	if err := json.NewDecoder(os.NewFile(fdSpec, "spec")).Decode(&spec); err != nil {
-		return fail(125, "sandbox: stage 2: read spec: %v", err)
+	var path string
+	for _, kv := range env {
+		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = p
+		}
 	}
-	unix.Close(fdSpec)
-	if len(spec.Argv) == 0 {
-		return fail(125, "sandbox: no command")
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
 	}
-	path, err := lookPath(spec.Argv[0])
-	if err != nil {
-		return fail(127, "%v", err)
-	}
-	// Restrictions are per thread; exec happens on this one.
-	lockThread()
-	layers, err := spec.Restrict.apply()
-	if err != nil {
-		return fail(125, "sandbox: %v", err)
-	}
-	writeStatus(statusW, status{Layers: layers})
-	err = syscall.Exec(path, spec.Argv, spec.Env)
-	return fail(126, "sandbox: exec %s: %v", spec.Argv[0], err)
+	return "", fmt.Errorf("exec %s: executable file not found in $PATH", name)
 }
 
-func lockThread() { runtime.LockOSThread() }
-
-// lookPath finds the command in the sandbox's PATH (stage 2 runs with the
-// command's environment, and inside the sandbox's view).
-func lookPath(name string) (string, error) {
-	return exec.LookPath(name)
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
 }
 
 // loopbackUp brings up the namespace's loopback interface.

@@ -29,5 +29,4 @@ func (*Sandbox) Start(context.Context) error { return nil }
 // Close does nothing.
 func (*Sandbox) Close() error { return nil }
 
-func initMain() int   { return 125 }
-func stage2Main() int { return 125 }
+func initMain() int { return 125 }

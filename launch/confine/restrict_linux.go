@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Restrict is what stage 2 applies to itself just before it execs the
-// command: no capability, no_new_privs, a Landlock domain and a seccomp
+// Restrict is what init's command-starting thread applies to itself just
+// before it forks and execs the command: no capability, no_new_privs, a Landlock domain and a seccomp
 // filter. Everything is read+execute except the paths it names. The zero
 // value leaves the whole tree read-only (except /proc). A Restrict is a
 // plain value; apply changes the calling thread, not the Restrict.
@@ -66,7 +66,7 @@ const landlockFS = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFi
 	ll.AccessFSMakeSym | ll.AccessFSRefer | ll.AccessFSTruncate |
 	ll.AccessFSIoctlDev | ll.AccessFSResolveUnix
 
-// apply restricts the calling OS thread, which must then exec the command:
+// apply restricts the calling OS thread, which must then start the command:
 // every layer is per thread (seccomp without TSYNC, Landlock on this thread
 // only), and execve hands the thread's state to the new program. apply
 // locks the calling goroutine to its thread and never unlocks it, so the
@@ -79,7 +79,7 @@ const landlockFS = ll.AccessFSExecute | ll.AccessFSWriteFile | ll.AccessFSReadFi
 // privilege); Landlock at the kernel's best ABI (none when the kernel has
 // no Landlock); the seccomp filter. It returns the layers it applied in
 // words for a progress line, e.g. ["capabilities", "landlock ABI 7",
-// "seccomp"]. An error means the thread must not exec the command; the
+// "seccomp"]. An error means the thread must not start the command; the
 // thread may then be partly restricted.
 func (r Restrict) apply() (layers []string, err error) {
 	runtime.LockOSThread() // never unlocked: see the doc comment
@@ -91,7 +91,7 @@ func (r Restrict) apply() (layers []string, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if dropped {
+	if dropped || boundingEmpty() {
 		layers = append(layers, "capabilities")
 	}
 	abi, err := r.landlock()
@@ -105,6 +105,20 @@ func (r Restrict) apply() (layers []string, err error) {
 		return nil, err
 	}
 	return append(layers, "seccomp"), nil
+}
+
+// boundingEmpty reports whether the calling thread's bounding set is
+// empty (emptied before a switch of user, say).
+func boundingEmpty() bool {
+	for c := 0; ; c++ {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+		if err != nil {
+			return true // past the kernel's last capability
+		}
+		if in == 1 {
+			return false
+		}
+	}
 }
 
 // dropCaps empties the calling thread's capability sets. The bounding set

@@ -7,8 +7,8 @@ import (
 	"runtime"
 )
 
-// Restrict is what stage 2 applies to itself just before it execs the
-// command. Here (not Linux on amd64 or arm64) there is no seccomp filter
+// Restrict is what init's command-starting thread applies to itself just
+// before it forks and execs the command. Here (not Linux on amd64 or arm64) there is no seccomp filter
 // for the platform, so apply always fails: the command must not run
 // without it.
 type Restrict struct {

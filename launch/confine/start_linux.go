@@ -107,8 +107,8 @@ func mapIDs(attr *syscall.SysProcAttr, runAs *User) {
 	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
 	if uid != 0 {
 		// Exec clears the capabilities of a non-zero uid: init keeps the
-		// ones it needs (mounts, the hostname, loopback; stage 2 then
-		// empties the bounding set) as ambient capabilities of the new
+		// ones it needs (mounts, loopback; the thread that starts the
+		// command then empties the bounding set) as ambient capabilities of the new
 		// namespace.
 		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SETPCAP}
 		return
