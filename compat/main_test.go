@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/cork-sh/cork/launch/confine"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/launch/confine"
 )
 
 var update = flag.Bool("update", false, "rewrite ../docs/COMPATIBILITY.md from this run")
