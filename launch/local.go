@@ -237,10 +237,8 @@ func newSandbox(spec *Spec, env map[string]string, dir, home, sockDir string, gr
 		Hide:        spec.Local.Hide,
 		HideHome:    spec.Local.HideHome,
 		Path:        filepath.SplitList(env["PATH"]),
+		Secrets:     confine.SecretsFromEnv(spec.HostEnv),
 		Sockets:     []string{sockDir},
-	}
-	if s := spec.HostEnv["SSH_AUTH_SOCK"]; s != "" {
-		view.Sockets = append(view.Sockets, s)
 	}
 	if s, ok := strings.CutPrefix(spec.HostEnv["DOCKER_HOST"], "unix://"); ok {
 		view.Sockets = append(view.Sockets, s)

@@ -15,6 +15,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"path/filepath"
@@ -317,6 +318,23 @@ func (e *escapeEnv) probes(t *testing.T) []escapeProbe {
 	serveBanner(t, aln, banner)
 	ps = append(ps, escapeProbe{name: "unix-abstract", check: "connecting to a host abstract Unix socket",
 		cmd: fmt.Sprintf("python3 -c %s %s %s", shq(pyUnix), abstract, banner)})
+	// vsock reaches the hypervisor, outside any network namespace.
+	vsockSkip := ""
+	if fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0); err != nil {
+		vsockSkip = fmt.Sprintf("no vsock on this host: %v", err)
+	} else {
+		unix.Close(fd)
+	}
+	ps = append(ps, escapeProbe{name: "vsock", check: "opening an AF_VSOCK socket", skip: vsockSkip,
+		cmd: `python3 -c 'import socket; socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)'`})
+	// A command that is uid 0 (cork run as plain root) needs no
+	// capability to write some sysctls, core_pattern among them (a pipe
+	// there runs a program as host root): /proc/sys is read-only. The
+	// probe writes the value back unchanged.
+	if e.mode.cmd.uid == 0 {
+		ps = append(ps, escapeProbe{name: "sysctl-write", check: "writing /proc/sys/kernel/core_pattern as uid 0",
+			cmd: `v=$(cat /proc/sys/kernel/core_pattern) && printf '%s\n' "$v" > /proc/sys/kernel/core_pattern`})
+	}
 
 	// 5. Writes outside the workspace and the sandbox HOME fail; inside
 	// them they succeed.

@@ -11,21 +11,18 @@ const linkBudget = 50000
 
 type linkedSecret struct{ link, secret string }
 
-// linkedSecrets finds the hard links to hidden credential files that the
-// sandbox would still show: files in the binds (the workspace, --read-write
+// linkedSecrets finds the hard links to files of the hidden credential
+// locations that the sandbox would still show: files in the binds (the workspace, --read-write
 // and --read-only paths) sharing an inode with a file of a hidden
 // credential location. Hiding a path does not hide its inode's other
 // names. Only when a hidden file has more than one link are the binds
 // walked, so the usual cost is a walk of the (small) credential
 // locations.
-func linkedSecrets(ms []mount) ([]linkedSecret, error) {
+func linkedSecrets(hidden []string, ms []mount) ([]linkedSecret, error) {
 	type inode struct{ dev, ino uint64 }
 	secrets := map[inode]string{}
-	for _, m := range ms {
-		if m.Op != opHide || !m.Secret {
-			continue
-		}
-		walk(m.Path, func(p string, st *syscall.Stat_t) {
+	for _, h := range hidden {
+		walk(h, func(p string, st *syscall.Stat_t) {
 			if st.Nlink > 1 {
 				secrets[inode{uint64(st.Dev), st.Ino}] = p
 			}

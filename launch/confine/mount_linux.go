@@ -82,6 +82,14 @@ func buildView(ms []mount, emptyFile string) error {
 				return fmt.Errorf("hide %s: %w", m.Path, err)
 			}
 			sealed = append(sealed, m.Path)
+		case opMask:
+			done, err := mask(m.Path, m.Drop)
+			if err != nil {
+				return fmt.Errorf("hide in %s: %w", m.Path, err)
+			}
+			if done {
+				sealed = append(sealed, m.Path)
+			}
 		case opHide:
 			if _, err := os.Lstat(m.Path); err != nil {
 				continue // under a hidden home already
@@ -113,7 +121,120 @@ func buildView(ms []mount, emptyFile string) error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc for the PID namespace: %w", err)
 	}
+	return guardProc(fdPath(emptyFile))
+}
+
+// procReadOnly are the parts of /proc that write to the kernel itself
+// (sysctls, the SysRq trigger, IRQ affinity): a command that is uid 0 —
+// cork run as plain root — needs no capability to write some of them,
+// core_pattern among them. procMasked are read-outs of kernel memory,
+// keys and timers. The lists are runc's.
+var (
+	procReadOnly = []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"}
+	procMasked   = []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats", "/proc/acpi", "/proc/scsi"}
+)
+
+// guardProc makes procReadOnly read-only and hides procMasked (files
+// under empty, directories under an empty read-only tmpfs).
+func guardProc(empty string) error {
+	for _, p := range procReadOnly {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := bind(p, p, false); err != nil {
+			return fmt.Errorf("read-only %s: %w", p, err)
+		}
+	}
+	for _, p := range procMasked {
+		st, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if st.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k")
+		} else {
+			err = bind(empty, p, false)
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s: %w", p, err)
+		}
+	}
 	return nil
+}
+
+// mask replaces the directory d by a tmpfs that shows what d holds now,
+// but for the names in drop: entries are bound back (symbolic links
+// copied), so they stay live, while d's own list of names is fixed. A
+// name the host adds to d later does not show; nor does one it renames
+// over (the bind goes with the old file). It reports false when d is not
+// in this view (under an emptied home, say).
+func mask(d string, drop []string) (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(d, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return false, nil
+	}
+	ents, err := os.ReadDir(d)
+	if err != nil {
+		return false, err
+	}
+	type entry struct {
+		name, link string
+		fd         int
+		dir        bool
+	}
+	var keep []entry
+	defer func() {
+		for _, e := range keep {
+			if e.fd >= 0 {
+				unix.Close(e.fd)
+			}
+		}
+	}()
+	for _, e := range ents {
+		if slices.Contains(drop, e.Name()) {
+			continue
+		}
+		p := filepath.Join(d, e.Name())
+		if e.Type()&os.ModeSymlink != 0 {
+			if target, err := os.Readlink(p); err == nil {
+				keep = append(keep, entry{name: e.Name(), link: target, fd: -1})
+			}
+			continue
+		}
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		keep = append(keep, entry{name: e.Name(), fd: fd, dir: e.IsDir()})
+	}
+	opts := fmt.Sprintf("mode=%o,size=1m", st.Mode&0o7777)
+	if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return false, err
+	}
+	unix.Chown(d, int(st.Uid), int(st.Gid)) // where the owner is mapped; cosmetic otherwise
+	for _, e := range keep {
+		p := filepath.Join(d, e.name)
+		var err error
+		switch {
+		case e.fd < 0:
+			err = os.Symlink(e.link, p)
+		case e.dir:
+			if err = os.Mkdir(p, 0o755); err == nil {
+				err = bind("/proc/self/fd/"+strconv.Itoa(e.fd), p, false)
+			}
+		default:
+			if err = os.WriteFile(p, nil, 0o644); err == nil {
+				err = bind("/proc/self/fd/"+strconv.Itoa(e.fd), p, false)
+			}
+		}
+		if err != nil {
+			// Gone between the listing and the bind (the host changes
+			// the directory as the sandbox starts): hidden, which fails
+			// closed.
+			os.Remove(p)
+		}
+	}
+	return true, nil
 }
 
 // bind mounts src (a path, or a /proc/self/fd link) at target,

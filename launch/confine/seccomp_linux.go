@@ -16,11 +16,12 @@ import (
 type action int
 
 const (
-	deny      action = iota // EPERM
-	nosys                   // ENOSYS: the program falls back to an older call
-	cloneArgs               // EPERM when a namespace flag is set
-	ioctlArgs               // EPERM for TIOCSTI and TIOCLINUX
-	persArgs                // EPERM for any persona but the allowed few
+	deny       action = iota // EPERM
+	nosys                    // ENOSYS: the program falls back to an older call
+	cloneArgs                // EPERM when a namespace flag is set
+	ioctlArgs                // EPERM for TIOCSTI and TIOCLINUX
+	persArgs                 // EPERM for any persona but the allowed few
+	socketArgs               // EPERM for AF_VSOCK
 )
 
 // seccompTable is the filter's deny list; every call it does not name is
@@ -77,6 +78,9 @@ var seccompTable = []struct {
 	{unix.SYS_PERSONALITY, "personality", persArgs},
 	// The terminal.
 	{unix.SYS_IOCTL, "ioctl", ioctlArgs},
+	// vsock reaches the hypervisor (and what runs beside this machine),
+	// outside the network namespace.
+	{unix.SYS_SOCKET, "socket", socketArgs},
 	// io_uring runs calls out of the filter's sight; programs fall back
 	// to ordinary I/O.
 	{unix.SYS_IO_URING_SETUP, "io_uring_setup", nosys},
@@ -138,7 +142,7 @@ func seccompProgram(denyErrno, nosysErrno syscall.Errno) ([]bpf.RawInstruction, 
 	if goarch == "amd64" {
 		p.add(bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: x32Bit}, "deny", "")
 	}
-	labels := map[action]string{deny: "deny", nosys: "nosys", cloneArgs: "clone", ioctlArgs: "ioctl", persArgs: "personality"}
+	labels := map[action]string{deny: "deny", nosys: "nosys", cloneArgs: "clone", ioctlArgs: "ioctl", persArgs: "personality", socketArgs: "socket"}
 	for _, e := range seccompTable {
 		p.add(bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(e.nr)}, labels[e.action], "")
 	}
@@ -156,6 +160,10 @@ func seccompProgram(denyErrno, nosysErrno syscall.Errno) ([]bpf.RawInstruction, 
 	p.add(bpf.LoadAbsolute{Off: argLow(1), Size: 4}, "", "")
 	p.add(bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.TIOCSTI}, "deny", "")
 	p.add(bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.TIOCLINUX}, "deny", "allow")
+
+	p.label("socket") // the domain is an int
+	p.add(bpf.LoadAbsolute{Off: argLow(0), Size: 4}, "", "")
+	p.add(bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_VSOCK}, "deny", "allow")
 
 	p.label("personality") // personality takes an unsigned int
 	p.add(bpf.LoadAbsolute{Off: argLow(0), Size: 4}, "", "")

@@ -49,11 +49,12 @@ func New(s *Spec) (*Sandbox, error) {
 	}
 	view := s.View
 	view.ReadOnly = append(slices.Clip(view.ReadOnly), commandDirs(s.Argv[0], s.Env)...)
-	mounts, notes, err := view.mounts()
+	mounts, secrets, err := view.mounts()
 	if err != nil {
 		return nil, err
 	}
-	linked, err := linkedSecrets(mounts)
+	var notes []string
+	linked, err := linkedSecrets(secrets, mounts)
 	if err != nil {
 		return nil, err
 	}

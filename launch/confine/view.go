@@ -24,6 +24,8 @@ var HomeSecrets = []string{
 	".docker", ".terraform.d", ".vault-token", ".config/op", ".config/rclone",
 	// Keys and passwords.
 	".ssh", ".gnupg", ".password-store", ".netrc", ".git-credentials", ".pgpass", ".my.cnf",
+	// Git and container credential stores, model hubs.
+	".config/git/credentials", ".cache/git/credential", ".config/containers/auth.json", ".cache/huggingface/token", ".huggingface",
 	// Package registries.
 	".npmrc", ".yarnrc", ".yarnrc.yml", ".pypirc", ".gem/credentials", ".cargo/credentials", ".cargo/credentials.toml",
 	".m2/settings.xml", ".gradle/gradle.properties", ".nuget/NuGet",
@@ -39,7 +41,46 @@ var HomeSecrets = []string{
 var SystemSecrets = []string{
 	"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/ssh/ssh_host_*_key",
 	"/run/docker.sock", "/var/run/docker.sock", "/run/docker", "/run/containerd", "/run/podman",
-	"/run/crio", "/run/buildkit", "/run/user",
+	"/run/crio", "/run/buildkit", "/run/libvirt", "/run/snapd.socket", "/run/snapd-snap.socket",
+	// Per-user runtime directories, the system bus (polkit would treat the
+	// command as the user's session), systemd's private socket, smart
+	// cards, screen sessions.
+	"/run/user", "/run/dbus", "/run/systemd/private", "/run/pcscd", "/run/screen",
+}
+
+// EnvSecrets are the host variables that move a credential location:
+// each names a file or directory to hide (a list, for KUBECONFIG).
+// XDG_CONFIG_HOME moves every ".config/…" entry of HomeSecrets.
+var EnvSecrets = []string{
+	"CODEX_HOME", "CLAUDE_CONFIG_DIR", "GH_CONFIG_DIR", "GEMINI_CONFIG_DIR", "DOCKER_CONFIG", "GNUPGHOME",
+	"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG",
+	"AZURE_CONFIG_DIR", "KUBECONFIG", "NPM_CONFIG_USERCONFIG", "npm_config_userconfig", "PIP_CONFIG_FILE",
+	"NETRC", "PASSWORD_STORE_DIR", "VAULT_CONFIG_PATH", "HF_TOKEN_PATH", "SSH_AUTH_SOCK",
+}
+
+// SecretsFromEnv lists the credential locations env's variables point at
+// (EnvSecrets, CARGO_HOME's credentials, XDG_CONFIG_HOME's entries).
+// Only paths are read from env.
+func SecretsFromEnv(env map[string]string) []string {
+	var out []string
+	for _, k := range EnvSecrets {
+		for _, p := range filepath.SplitList(env[k]) {
+			if filepath.IsAbs(p) {
+				out = append(out, p)
+			}
+		}
+	}
+	if c := env["CARGO_HOME"]; filepath.IsAbs(c) {
+		out = append(out, filepath.Join(c, "credentials"), filepath.Join(c, "credentials.toml"))
+	}
+	if x := env["XDG_CONFIG_HOME"]; filepath.IsAbs(x) {
+		for _, rel := range HomeSecrets {
+			if r, ok := strings.CutPrefix(rel, ".config/"); ok {
+				out = append(out, filepath.Join(x, r))
+			}
+		}
+	}
+	return out
 }
 
 // View is what the sandbox sees of the host's filesystem: the whole tree
@@ -62,9 +103,9 @@ type View struct {
 	// keeps its lib next to its bin).
 	HideHome bool
 	Path     []string
-	// Sockets are further host paths to hide: the agent socket
-	// (SSH_AUTH_SOCK), the proxy's private directory.
-	Sockets []string
+	// Secrets are further credential locations to hide (SecretsFromEnv);
+	// Sockets further host paths (the proxy's private directory).
+	Secrets, Sockets []string
 }
 
 // mount is one step of the sandbox's filesystem view, applied in order
@@ -78,14 +119,15 @@ type mount struct {
 	// Dir (opHide): Path is a directory, hidden by an empty tmpfs; else a
 	// file, hidden by an empty file.
 	Dir bool `json:"dir,omitempty"`
-	// Secret (opHide): a credential location, not merely someone else's
-	// home; hard links to its files are looked for.
-	Secret bool `json:"-"`
+	// Drop (opMask): the names in the directory Path that the sandbox
+	// does not see; it sees the others as they were at the start.
+	Drop []string `json:"drop,omitempty"`
 }
 
 const (
 	opBind = "bind"
 	opHide = "hide"
+	opMask = "mask"
 	// opHideHome hides a home directory under an empty tmpfs that later
 	// binds fill in.
 	opHideHome = "hide-home"
@@ -95,9 +137,9 @@ const (
 // shows there, and binds into them get their mount point created.
 var privateDirs = []string{"/tmp", "/dev", "/proc"}
 
-// mounts computes the view's steps. Errors name the flag or path at fault.
-func (v View) mounts() ([]mount, []string, error) {
-	var notes []string
+// mounts computes the view's steps, and the credential locations hidden.
+// Errors name the flag or path at fault.
+func (v View) mounts() (out []mount, secrets []string, err error) {
 	homes := realPaths(v.Homes)
 	hidden := map[string]bool{} // resolved host path → hide it
 	credential := map[string]bool{}
@@ -111,6 +153,11 @@ func (v View) mounts() ([]mount, []string, error) {
 	for _, pat := range SystemSecrets {
 		for _, p := range globReal(pat) {
 			hidden[p], credential[p] = true, true
+		}
+	}
+	for _, p := range v.Secrets {
+		for _, r := range globReal(p) {
+			hidden[r], credential[r] = true, true
 		}
 	}
 	for _, p := range v.Sockets {
@@ -137,6 +184,9 @@ func (v View) mounts() ([]mount, []string, error) {
 		}
 		if r == "/" {
 			return fmt.Errorf("%s %s: the whole tree cannot be %s", flag, p, map[bool]string{true: "read-write", false: "re-bound"}[rw])
+		}
+		if rw && slices.Contains(homes, r) {
+			return fmt.Errorf("%s %s: that is your home directory, whose shell start-up files would let the command run code outside the sandbox; give a subdirectory", flag, p)
 		}
 		delete(hidden, r) // an explicit view of a hidden location un-hides it
 		delete(credential, r)
@@ -171,7 +221,6 @@ func (v View) mounts() ([]mount, []string, error) {
 		binds[ws] = mount{Op: opBind, Path: ws, Src: ws, RW: true}
 	}
 
-	var out []mount
 	if v.HideHome {
 		for _, h := range homes {
 			out = append(out, mount{Op: opHideHome, Path: h, Dir: true})
@@ -182,13 +231,31 @@ func (v View) mounts() ([]mount, []string, error) {
 			}
 		}
 	}
+	// A hide is a mask of its parent where it can be: an overmount of the
+	// path itself would vanish when the host renames over it (as editors,
+	// bash's history and credential stores write), and a location created
+	// on the host later would show. A masked directory shows only what it
+	// held at the start, minus the hidden names.
+	masks := map[string][]string{}
 	for p := range hidden {
 		st, err := os.Stat(p)
-		if err != nil {
+		if err != nil || hiddenAncestor(p, hidden) {
 			continue
 		}
-		out = append(out, mount{Op: opHide, Path: p, Dir: st.IsDir(), Secret: credential[p]})
+		if d := filepath.Dir(p); maskable(d, binds) {
+			masks[d] = append(masks[d], filepath.Base(p))
+			continue
+		}
+		out = append(out, mount{Op: opHide, Path: p, Dir: st.IsDir()})
 	}
+	for d, names := range masks {
+		slices.Sort(names)
+		out = append(out, mount{Op: opMask, Path: d, Dir: true, Drop: names})
+	}
+	for p := range credential {
+		secrets = append(secrets, p)
+	}
+	slices.Sort(secrets)
 	for _, b := range binds {
 		out = append(out, b)
 	}
@@ -205,7 +272,37 @@ func (v View) mounts() ([]mount, []string, error) {
 		return strings.Compare(a.Path, b.Path)
 	})
 	out = dropShadowed(out)
-	return out, notes, nil
+	return out, secrets, nil
+}
+
+// hiddenAncestor reports whether a directory above p is hidden (and p
+// with it).
+func hiddenAncestor(p string, hidden map[string]bool) bool {
+	for d := filepath.Dir(p); d != "/" && d != "."; d = filepath.Dir(d) {
+		if hidden[d] {
+			return true
+		}
+	}
+	return false
+}
+
+// unmaskable are directories too central to replace: their hidden
+// entries are overmounted one by one instead.
+var unmaskable = []string{"/", "/etc"}
+
+// maskable reports whether the directory d may be replaced by a mask:
+// not a central one, and not in a read-write tree (whose contents the
+// command changes).
+func maskable(d string, binds map[string]mount) bool {
+	if slices.Contains(unmaskable, d) {
+		return false
+	}
+	for _, b := range binds {
+		if b.RW && within(d, b.Path) {
+			return false
+		}
+	}
+	return true
 }
 
 func opOrder(op string) string {
@@ -246,11 +343,11 @@ func checkWorkspace(ws string, homes []string, credential map[string]bool) error
 		}
 	}
 	for p := range credential {
-		if within(p, ws) {
-			return errorf("workspace %s contains %s, a hidden credential location; use a directory that does not", ws, p)
-		}
 		if within(ws, p) {
 			return errorf("workspace %s is inside %s, a hidden credential location", ws, p)
+		}
+		if within(p, ws) {
+			return errorf("workspace %s contains %s, a hidden credential location; use a directory that does not", ws, p)
 		}
 	}
 	return nil

@@ -1,0 +1,152 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// liveHome is a home outside /tmp (which the sandbox replaces) for one
+// test, given to cork as $HOME.
+func liveHome(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/var/tmp", "cork-live-home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// The host changes credential locations while the sandbox runs, the way
+// programs write them: renaming a new file over the old one (editors,
+// bash's history, credential stores), and creating one that did not
+// exist when the sandbox started (a first `codex login`). Neither may
+// show in the sandbox.
+func TestSandboxHostChangesWhileRunning(t *testing.T) {
+	cork := corkBinary(t)
+	home := liveHome(t)
+	claude := filepath.Join(home, ".claude.json")
+	if err := os.WriteFile(claude, []byte(`{"primaryApiKey":"dummy-at-start"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const renamed, created = "sk-ant-renamed-over-0123456789", "codex-created-later-0123456789"
+	script := `IFS= read -r go
+cat "$H/.claude.json"; echo
+cat "$H/.codex/auth.json"; echo
+ls -a "$H"
+echo END`
+	cmd := exec.Command(cork, "run", "--inject", "api.example.com=LIVE_TOKEN", "--env", "H="+home, "--", "sh", "-c", script)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "LIVE_TOKEN=live-test-real-token"}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Change the host once the command runs: after the progress line
+	// that says so.
+	ready := make(chan struct{})
+	errText := make(chan string, 1)
+	go func() {
+		var all strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "cork: sandbox ready") {
+				close(ready)
+			}
+		}
+		errText <- all.String()
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("no 'sandbox ready' line within 60s; stderr:\n%s", <-errText)
+	}
+
+	if err := os.WriteFile(claude+".tmp", []byte(`{"primaryApiKey":"`+renamed+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(claude+".tmp", claude); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, ".codex"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".codex", "auth.json"), []byte(created), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, "go\n")
+	stdin.Close()
+	err = cmd.Wait()
+	text := out.String()
+	if err != nil || !strings.Contains(text, "END") {
+		t.Fatalf("cork run: %v; stdout:\n%s\nstderr:\n%s", err, text, <-errText)
+	}
+	for _, secret := range []string{renamed, created, "dummy-at-start"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the sandbox read %q after the host changed its credential files:\n%s", secret, text)
+		}
+	}
+	// The control: the same script outside the sandbox reads both.
+	direct := exec.Command("sh", "-c", script)
+	direct.Env = []string{"PATH=/usr/bin:/bin", "H=" + home}
+	direct.Stdin = strings.NewReader("go\n")
+	b, err := direct.Output()
+	if err != nil || !strings.Contains(string(b), renamed) || !strings.Contains(string(b), created) {
+		t.Errorf("outside the sandbox the script did not read both files (%v):\n%s", err, b)
+	}
+}
+
+// Descriptors cork inherits from whatever started it do not reach the
+// command: an open directory of the real home would bypass every hide.
+func TestSandboxInheritsNoDescriptors(t *testing.T) {
+	cork := corkBinary(t)
+	home := liveHome(t)
+	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	os.WriteFile(filepath.Join(home, ".ssh", "id_ed25519"), []byte("inherited-fd-secret-key"), 0o600)
+	dir, err := os.Open(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	// fds 3..7 in cork: the last is the home directory.
+	var extra []*os.File
+	for range 4 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		extra = append(extra, f)
+	}
+	extra = append(extra, dir)
+	cmd := exec.Command(cork, "run", "--quiet", "--inject", "api.example.com=LIVE_TOKEN", "--",
+		"sh", "-c", `for fd in 3 4 5 6 7 8 9; do [ -e /proc/self/fd/$fd ] && echo "open $fd -> $(readlink /proc/self/fd/$fd)"; done; cat /proc/self/fd/7/.ssh/id_ed25519; echo END`)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "LIVE_TOKEN=live-test-real-token"}
+	cmd.ExtraFiles = extra
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if err != nil || !strings.Contains(text, "END") {
+		t.Fatalf("cork run: %v:\n%s", err, text)
+	}
+	if strings.Contains(text, "open ") || strings.Contains(text, "inherited-fd-secret-key") {
+		t.Errorf("the command holds descriptors cork inherited:\n%s", text)
+	}
+}
