@@ -28,21 +28,76 @@ func liveHome(t *testing.T) string {
 // The host changes credential locations while the sandbox runs, the way
 // programs write them: renaming a new file over the old one (editors,
 // bash's history, credential stores), and creating one that did not
-// exist when the sandbox started (a first `codex login`). Neither may
-// show in the sandbox.
+// exist when the sandbox started (a first `codex login` or `gh auth
+// login`), also in a home that held no credential location at all.
+// Nothing of it may show in the sandbox.
 func TestSandboxHostChangesWhileRunning(t *testing.T) {
 	cork := corkBinary(t)
-	home := liveHome(t)
-	claude := filepath.Join(home, ".claude.json")
-	if err := os.WriteFile(claude, []byte(`{"primaryApiKey":"dummy-at-start"}`), 0o600); err != nil {
-		t.Fatal(err)
+	write := func(t *testing.T, home, rel, content string) {
+		t.Helper()
+		p := filepath.Join(home, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p+".tmp", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p+".tmp", p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	const renamed, created = "sk-ant-renamed-over-0123456789", "codex-created-later-0123456789"
-	script := `IFS= read -r go
-cat "$H/.claude.json"; echo
-cat "$H/.codex/auth.json"; echo
-ls -a "$H"
-echo END`
+	tests := []struct {
+		name  string
+		start map[string]string // written before cork starts
+		later map[string]string // written (renamed into place) while the command runs
+	}{
+		{"renamed over and created", map[string]string{".claude.json": "dummy-at-start"},
+			map[string]string{".claude.json": "sk-ant-renamed-over-0123456789", ".codex/auth.json": "codex-created-later-0123456789"}},
+		{"created in an empty home", nil,
+			map[string]string{".codex/auth.json": "codex-first-login-0123456789", ".config/gh/hosts.yml": "gh-first-login-0123456789"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			home := liveHome(t)
+			for rel, v := range tc.start {
+				write(t, home, rel, v)
+			}
+			script := "IFS= read -r go\n"
+			for rel := range tc.later {
+				script += `cat "$H/` + rel + `"; echo` + "\n"
+			}
+			script += `ls -aR "$H"; echo END`
+			text := runWhileHostChanges(t, cork, home, script, func() {
+				for rel, v := range tc.later {
+					write(t, home, rel, v)
+				}
+			})
+			for _, m := range []map[string]string{tc.start, tc.later} {
+				for rel, v := range m {
+					if strings.Contains(text, v) {
+						t.Errorf("the sandbox read ~/%s (%q) after the host changed it:\n%s", rel, v, text)
+					}
+				}
+			}
+			// The control: the same script outside the sandbox reads them.
+			direct := exec.Command("sh", "-c", script)
+			direct.Env = []string{"PATH=/usr/bin:/bin", "H=" + home}
+			direct.Stdin = strings.NewReader("go\n")
+			b, err := direct.Output()
+			for rel, v := range tc.later {
+				if err != nil || !strings.Contains(string(b), v) {
+					t.Errorf("outside the sandbox the script did not read ~/%s (%v):\n%s", rel, err, b)
+				}
+			}
+		})
+	}
+}
+
+// runWhileHostChanges runs script in the default sandbox with $H the
+// home, calls change once the command runs, then lets the script go on
+// (it reads a line first) and returns its output.
+func runWhileHostChanges(t *testing.T, cork, home, script string, change func()) string {
+	t.Helper()
 	cmd := exec.Command(cork, "run", "--inject", "api.example.com=LIVE_TOKEN", "--env", "H="+home, "--", "sh", "-c", script)
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "LIVE_TOKEN=live-test-real-token"}
 	stdin, err := cmd.StdinPipe()
@@ -79,19 +134,7 @@ echo END`
 		cmd.Process.Kill()
 		t.Fatalf("no 'sandbox ready' line within 60s; stderr:\n%s", <-errText)
 	}
-
-	if err := os.WriteFile(claude+".tmp", []byte(`{"primaryApiKey":"`+renamed+`"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(claude+".tmp", claude); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(home, ".codex"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(home, ".codex", "auth.json"), []byte(created), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	change()
 	io.WriteString(stdin, "go\n")
 	stdin.Close()
 	err = cmd.Wait()
@@ -99,19 +142,7 @@ echo END`
 	if err != nil || !strings.Contains(text, "END") {
 		t.Fatalf("cork run: %v; stdout:\n%s\nstderr:\n%s", err, text, <-errText)
 	}
-	for _, secret := range []string{renamed, created, "dummy-at-start"} {
-		if strings.Contains(text, secret) {
-			t.Errorf("the sandbox read %q after the host changed its credential files:\n%s", secret, text)
-		}
-	}
-	// The control: the same script outside the sandbox reads both.
-	direct := exec.Command("sh", "-c", script)
-	direct.Env = []string{"PATH=/usr/bin:/bin", "H=" + home}
-	direct.Stdin = strings.NewReader("go\n")
-	b, err := direct.Output()
-	if err != nil || !strings.Contains(string(b), renamed) || !strings.Contains(string(b), created) {
-		t.Errorf("outside the sandbox the script did not read both files (%v):\n%s", err, b)
-	}
+	return text
 }
 
 // Descriptors cork inherits from whatever started it do not reach the

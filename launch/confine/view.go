@@ -143,8 +143,11 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 	homes := realPaths(v.Homes)
 	hidden := map[string]bool{} // resolved host path → hide it
 	credential := map[string]bool{}
+	var watched []string // directories where credential locations are, or would appear
 	for _, h := range homes {
+		watched = append(watched, h)
 		for _, rel := range HomeSecrets {
+			watched = append(watched, filepath.Dir(filepath.Join(h, rel)))
 			for _, p := range globReal(filepath.Join(h, rel)) {
 				hidden[p], credential[p] = true, true
 			}
@@ -156,6 +159,7 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		}
 	}
 	for _, p := range v.Secrets {
+		watched = append(watched, filepath.Dir(p))
 		for _, r := range globReal(p) {
 			hidden[r], credential[r] = true, true
 		}
@@ -248,6 +252,17 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		}
 		out = append(out, mount{Op: opHide, Path: p, Dir: st.IsDir()})
 	}
+	// The directories where a credential location would appear are
+	// masked even when it does not exist yet (a first `codex login`, a
+	// first `gh auth login` during the run): the nearest existing
+	// directory above each, and every home.
+	for _, w := range watched {
+		if d := existingDir(w); d != "" && maskable(d, binds) && !hidden[d] && !hiddenAncestor(d, hidden) {
+			if _, ok := masks[d]; !ok {
+				masks[d] = nil
+			}
+		}
+	}
 	for d, names := range masks {
 		slices.Sort(names)
 		out = append(out, mount{Op: opMask, Path: d, Dir: true, Drop: names})
@@ -273,6 +288,19 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 	})
 	out = dropShadowed(out)
 	return out, secrets, nil
+}
+
+// existingDir is dir, or its nearest existing ancestor, resolved; "" if
+// there is none but the root.
+func existingDir(dir string) string {
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if r, err := realPath(d); err == nil {
+			if st, err := os.Stat(r); err == nil && st.IsDir() {
+				return r
+			}
+		}
+	}
+	return ""
 }
 
 // hiddenAncestor reports whether a directory above p is hidden (and p

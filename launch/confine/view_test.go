@@ -1,3 +1,5 @@
+//go:build linux
+
 package confine
 
 import (
@@ -85,6 +87,26 @@ func TestViewHidesTheCredentialTable(t *testing.T) {
 	}
 	if _, i := find(ms, filepath.Join(home, "bin")); i >= 0 {
 		t.Errorf("~/bin is not a credential location but has a mount")
+	}
+}
+
+// Where a credential location would appear, its directory is masked even
+// when nothing is hidden there yet: a file created during the run does
+// not show.
+func TestViewMasksWhereSecretsWouldAppear(t *testing.T) {
+	home := hostDir(t)
+	os.Mkdir(filepath.Join(home, ".config"), 0o755) // holds no credential location yet
+	ms, _, err := View{Homes: []string{home}}.mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{home, filepath.Join(home, ".config")} {
+		if m, i := find(ms, d); i < 0 || m.Op != opMask || len(m.Drop) != 0 {
+			t.Errorf("%s: %+v, want a mask that drops nothing (yet)", d, m)
+		}
+	}
+	if _, i := find(ms, filepath.Join(home, ".local")); i >= 0 {
+		t.Errorf("~/.local does not exist but has a mount")
 	}
 }
 
