@@ -74,6 +74,8 @@ type LocalOptions struct {
 	// real home but for the workspace and the directories on PATH.
 	Hide, ReadOnly, ReadWrite []string
 	HideHome                  bool
+	// NoLandlock leaves Landlock out of the sandbox (--no-landlock).
+	NoLandlock bool
 }
 
 func (s *Spec) progress(format string, a ...any) {

@@ -248,6 +248,7 @@ func newSandbox(spec *Spec, env map[string]string, dir, home, sockDir string, gr
 		View:      view,
 		SocketDir: sockDir, SocketName: proxySocket, Port: SandboxProxyPort,
 		RunAs:            runAs,
+		NoLandlock:       spec.Local.NoLandlock,
 		ForwardInterrupt: grouped,
 	})
 	if err != nil {

@@ -23,7 +23,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
                 [--policy FILE] [--image IMAGE] [--workspace DIR] [--allow HOST]... [--env K=V]...
-                [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home]
+                [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
 func runRun(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -51,6 +51,8 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	fs.Var(&readOnly, "read-only", "local backend: a host path the sandbox sees read-only, even if hidden by default (repeatable)")
 	fs.Var(&readWrite, "read-write", "local backend: a host path the sandbox may write, besides the workspace (repeatable)")
 	hideHome := fs.Bool("hide-home", false, "local backend: hide your whole home directory, but for the workspace and the directories on PATH")
+	noLandlock := fs.Bool("no-landlock", false, "local backend: leave Landlock out of the sandbox, for a kernel where it misbehaves\n"+
+		"(the namespaces, the read-only view and seccomp still confine)")
 	// --isolate-net was the opt-in to a network namespace; the sandbox
 	// has one by default now. Accepted, and said so.
 	isolateNet := fs.Bool("isolate-net", false, "deprecated: the local sandbox always has its own network namespace now")
@@ -72,14 +74,14 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		return usageErrorf("--backend: %v", err)
 	}
 	if backend.Name() != "local" {
-		for name, set := range map[string]bool{"--no-isolate": *noIsolate, "--hide": len(hides) > 0, "--read-only": len(readOnly) > 0, "--read-write": len(readWrite) > 0, "--hide-home": *hideHome} {
+		for name, set := range map[string]bool{"--no-isolate": *noIsolate, "--hide": len(hides) > 0, "--read-only": len(readOnly) > 0, "--read-write": len(readWrite) > 0, "--hide-home": *hideHome, "--no-landlock": *noLandlock} {
 			if set {
 				return usageErrorf("%s: only for --backend local", name)
 			}
 		}
 	}
-	if *noIsolate && (len(hides) > 0 || len(readOnly) > 0 || len(readWrite) > 0 || *hideHome) {
-		return usageErrorf("--no-isolate: --hide, --read-only, --read-write and --hide-home need the sandbox")
+	if *noIsolate && (len(hides) > 0 || len(readOnly) > 0 || len(readWrite) > 0 || *hideHome || *noLandlock) {
+		return usageErrorf("--no-isolate: --hide, --read-only, --read-write, --hide-home and --no-landlock need the sandbox")
 	}
 	if *isolateNet {
 		fmt.Fprintln(stderr, "cork: --isolate-net is the default now (the local sandbox has its own network namespace); the flag will go")
@@ -163,11 +165,12 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		Image:     *image,
 		Env:       extraEnv,
 		Local: launch.LocalOptions{
-			NoIsolate: *noIsolate,
-			Hide:      hides,
-			ReadOnly:  readOnly,
-			ReadWrite: readWrite,
-			HideHome:  *hideHome,
+			NoIsolate:  *noIsolate,
+			Hide:       hides,
+			ReadOnly:   readOnly,
+			ReadWrite:  readWrite,
+			HideHome:   *hideHome,
+			NoLandlock: *noLandlock,
 		},
 		Proxy: launch.ProxyOptions{
 			Logger:          &log,

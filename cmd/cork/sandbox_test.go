@@ -34,6 +34,7 @@ type sandboxMode struct {
 	cork account  // who runs cork
 	cmd  account  // who the command runs as, whose home holds the credentials
 	env  []string // cork's own variables (HOME, SUDO_*)
+	args []string // further `cork run` flags
 }
 
 // sandboxModes are the suite's three modes; each makes its accounts, or
@@ -45,6 +46,12 @@ var sandboxModes = []struct {
 	{"non-root", func(t *testing.T) sandboxMode {
 		a := plainUser(t)
 		return sandboxMode{cork: a, cmd: a, env: []string{"HOME=" + a.home, "USER=" + a.name}}
+	}},
+	// Where the kernel lacks Landlock, the namespaces, the read-only
+	// view and seccomp alone must hold every probe.
+	{"non-root without Landlock", func(t *testing.T) sandboxMode {
+		a := plainUser(t)
+		return sandboxMode{cork: a, cmd: a, env: []string{"HOME=" + a.home, "USER=" + a.name}, args: []string{"--no-landlock"}}
 	}},
 	{"root", func(t *testing.T) sandboxMode {
 		r := rootUser(t)
@@ -150,7 +157,14 @@ func TestSandboxEscapes(t *testing.T) {
 			}
 			e.sec.check(t, "cork run's stdout", inside.stdout)
 			e.sec.check(t, "cork run's stderr (and log)", inside.stderr)
-			for _, w := range []string{"sandbox ready (namespaces user,mount,pid,ipc,uts,net", "landlock", "seccomp"} {
+			layers := []string{"sandbox ready (namespaces user,mount,pid,ipc,uts,net", "capabilities", "landlock", "seccomp"}
+			if slices.Contains(e.mode.args, "--no-landlock") {
+				layers = slices.DeleteFunc(layers, func(l string) bool { return l == "landlock" })
+				if strings.Contains(inside.stderr, "landlock") {
+					t.Errorf("--no-landlock: the progress line still names Landlock; stderr:\n%s", e.sec.redact(inside.stderr))
+				}
+			}
+			for _, w := range layers {
 				if !strings.Contains(inside.stderr, w) {
 					t.Errorf("cork run's stderr lacks %q; stderr:\n%s", w, e.sec.redact(inside.stderr))
 				}
@@ -225,7 +239,8 @@ func (e *escapeEnv) cork(t *testing.T, args ...string) procRun {
 		"CORK_UPSTREAM_CA_FILE=" + e.caFile,
 		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
 	}, e.mode.env...)
-	argv := append([]string{e.bin, "run", "--inject", "api.example.com=" + escapeTokenVar, "--workspace", e.ws}, args...)
+	argv := append([]string{e.bin, "run", "--inject", "api.example.com=" + escapeTokenVar, "--workspace", e.ws}, e.mode.args...)
+	argv = append(argv, args...)
 	return start(t, e.mode.cork, env, e.ws, argv...)
 }
 

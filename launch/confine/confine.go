@@ -26,6 +26,8 @@ type Spec struct {
 	// root (the invoking user under sudo). Nil: the caller's own uid
 	// (root stays uid 0 inside, without any capability).
 	RunAs *User
+	// NoLandlock leaves Landlock out of the command's restrictions.
+	NoLandlock bool
 	// ForwardInterrupt makes init pass SIGINT and SIGQUIT on to the
 	// command. Leave it false when the command shares cork's terminal:
 	// the terminal already sends them to the whole foreground group.

@@ -30,6 +30,9 @@ type Restrict struct {
 	// /dev/tty, /dev/ptmx. A terminal program that opens a pty pair also
 	// needs /dev/pts here.
 	RWFiles []string
+	// NoLandlock leaves Landlock out (a kernel where it misbehaves): the
+	// namespaces, the read-only view and seccomp still confine.
+	NoLandlock bool
 }
 
 // Securebits (linux/securebits.h; x/sys/unix does not name them).
@@ -94,9 +97,11 @@ func (r Restrict) apply() (layers []string, err error) {
 	if dropped || boundingEmpty() {
 		layers = append(layers, "capabilities")
 	}
-	abi, err := r.landlock()
-	if err != nil {
-		return nil, err
+	var abi int
+	if !r.NoLandlock {
+		if abi, err = r.landlock(); err != nil {
+			return nil, err
+		}
 	}
 	if abi > 0 {
 		layers = append(layers, fmt.Sprintf("landlock ABI %d", abi))

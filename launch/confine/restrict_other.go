@@ -12,8 +12,9 @@ import (
 // for the platform, so apply always fails: the command must not run
 // without it.
 type Restrict struct {
-	RWDirs  []string // read-write-execute trees
-	RWFiles []string // single files read-write, with device ioctls
+	RWDirs     []string // read-write-execute trees
+	RWFiles    []string // single files read-write, with device ioctls
+	NoLandlock bool     // leave Landlock out
 }
 
 // apply fails: cork has no seccomp filter for this platform.

@@ -74,6 +74,7 @@ func New(s *Spec) (*Sandbox, error) {
 		RunAs: s.RunAs, ForwardInterrupt: s.ForwardInterrupt,
 		Restrict: restrictFor(mounts),
 	}
+	sb.spec.Restrict.NoLandlock = s.NoLandlock
 	if sb.dir, err = os.OpenFile(s.SocketDir, unix.O_PATH|unix.O_DIRECTORY, 0); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
