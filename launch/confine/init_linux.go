@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +76,11 @@ func initMain() int {
 	if err := buildView(spec.Mounts, spec.EmptyFile); err != nil {
 		return fail("sandbox: %v", err)
 	}
+	// Init holds no reference into the host's directories: its working
+	// directory was cork's.
+	if err := os.Chdir("/"); err != nil {
+		return fail("sandbox: %v", err)
+	}
 	if err := loopbackUp(); err != nil {
 		return fail("sandbox: %v", err)
 	}
@@ -88,6 +94,10 @@ func initMain() int {
 	sigs := make(chan os.Signal, 8)
 	forwarded := []os.Signal{unix.SIGTERM, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGINT, unix.SIGQUIT}
 	signal.Notify(sigs, forwarded...)
+	// Where Landlock cannot keep the command from signalling init (it is
+	// PID 1 of its namespace and the same user), SIGABRT must not make
+	// the runtime dump init's goroutines onto the command's stderr.
+	signal.Notify(make(chan os.Signal, 1), unix.SIGABRT)
 
 	pid, layers, err := startCommand(&spec)
 	if err != nil {
@@ -153,7 +163,7 @@ func startCommand(spec *initSpec) (int, []string, error) {
 		runtime.LockOSThread()
 		var r result
 		defer func() { ch <- r }()
-		path, err := lookPath(spec.Argv[0], spec.Env)
+		path, err := lookPath(spec.Argv[0], spec.Dir, spec.Env)
 		if err != nil {
 			r.err = err
 			return
@@ -216,12 +226,22 @@ func becomeUser(u *User) error {
 
 // relay copies each connection to 127.0.0.1:Port inside the namespace
 // to a new connection on the proxy's Unix socket.
+// Accept errors that are not the listener's end (out of descriptors, a
+// connection aborted) are waited out, as net/http's server does: a flood
+// from the command must not leave it without its proxy.
 func relay(ln net.Listener, socket string) {
+	backoff := 5 * time.Millisecond
 	for {
 		c, err := ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
 		go func() {
 			defer c.Close()
 			u, err := net.Dial("unix", socket)
@@ -243,13 +263,18 @@ func relay(ln net.Listener, socket string) {
 }
 
 // lookPath finds the command as a shell would, in env's PATH, in the
-// sandbox's view.
-func lookPath(name string, env []string) (string, error) {
+// sandbox's view; a relative name with a slash is taken in dir, the
+// command's working directory.
+func lookPath(name, dir string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
-		if err := executable(name); err != nil {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := executable(p); err != nil {
 			return "", fmt.Errorf("exec %s: %w", name, err)
 		}
-		return name, nil
+		return p, nil
 	}
 	var path string
 	for _, kv := range env {

@@ -37,7 +37,7 @@ func linkedSecrets(hidden []string, ms []mount) ([]linkedSecret, error) {
 			continue
 		}
 		walk(m.Src, func(p string, st *syscall.Stat_t) {
-			if s, ok := secrets[inode{uint64(st.Dev), st.Ino}]; ok && st.Nlink > 1 {
+			if s, ok := secrets[inode{uint64(st.Dev), st.Ino}]; ok && st.Nlink > 1 && s != p {
 				out = append(out, linkedSecret{link: p, secret: s})
 			}
 		})

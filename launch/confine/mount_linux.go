@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,7 +84,7 @@ func buildView(ms []mount, emptyFile string) error {
 			}
 			sealed = append(sealed, m.Path)
 		case opMask:
-			done, err := mask(m.Path, m.Drop)
+			done, err := mask(m.Path, m.Drop, fdPath(emptyFile))
 			if err != nil {
 				return fmt.Errorf("hide in %s: %w", m.Path, err)
 			}
@@ -167,74 +168,87 @@ func guardProc(empty string) error {
 // copied), so they stay live, while d's own list of names is fixed. A
 // name the host adds to d later does not show; nor does one it renames
 // over (the bind goes with the old file). It reports false when d is not
-// in this view (under an emptied home, say).
-func mask(d string, drop []string) (bool, error) {
+// in this view (under an emptied home, say) or cannot be listed; then
+// the names in drop are overmounted one by one (empty is the source of
+// file hides).
+func mask(d string, drop []string, empty string) (bool, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(d, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return false, nil
 	}
 	ents, err := os.ReadDir(d)
+	if errors.Is(err, fs.ErrPermission) {
+		return false, overmount(d, drop, empty)
+	}
 	if err != nil {
 		return false, err
 	}
-	type entry struct {
-		name, link string
-		fd         int
-		dir        bool
+	// The entries are reached through a descriptor of d once the tmpfs
+	// covers it: one descriptor, whatever the number of entries.
+	dfd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, err
 	}
-	var keep []entry
-	defer func() {
-		for _, e := range keep {
-			if e.fd >= 0 {
-				unix.Close(e.fd)
-			}
-		}
-	}()
+	defer unix.Close(dfd)
+	under := "/proc/self/fd/" + strconv.Itoa(dfd) + "/"
+	opts := fmt.Sprintf("mode=%o", st.Mode&0o7777)
+	if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return false, err
+	}
+	unix.Chown(d, int(st.Uid), int(st.Gid)) // where the owner is mapped; cosmetic otherwise
 	for _, e := range ents {
 		if slices.Contains(drop, e.Name()) {
 			continue
 		}
 		p := filepath.Join(d, e.Name())
-		if e.Type()&os.ModeSymlink != 0 {
-			if target, err := os.Readlink(p); err == nil {
-				keep = append(keep, entry{name: e.Name(), link: target, fd: -1})
-			}
-			continue
-		}
-		fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		keep = append(keep, entry{name: e.Name(), fd: fd, dir: e.IsDir()})
-	}
-	opts := fmt.Sprintf("mode=%o,size=1m", st.Mode&0o7777)
-	if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return false, err
-	}
-	unix.Chown(d, int(st.Uid), int(st.Gid)) // where the owner is mapped; cosmetic otherwise
-	for _, e := range keep {
-		p := filepath.Join(d, e.name)
 		var err error
 		switch {
-		case e.fd < 0:
-			err = os.Symlink(e.link, p)
-		case e.dir:
+		case e.Type()&os.ModeSymlink != 0:
+			var target string
+			if target, err = os.Readlink(under + e.Name()); err == nil {
+				err = os.Symlink(target, p)
+			}
+		case e.IsDir():
 			if err = os.Mkdir(p, 0o755); err == nil {
-				err = bind("/proc/self/fd/"+strconv.Itoa(e.fd), p, false)
+				err = bind(under+e.Name(), p, false)
 			}
 		default:
 			if err = os.WriteFile(p, nil, 0o644); err == nil {
-				err = bind("/proc/self/fd/"+strconv.Itoa(e.fd), p, false)
+				err = bind(under+e.Name(), p, false)
 			}
 		}
-		if err != nil {
-			// Gone between the listing and the bind (the host changes
-			// the directory as the sandbox starts): hidden, which fails
-			// closed.
-			os.Remove(p)
+		if err == nil {
+			continue
+		}
+		os.Remove(p)
+		// Gone between the listing and the bind (the host changes the
+		// directory as the sandbox starts): hidden, which fails closed.
+		if !errors.Is(err, unix.ENOENT) {
+			return true, fmt.Errorf("%s: %w", e.Name(), err)
 		}
 	}
 	return true, nil
+}
+
+// overmount hides each name of drop in d under an empty read-only tmpfs
+// (a directory) or the empty file.
+func overmount(d string, drop []string, empty string) error {
+	for _, name := range drop {
+		p := filepath.Join(d, name)
+		st, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		if st.IsDir() {
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k")
+		} else {
+			err = bind(empty, p, false)
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // bind mounts src (a path, or a /proc/self/fd link) at target,

@@ -48,7 +48,7 @@ func New(s *Spec) (*Sandbox, error) {
 		return nil, errorf("sandbox: no command")
 	}
 	view := s.View
-	view.ReadOnly = append(slices.Clip(view.ReadOnly), commandDirs(s.Argv[0], s.Env)...)
+	view.ReadOnly = append(slices.Clip(view.ReadOnly), commandDirs(s.Argv[0], s.Dir, s.Env)...)
 	mounts, secrets, err := view.mounts()
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func New(s *Spec) (*Sandbox, error) {
 	sb.Cmd = &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{initArg0},
-		Env:        []string{}, // init's own: nothing of cork's environment
+		Env:        []string{"GOTRACEBACK=none"}, // init's own: nothing of cork's environment
 		ExtraFiles: []*os.File{sb.specR, sb.statusW, sb.dir},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
@@ -204,8 +204,11 @@ func unwrapErrno(err error) error {
 // every link resolved, that lie in the host's /tmp, which the sandbox
 // replaces: they are shown read-only so that the command can run (the
 // command alone when it lies in /tmp itself).
-func commandDirs(argv0 string, env []string) []string {
+func commandDirs(argv0, dir string, env []string) []string {
 	path := argv0
+	if strings.Contains(argv0, "/") && !filepath.IsAbs(argv0) {
+		path = filepath.Join(dir, argv0)
+	}
 	if !strings.Contains(argv0, "/") {
 		for _, kv := range env {
 			if p, ok := strings.CutPrefix(kv, "PATH="); ok {

@@ -140,32 +140,41 @@ var privateDirs = []string{"/tmp", "/dev", "/proc"}
 // mounts computes the view's steps, and the credential locations hidden.
 // Errors name the flag or path at fault.
 func (v View) mounts() (out []mount, secrets []string, err error) {
-	homes := realPaths(v.Homes)
+	homes := slices.DeleteFunc(realPaths(v.Homes), func(h string) bool { return h == "/" })
 	hidden := map[string]bool{} // resolved host path → hide it
 	credential := map[string]bool{}
-	var watched []string // directories where credential locations are, or would appear
+	userHidden := map[string]bool{} // --hide: may lie in the workspace
+	var watched []string            // directories where credential locations are, or would appear
+	secret := func(p string) {
+		for _, r := range existing(p) {
+			hidden[r], credential[r] = true, true
+		}
+	}
 	for _, h := range homes {
 		watched = append(watched, h)
 		for _, rel := range HomeSecrets {
+			// The home is a path, not a pattern: only the table's
+			// entries are globs.
+			pat := filepath.Join(escapeGlob(h), rel)
 			watched = append(watched, filepath.Dir(filepath.Join(h, rel)))
-			for _, p := range globReal(filepath.Join(h, rel)) {
-				hidden[p], credential[p] = true, true
+			matches, _ := filepath.Glob(pat)
+			for _, m := range matches {
+				secret(m)
 			}
 		}
 	}
 	for _, pat := range SystemSecrets {
-		for _, p := range globReal(pat) {
-			hidden[p], credential[p] = true, true
+		matches, _ := filepath.Glob(pat)
+		for _, m := range matches {
+			secret(m)
 		}
 	}
 	for _, p := range v.Secrets {
 		watched = append(watched, filepath.Dir(p))
-		for _, r := range globReal(p) {
-			hidden[r], credential[r] = true, true
-		}
+		secret(p)
 	}
 	for _, p := range v.Sockets {
-		for _, r := range globReal(p) {
+		for _, r := range existing(p) {
 			hidden[r] = true
 		}
 	}
@@ -177,7 +186,10 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("--hide %s: %w", p, err)
 		}
-		hidden[r], credential[r] = true, true
+		if r == "/" {
+			return nil, nil, fmt.Errorf("--hide %s: the whole tree cannot be hidden", p)
+		}
+		hidden[r], credential[r], userHidden[r] = true, true, true
 	}
 
 	binds := map[string]mount{}
@@ -189,8 +201,11 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		if r == "/" {
 			return fmt.Errorf("%s %s: the whole tree cannot be %s", flag, p, map[bool]string{true: "read-write", false: "re-bound"}[rw])
 		}
-		if rw && slices.Contains(homes, r) {
-			return fmt.Errorf("%s %s: that is your home directory, whose shell start-up files would let the command run code outside the sandbox; give a subdirectory", flag, p)
+		if rw && slices.ContainsFunc(homes, func(h string) bool { return within(h, r) }) {
+			return fmt.Errorf("%s %s: that is or holds your home directory, whose shell start-up files would let the command run code outside the sandbox; give a directory inside it", flag, p)
+		}
+		if slices.Contains(privateDirs, r) || r == "/dev/shm" {
+			return fmt.Errorf("%s %s: the sandbox has its own; give a directory inside it", flag, p)
 		}
 		delete(hidden, r) // an explicit view of a hidden location un-hides it
 		delete(credential, r)
@@ -219,7 +234,7 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("workspace %s: %w", v.Workspace, err)
 		}
-		if err := checkWorkspace(ws, homes, credential); err != nil {
+		if err := checkWorkspace(ws, homes, credential, userHidden); err != nil {
 			return nil, nil, err
 		}
 		binds[ws] = mount{Op: opBind, Path: ws, Src: ws, RW: true}
@@ -229,6 +244,11 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		for _, h := range homes {
 			out = append(out, mount{Op: opHideHome, Path: h, Dir: true})
 			for _, d := range keptPathDirs(h, v.Path) {
+				// Never a credential location, nor one inside it (Claude
+				// Code's ~/.claude/local on PATH): it stays hidden.
+				if hidden[d] || hiddenAncestor(d, hidden) {
+					continue
+				}
 				if _, ok := binds[d]; !ok {
 					binds[d] = mount{Op: opBind, Path: d, Src: d}
 				}
@@ -242,13 +262,16 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 	// held at the start, minus the hidden names.
 	masks := map[string][]string{}
 	for p := range hidden {
-		st, err := os.Stat(p)
-		if err != nil || hiddenAncestor(p, hidden) {
+		if _, err := os.Lstat(p); err != nil || hiddenAncestor(p, hidden) {
 			continue
 		}
 		if d := filepath.Dir(p); maskable(d, binds) {
 			masks[d] = append(masks[d], filepath.Base(p))
 			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			continue // a dangling link where no mask can drop it: its target is hidden if it appears
 		}
 		out = append(out, mount{Op: opHide, Path: p, Dir: st.IsDir()})
 	}
@@ -286,7 +309,7 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		}
 		return strings.Compare(a.Path, b.Path)
 	})
-	out = dropShadowed(out)
+	out = dropShadowed(out, binds)
 	return out, secrets, nil
 }
 
@@ -344,11 +367,16 @@ func opOrder(op string) string {
 }
 
 // dropShadowed removes hides under a private directory: the host's /tmp,
-// /dev and /proc do not show anyway.
-func dropShadowed(ms []mount) []mount {
+// /dev and /proc do not show anyway, but where a bind shows a part of them.
+func dropShadowed(ms []mount, binds map[string]mount) []mount {
 	return slices.DeleteFunc(ms, func(m mount) bool {
 		if m.Op == opBind {
 			return false
+		}
+		for _, b := range binds {
+			if within(m.Path, b.Path) {
+				return false
+			}
 		}
 		for _, d := range privateDirs {
 			if within(m.Path, d) {
@@ -359,22 +387,30 @@ func dropShadowed(ms []mount) []mount {
 	})
 }
 
-// checkWorkspace refuses a workspace that is a home, or that contains or
-// lies inside a credential location.
-func checkWorkspace(ws string, homes []string, credential map[string]bool) error {
+// checkWorkspace refuses a workspace that is or holds a home, one the
+// sandbox replaces (/tmp, /dev, /proc), or one that contains or lies
+// inside a credential location (a --hide path in it is fine: it is
+// overmounted).
+func checkWorkspace(ws string, homes []string, credential, userHidden map[string]bool) error {
 	if ws == "/" {
 		return errorf("workspace %s: the whole tree cannot be the workspace", ws)
+	}
+	if slices.Contains(privateDirs, ws) || ws == "/dev/shm" {
+		return errorf("workspace %s: the sandbox has its own %s; use a directory inside it", ws, ws)
 	}
 	for _, h := range homes {
 		if ws == h {
 			return errorf("workspace %s is your home directory, which holds credentials; use a project directory", ws)
+		}
+		if within(h, ws) {
+			return errorf("workspace %s holds your home directory %s; use a project directory", ws, h)
 		}
 	}
 	for p := range credential {
 		if within(ws, p) {
 			return errorf("workspace %s is inside %s, a hidden credential location", ws, p)
 		}
-		if within(p, ws) {
+		if within(p, ws) && !userHidden[p] {
 			return errorf("workspace %s contains %s, a hidden credential location; use a directory that does not", ws, p)
 		}
 	}
@@ -387,6 +423,9 @@ func checkWorkspace(ws string, homes []string, credential map[string]bool) error
 func keptPathDirs(home string, path []string) []string {
 	var out []string
 	for _, d := range path {
+		if !filepath.IsAbs(d) {
+			continue // relative to wherever cork runs: not a PATH entry to keep
+		}
 		r, err := realPath(d)
 		if err != nil || !within(r, home) || r == home {
 			continue
@@ -465,10 +504,32 @@ func realPaths(ps []string) []string {
 	return out
 }
 
-// globReal is the existing paths pattern names, resolved.
-func globReal(pattern string) []string {
-	matches, _ := filepath.Glob(pattern)
-	return realPaths(matches)
+// existing is p resolved, when it exists; and when p is a symbolic link,
+// also the link itself (its directory resolved), even a dangling one: a
+// target that appears during the run must not show through it.
+func existing(p string) []string {
+	var out []string
+	if st, err := os.Lstat(p); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		if dir, err := realPath(filepath.Dir(p)); err == nil {
+			out = append(out, filepath.Join(dir, filepath.Base(p)))
+		}
+	}
+	if r, err := realPath(p); err == nil && !slices.Contains(out, r) {
+		out = append(out, r)
+	}
+	return out
+}
+
+// escapeGlob quotes the pattern characters of a literal path.
+func escapeGlob(p string) string {
+	var b strings.Builder
+	for _, c := range p {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // within reports whether p is dir or lies under it.

@@ -116,7 +116,7 @@ func TestViewWorkspaceRules(t *testing.T) {
 		name, ws, want string
 	}{
 		{"the home itself", home, "is your home directory"},
-		{"a directory holding the home", filepath.Dir(home), "contains " + filepath.Join(home, ".")},
+		{"a directory holding the home", filepath.Dir(home), "holds your home directory " + home},
 		{"inside a credential location", filepath.Join(home, ".codex"), "is inside " + filepath.Join(home, ".codex")},
 		{"the whole tree", "/", "the whole tree"},
 	}
@@ -184,7 +184,7 @@ func TestViewAdjustments(t *testing.T) {
 		{View{Homes: []string{home}, ReadOnly: []string{"/nope-cork"}}, "--read-only /nope-cork: no such file or directory"},
 		{View{Homes: []string{home}, Hide: []string{"/nope-cork"}}, "--hide /nope-cork: no such file or directory"},
 		{View{Homes: []string{home}, ReadWrite: []string{"/"}}, "--read-write /: the whole tree"},
-		{View{Homes: []string{home}, ReadWrite: []string{home}}, "--read-write " + home + ": that is your home directory"},
+		{View{Homes: []string{home}, ReadWrite: []string{home}}, "--read-write " + home + ": that is or holds your home directory"},
 	} {
 		if _, _, err := flag.v.mounts(); err == nil || !strings.Contains(err.Error(), flag.want) {
 			t.Errorf("error %v, want %q", err, flag.want)
@@ -285,11 +285,106 @@ func TestCommandDirs(t *testing.T) {
 	links := filepath.Join(dir, "links")
 	os.Mkdir(links, 0o755)
 	os.Symlink(filepath.Join(bin, "tool"), filepath.Join(links, "tool"))
-	got := commandDirs("tool", []string{"PATH=/nonexistent:" + links})
+	got := commandDirs("tool", "/", []string{"PATH=/nonexistent:" + links})
 	if want := []string{links, bin}; !slices.Equal(got, want) {
 		t.Errorf("commandDirs = %q, want %q (the link's directory and its target's)", got, want)
 	}
-	if got := commandDirs("sh", []string{"PATH=/bin:/usr/bin"}); len(got) != 0 {
+	if got := commandDirs("./tool", links, nil); !slices.Equal(got, []string{links, bin}) {
+		t.Errorf("commandDirs(./tool) in %s = %q, want %q", links, got, []string{links, bin})
+	}
+	if got := commandDirs("sh", "/", []string{"PATH=/bin:/usr/bin"}); len(got) != 0 {
 		t.Errorf("commandDirs(sh) = %q, want none outside /tmp", got)
 	}
+}
+
+// The second review's findings, each a plan that showed a hidden path.
+func TestViewReviewFindings(t *testing.T) {
+	t.Run("a PATH directory inside a credential location stays hidden under --hide-home", func(t *testing.T) {
+		home := fakeHome(t)
+		os.MkdirAll(filepath.Join(home, ".claude/local"), 0o755)
+		ms, _, err := View{Homes: []string{home}, HideHome: true, Path: []string{filepath.Join(home, ".claude/local"), "relative/bin"}}.mounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		claude := filepath.Join(home, ".claude")
+		for _, m := range ms {
+			if m.Op == opBind && (within(m.Path, claude) || within(claude, m.Path)) {
+				t.Errorf("%+v shows (part of) ~/.claude", m)
+			}
+		}
+	})
+	t.Run("a home with glob characters", func(t *testing.T) {
+		home := filepath.Join(hostDir(t), "h[b]me")
+		os.MkdirAll(filepath.Join(home, ".aws"), 0o700)
+		ms, _, err := View{Homes: []string{home}}.mounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := find(ms, home); !slices.Contains(m.Drop, ".aws") {
+			t.Errorf("the home's mask %+v does not drop .aws", m)
+		}
+	})
+	t.Run("a secret from the environment with glob characters", func(t *testing.T) {
+		dir := hostDir(t)
+		key := filepath.Join(dir, "key[1].json")
+		os.WriteFile(key, []byte("x"), 0o600)
+		ms, _, err := View{Secrets: []string{key}}.mounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := find(ms, dir); !slices.Contains(m.Drop, "key[1].json") {
+			t.Errorf("the mask of %s is %+v, want key[1].json dropped", dir, m)
+		}
+	})
+	t.Run("a dangling credential link is dropped", func(t *testing.T) {
+		home := fakeHome(t)
+		os.Symlink(filepath.Join(hostDir(t), "later"), filepath.Join(home, ".gemini"))
+		ms, _, err := View{Homes: []string{home}}.mounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := find(ms, home); !slices.Contains(m.Drop, ".gemini") {
+			t.Errorf("the home's mask %+v keeps the dangling ~/.gemini link", m)
+		}
+	})
+	t.Run("a hide under /tmp inside a shown tree is kept", func(t *testing.T) {
+		dir, _ := filepath.EvalSymlinks(t.TempDir())
+		env := filepath.Join(dir, ".env")
+		os.WriteFile(env, []byte("x"), 0o600)
+		ms, _, err := View{ReadWrite: []string{dir}, Hide: []string{env}}.mounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, i := find(ms, env); i < 0 || m.Op != opHide {
+			t.Errorf("--hide %s in --read-write %s: %+v, want an overmount", env, dir, m)
+		}
+	})
+	t.Run("--hide inside the workspace", func(t *testing.T) {
+		home := fakeHome(t)
+		ws := filepath.Join(home, "proj")
+		secret := filepath.Join(ws, "main.go")
+		ms, _, err := View{Homes: []string{home}, Workspace: ws, Hide: []string{secret}}.mounts()
+		if err != nil {
+			t.Fatalf("--hide of a file in the workspace: %v", err)
+		}
+		if m, i := find(ms, secret); i < 0 || m.Op != opHide {
+			t.Errorf("%+v, want an overmount", m)
+		}
+	})
+	t.Run("refusals", func(t *testing.T) {
+		home := fakeHome(t)
+		for _, tc := range []struct {
+			v    View
+			want string
+		}{
+			{View{Homes: []string{home}, ReadWrite: []string{filepath.Dir(home)}}, "is or holds your home directory"},
+			{View{Homes: []string{home}, Workspace: "/tmp"}, "the sandbox has its own /tmp"},
+			{View{Homes: []string{home}, ReadWrite: []string{"/dev/shm"}}, "the sandbox has its own"},
+			{View{Homes: []string{home}, Hide: []string{"/"}}, "--hide /: the whole tree cannot be hidden"},
+		} {
+			if _, _, err := tc.v.mounts(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: error %v, want %q", tc.v, err, tc.want)
+			}
+		}
+	})
 }
