@@ -572,6 +572,9 @@ func TestSandboxFlags(t *testing.T) {
 		after         func(t *testing.T) // once both ran
 	}{
 		{"--hide a file", []string{"--hide", plain}, "grep -q " + mark + " " + shq(plain), true, false, nil},
+		// plain lies in the user's home, outside the workspace.
+		{"--hide-home", []string{"--hide-home"}, "grep -q " + mark + " " + shq(plain), true, false, nil},
+		{"--hide-home keeps the workspace", []string{"--hide-home"}, `echo x > "$PWD/hh-$TAG" && test -s "$PWD/hh-$TAG"`, true, true, nil},
 		{"--read-only a hidden file", []string{"--read-only", hidden}, "grep -q " + mark + " " + shq(hidden), false, true, nil},
 		{"--read-only stays read-only", []string{"--read-only", hidden}, "echo x >> " + shq(hidden), false, false, nil},
 		{"--read-write a directory", []string{"--read-write", rw}, `echo x > ` + shq(rw) + `/w-"$TAG"`, false, true, func(t *testing.T) {
