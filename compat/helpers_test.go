@@ -20,6 +20,7 @@ import (
 	"github.com/cork-sh/cork/internal/fakeupstream"
 	"github.com/cork-sh/cork/internal/testenv"
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/launch/confine"
 	"github.com/cork-sh/cork/provision"
 )
 
@@ -144,6 +145,11 @@ type sandboxRun struct {
 // returns).
 func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, workspace string, hostEnv, env map[string]string, argv ...string) *sandboxRun {
 	t.Helper()
+	if isolateNet() {
+		if err := confine.Probe(); err != nil {
+			testenv.Missing(t, "%v", err)
+		}
+	}
 	if err := plan.Validate(); err != nil {
 		t.Fatalf("plan.Validate() = %v", err)
 	}

@@ -44,6 +44,15 @@ const (
 	standinBin = "smolvm"
 )
 
+// requireSandbox skips (fails under CI) where the kernel refuses the
+// local sandbox's namespaces.
+func requireSandbox(t *testing.T) {
+	t.Helper()
+	if err := confine.Probe(); err != nil {
+		testenv.Missing(t, "%v", err)
+	}
+}
+
 func TestMain(m *testing.M) {
 	confine.Main()
 	switch filepath.Base(os.Args[0]) {
@@ -397,6 +406,7 @@ func (w *lineWriter) String() string {
 
 func localSpec(t *testing.T, up *upstream, command ...string) (*Spec, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
+	requireSandbox(t)
 	var stdout, stderr bytes.Buffer
 	spec := &Spec{
 		Plan: testPlan(),

@@ -9,6 +9,7 @@ import (
 // TestDemo runs `cork demo` as the README's first command does: it must
 // exit 0 and say that every check passed.
 func TestDemo(t *testing.T) {
+	requireSandbox(t) // the demo runs its agent in the default local sandbox
 	out, err := exec.Command(corkBinary(t), "demo", "--log").CombinedOutput()
 	if err != nil {
 		t.Fatalf("cork demo: %v\n%s", err, out)

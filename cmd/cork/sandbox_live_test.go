@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/launch/confine"
 )
 
 // liveHome is a home outside /tmp (which the sandbox replaces) for one
@@ -32,6 +35,7 @@ func liveHome(t *testing.T) string {
 // login`), also in a home that held no credential location at all.
 // Nothing of it may show in the sandbox.
 func TestSandboxHostChangesWhileRunning(t *testing.T) {
+	requireSandbox(t)
 	cork := corkBinary(t)
 	write := func(t *testing.T, home, rel, content string) {
 		t.Helper()
@@ -148,6 +152,7 @@ func runWhileHostChanges(t *testing.T, cork, home, script string, change func())
 // Descriptors cork inherits from whatever started it do not reach the
 // command: an open directory of the real home would bypass every hide.
 func TestSandboxInheritsNoDescriptors(t *testing.T) {
+	requireSandbox(t)
 	cork := corkBinary(t)
 	home := liveHome(t)
 	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
@@ -179,5 +184,14 @@ func TestSandboxInheritsNoDescriptors(t *testing.T) {
 	}
 	if strings.Contains(text, "open ") || strings.Contains(text, "inherited-fd-secret-key") {
 		t.Errorf("the command holds descriptors cork inherited:\n%s", text)
+	}
+}
+
+// requireSandbox skips (fails under CI) where the kernel refuses the
+// local sandbox's namespaces.
+func requireSandbox(t *testing.T) {
+	t.Helper()
+	if err := confine.Probe(); err != nil {
+		testenv.Missing(t, "%v", err)
 	}
 }

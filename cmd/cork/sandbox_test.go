@@ -210,6 +210,7 @@ func TestSandboxEscapes(t *testing.T) {
 // run it, a workspace in the command user's home, a fake HTTPS upstream.
 func newEscapeEnv(t *testing.T, m sandboxMode) *escapeEnv {
 	t.Helper()
+	requireSandbox(t)
 	needTools(t, "sh", "python3", "curl", "getent", "timeout", "grep", "tr", "sleep", "id")
 	dir := sharedDir(t)
 	e := &escapeEnv{mode: m, bin: exposedCork(t, dir), sec: secrets{}}
@@ -515,6 +516,7 @@ func (f *flagEnv) cork(t *testing.T, args ...string) procRun {
 }
 
 func TestSandboxFlags(t *testing.T) {
+	requireSandbox(t)
 	lockHome(t)
 	f := newFlagEnv(t)
 	u := f.a

@@ -72,6 +72,7 @@ func (o *ttyOutput) waitFor(t *testing.T, s string, within time.Duration) {
 // program decides), cannot push input into the terminal (TIOCSTI), and
 // its exit status comes back through cork.
 func TestSandboxTerminal(t *testing.T) {
+	requireSandbox(t)
 	needTools(t, "python3")
 	cork := corkBinary(t)
 	master, slave := openPTY(t)

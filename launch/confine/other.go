@@ -23,6 +23,9 @@ func New(*Spec) (*Sandbox, error) {
 	return nil, errorf("local sandbox: not available on %s (it needs Linux namespaces); use --backend docker, or --no-isolate to run the command unconfined", runtime.GOOS)
 }
 
+// Probe fails: the local sandbox needs Linux namespaces.
+func Probe() error { _, err := New(nil); return err }
+
 // Start is never reached.
 func (*Sandbox) Start(context.Context) error { return nil }
 

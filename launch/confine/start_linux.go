@@ -92,13 +92,33 @@ func New(s *Spec) (*Sandbox, error) {
 		Env:        []string{"GOTRACEBACK=none"}, // init's own: nothing of cork's environment
 		ExtraFiles: []*os.File{sb.specR, sb.statusW, sb.dir},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-				syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET,
-			Pdeathsig: syscall.SIGKILL,
+			Cloneflags: cloneFlags,
+			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
 	mapIDs(sb.Cmd.SysProcAttr, s.RunAs)
 	return sb, nil
+}
+
+// cloneFlags are the sandbox's namespaces.
+const cloneFlags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+	syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET
+
+// Probe reports whether this system lets cork create the sandbox's
+// namespaces, by running `true` in them; the error is the one-line
+// explanation Start would give.
+func Probe() error {
+	path, err := exec.LookPath("true")
+	if err != nil {
+		return fmt.Errorf("local sandbox probe: %w", err)
+	}
+	cmd := exec.Command(path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneFlags}
+	mapIDs(cmd.SysProcAttr, nil)
+	if err := cmd.Run(); err != nil {
+		return userNamespaceError(err)
+	}
+	return nil
 }
 
 // mapIDs maps cork's user into the new user namespace: itself when not
