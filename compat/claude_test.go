@@ -147,7 +147,7 @@ func testClaude(t *testing.T, claude string, plan provision.Plan, hostEnv map[st
 		checkNoPlaceholder(t, q, placeholder)
 		if q.Path == fakeupstream.MessagesPath && q.Status == http.StatusOK {
 			messages++
-			// OAuth needs its beta flag kept (AGENTS.md).
+			// OAuth needs its beta flag kept (docs/AGENTS.md).
 			if header == "Authorization" && !strings.Contains(strings.Join(q.Header.Values("anthropic-beta"), ","), "oauth-") {
 				t.Errorf("POST %s without the oauth anthropic-beta flag: %q", q.Path, q.Header.Values("anthropic-beta"))
 			}

@@ -26,7 +26,7 @@ var codexSecretMarkers = []string{"REALACCESSSIG", "REALIDSIG", "rt_REALREFRESH"
 
 // codexSSEProvider is a custom model provider pointing at the same
 // ChatGPT backend with WebSocket off: the only way to get SSE on purpose
-// (supports_websockets is ignored on the built-in provider; AGENTS.md).
+// (supports_websockets is ignored on the built-in provider; docs/AGENTS.md).
 var codexSSEProvider = []string{
 	"-c", `model_provider="corksse"`,
 	"-c", `model_providers.corksse.name="cork SSE"`,

@@ -295,7 +295,7 @@ func (s *sidecar) readLogs(r io.Reader) {
 }
 
 // logMessage is a log line's message. `cork proxy` names the field "msg"
-// (DESIGN.md); zerolog's default is "message".
+// (docs/DESIGN.md, section 6); zerolog's default is "message".
 func logMessage(m map[string]any) string {
 	for _, k := range []string{"msg", "message"} {
 		if s, ok := m[k].(string); ok {

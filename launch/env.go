@@ -7,11 +7,11 @@ import (
 	"strings"
 )
 
-// SandboxEnv returns the variables every backend sets in the sandbox so
-// that its clients use the proxy and trust the session CA (DESIGN.md,
-// "Sandbox environment set by the launcher"). proxyURL is the proxy as the
-// sandbox reaches it; bundle is a PEM file of system roots plus the cork CA;
-// caCert is the cork CA alone. Paths are as the sandbox sees them.
+// SandboxEnv returns the variables every backend sets in the sandbox so that
+// its clients use the proxy and trust the session CA (docs/DESIGN.md, section
+// 5). proxyURL is the proxy as the sandbox reaches it; bundle is a PEM file
+// of system roots plus the cork CA; caCert is the cork CA alone. Paths are as
+// the sandbox sees them.
 func SandboxEnv(proxyURL, bundle, caCert string) map[string]string {
 	env := map[string]string{
 		"NO_PROXY":           "localhost,127.0.0.1,::1",

@@ -52,7 +52,7 @@ var claudeRefreshBlocks = []Block{
 	{Host: "console.anthropic.com", Path: "/v1/oauth/token", Reason: claudeRefreshReason},
 }
 
-// Claude provisions Claude Code (see AGENTS.md). Its zero value is ready
+// Claude provisions Claude Code (see docs/AGENTS.md). Its zero value is ready
 // to use.
 //
 // The real credential is the first of:

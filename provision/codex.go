@@ -54,7 +54,7 @@ var (
 )
 
 // Codex provisions the Codex CLI, signed in with ChatGPT or an API key
-// (see AGENTS.md). Its zero value is ready to use.
+// (see docs/AGENTS.md). Its zero value is ready to use.
 //
 // With Options.ForwardHostCredentials, it reads $CODEX_HOME/auth.json
 // (CODEX_HOME from Options.HostEnv, default <HostHome>/.codex); if there

@@ -27,9 +27,9 @@ var gitHubTokenPrefixes = []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "gith
 // gitHubRefreshReason answers the sandbox's attempts at an OAuth exchange.
 const gitHubRefreshReason = "GitHub OAuth token exchange happens on the host, not in the sandbox"
 
-// GitHub provisions gh and git over HTTPS for github.com (see AGENTS.md).
-// Its zero value is ready to use. It reads no file: the real token is
-// GH_TOKEN from the host env, else GITHUB_TOKEN; slot "github" names
+// GitHub provisions gh and git over HTTPS for github.com (see
+// docs/AGENTS.md). Its zero value is ready to use. It reads no file: the real
+// token is GH_TOKEN from the host env, else GITHUB_TOKEN; slot "github" names
 // whichever is set, or GH_TOKEN when neither is, so that resolution reports
 // it missing. Options.ForwardHostCredentials makes no difference.
 //

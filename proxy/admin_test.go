@@ -215,8 +215,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// Invariant 4: no token value in logs, %v/%#v, JSON, errors, responses or
-// metrics — after traffic over every path, with debug logging on.
+// docs/SECURITY.md, invariant 4: no token value in logs, %v/%#v, JSON,
+// errors, responses or metrics — after traffic over every path, with debug
+// logging on.
 func TestNoTokenLeaks(t *testing.T) {
 	e := newStdEnv(t)
 	cl := e.tp.client()

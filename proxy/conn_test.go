@@ -84,8 +84,8 @@ func TestConnectionClose(t *testing.T) {
 	}
 }
 
-// PITFALLS #7: idle tunnels and intercepted connections are reaped; busy
-// streams are not.
+// docs/DESIGN.md, trap 7: idle tunnels and intercepted connections are
+// reaped; busy streams are not.
 func TestIdleReaping(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -223,8 +223,8 @@ func TestGoroutinesBaseline(t *testing.T) {
 	}
 }
 
-// PITFALLS #12: upstream HTTP/2 works with our dialer and TLS config, while
-// the client side stays HTTP/1.1.
+// docs/DESIGN.md, trap 12: upstream HTTP/2 works with our dialer and TLS
+// config, while the client side stays HTTP/1.1.
 func TestUpstreamHTTP2(t *testing.T) {
 	var proto atomic.Int32
 	rec := &recorder{}

@@ -15,9 +15,9 @@ var (
 	rejectTunnel = &goproxy.ConnectAction{Action: goproxy.ConnectReject}
 )
 
-// handleConnect decides a CONNECT (Decision 1). It is goproxy's only
-// CONNECT handler and answers every CONNECT: PITFALLS #1, an unanswered
-// CONNECT would be tunnelled.
+// handleConnect decides a CONNECT (docs/DESIGN.md, decision 1). It is
+// goproxy's only CONNECT handler and answers every CONNECT: an unanswered
+// CONNECT would be tunnelled (docs/DESIGN.md, trap 1).
 func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	st := connStateOf(ctx.Req)
 	if st == nil {
@@ -34,8 +34,8 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 
 	ps := p.policy.Load()
 	rules := ps.pol.Lookup(host, port)
-	// Decision 3: a placeholder as a DNS label (under a wildcard) would go
-	// out in DNS, SNI and Host.
+	// docs/DESIGN.md, decision 3: a placeholder as a DNS label (under a
+	// wildcard) would go out in DNS, SNI and Host.
 	for _, i := range ps.scan.scanText(host, nil) {
 		if slot := ps.scan.slots[i]; !rules.Binds(slot) {
 			d := deny{reason: ReasonPlaceholderLeak, what: "CONNECT " + ps.scan.redact(st.authority), detail: slot}
@@ -47,7 +47,8 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 	case rules.HostBlock != nil:
 		return p.rejectConnect(ctx, st, deny{reason: ReasonBlocked, what: what, detail: rules.HostBlock.Reason})
 	case rules.Intercept():
-		// PITFALLS #2: never goproxy.MitmConnect, whose CA key is public.
+		// docs/DESIGN.md, trap 2: never goproxy.MitmConnect, whose CA key is
+		// public.
 		st.mode = modeMITM
 		return p.mitmConnect, st.authority
 	case rules.Allowed:
@@ -69,8 +70,8 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 	}
 }
 
-// rejectConnect answers a CONNECT with d. PITFALLS #1: a reject without
-// ctx.Resp is a silent close.
+// rejectConnect answers a CONNECT with d. A reject without ctx.Resp is a
+// silent close (docs/DESIGN.md, trap 1).
 func (p *Proxy) rejectConnect(ctx *goproxy.ProxyCtx, st *connState, d deny) (*goproxy.ConnectAction, string) {
 	return p.rejectConnectWarn(ctx, st, d, "")
 }
@@ -89,7 +90,8 @@ func (p *Proxy) rejectConnectWarn(ctx *goproxy.ProxyCtx, st *connState, d deny, 
 }
 
 // mitmTLSConfig is the client-side TLS of an intercepted connection: a
-// leaf for the CONNECT host (not the SNI), HTTP/1.1 only (PITFALLS #12).
+// leaf for the CONNECT host (not the SNI), HTTP/1.1 only (docs/DESIGN.md,
+// trap 12).
 func (p *Proxy) mitmTLSConfig(st *connState) *tls.Config {
 	host := st.host
 	c := &tls.Config{

@@ -47,7 +47,7 @@ func TestConnectDenied(t *testing.T) {
 	}
 }
 
-// PITFALLS #4: CONNECT A, then an inner request for B.
+// docs/DESIGN.md, trap 4: CONNECT A, then an inner request for B.
 func TestHostConfusionInsideMITM(t *testing.T) {
 	e := newStdEnv(t)
 	for _, tc := range []struct{ name, raw string }{

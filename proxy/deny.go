@@ -107,7 +107,7 @@ func render(d deny) (status int, body string) {
 }
 
 // upstreamDeny classifies an upstream error. The error itself goes to the
-// debug log only: its text never reaches the client (PITFALLS #5).
+// debug log only: its text never reaches the client (docs/DESIGN.md, trap 5).
 func upstreamDeny(err error, what string) deny {
 	d := deny{reason: ReasonUpstreamUnreachable, what: what}
 	var ne net.Error

@@ -63,7 +63,7 @@ func (s *dialSpy) dialed() []string {
 
 // TestSSRF: private, loopback, metadata and mapped addresses are refused
 // before any connection, on CONNECT, inside MITM and on plain HTTP, with
-// the environment's proxy variables set (PITFALLS #6).
+// the environment's proxy variables set (docs/DESIGN.md, trap 6).
 func TestSSRF(t *testing.T) {
 	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:9") // would bypass the guard if honoured
 	t.Setenv("HTTP_PROXY", "http://127.0.0.1:9")

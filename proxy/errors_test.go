@@ -21,8 +21,8 @@ func assertNoRawError(t *testing.T, body string) {
 	}
 }
 
-// PITFALLS #5: upstream failures are 502/504 with a short message, on
-// every path; never a closed connection or Go error text.
+// docs/DESIGN.md, trap 5: upstream failures are 502/504 with a short message,
+// on every path; never a closed connection or Go error text.
 func TestUpstreamDown(t *testing.T) {
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
 		"api.example.test:443":     "127.0.0.1:1",

@@ -34,13 +34,13 @@ const (
 )
 
 // injectRoute swaps the slot placeholder ph for the token in the route's
-// header (Decision 2). Header keys that differ only in case are merged into
-// the canonical key first, so the header is replaced, never duplicated.
-// Bearer, token and raw replace the placeholder in place; Basic decodes
-// the credential and swaps a user or password equal to the placeholder. A
-// header without the placeholder is left alone; an absent one is added
-// only when the route says add_if_missing. With echoPairs, it is the only
-// code that reveals a token (doc.go).
+// header (docs/DESIGN.md, decision 2). Header keys that differ only in case
+// are merged into the canonical key first, so the header is replaced, never
+// duplicated. Bearer, token and raw replace the placeholder in place; Basic
+// decodes the credential and swaps a user or password equal to the
+// placeholder. A header without the placeholder is left alone; an absent one
+// is added only when the route says add_if_missing. With echoPairs, it is the
+// only code that reveals a token (doc.go).
 func injectRoute(h http.Header, rt *Route, ph string, tok resolve.Secret, haveTok bool) injectResult {
 	name := rt.Header // canonical, never empty: validated by the policy
 	for k := range h {

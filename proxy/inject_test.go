@@ -172,7 +172,7 @@ func TestTokenUnavailable(t *testing.T) {
 	}
 }
 
-// Decision 3: the tripwire.
+// docs/DESIGN.md, decision 3: the tripwire.
 func TestTripwire(t *testing.T) {
 	e := newStdEnv(t)
 	cases := []struct {

@@ -76,8 +76,8 @@ func (mitmAddr) String() string  { return "mitm" }
 
 // newInnerServer is the http.Server for intercepted connections. It bounds
 // reading a request head and waiting for the next request, like the outer
-// server (NewServer), but has no read or write timeout (PITFALLS #7: a
-// WriteTimeout truncates streams).
+// server (NewServer), but has no read or write timeout (docs/DESIGN.md,
+// trap 7: a WriteTimeout truncates streams).
 func (p *Proxy) newInnerServer() *http.Server {
 	return &http.Server{
 		Handler:           http.HandlerFunc(p.serveInner),
@@ -157,7 +157,8 @@ func connectOK(r *http.Request) string {
 
 // serveInner serves one request inside an intercepted connection through
 // goproxy's request pipeline, as an absolute-form request for the CONNECT
-// host (handleRequest checks that the request names it: PITFALLS #4).
+// host (handleRequest checks that the request names it: docs/DESIGN.md,
+// trap 4).
 func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request) {
 	st := connStateOf(r)
 	if st == nil { // unreachable: ConnContext sets it

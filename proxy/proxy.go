@@ -248,13 +248,13 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.dialer = d
 	p.tr = &http.Transport{
-		Proxy:       nil, // PITFALLS #6: never the environment's proxy
+		Proxy:       nil, // docs/DESIGN.md, trap 6: never the environment's proxy
 		DialContext: d.DialContext,
 		TLSClientConfig: &tls.Config{
 			RootCAs:    cfg.UpstreamRootCAs,
 			MinVersion: tls.VersionTLS12,
 		},
-		ForceAttemptHTTP2:      true, // PITFALLS #12: a custom dialer and TLS config turn h2 off otherwise
+		ForceAttemptHTTP2:      true, // docs/DESIGN.md, trap 12: a custom dialer and TLS config turn h2 off otherwise
 		TLSHandshakeTimeout:    orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout),
 		ResponseHeaderTimeout:  orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
 		IdleConnTimeout:        orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
@@ -262,7 +262,7 @@ func New(cfg Config) (*Proxy, error) {
 		MaxResponseHeaderBytes: maxHead,
 		MaxIdleConns:           16 * DefaultMaxIdleConnsPerHost,
 		MaxIdleConnsPerHost:    DefaultMaxIdleConnsPerHost,
-		DisableCompression:     true, // PITFALLS #9: bodies pass untouched
+		DisableCompression:     true, // docs/DESIGN.md, trap 9: bodies pass untouched
 		WriteBufferSize:        32 << 10,
 		ReadBufferSize:         32 << 10,
 	}
@@ -280,15 +280,16 @@ func New(cfg Config) (*Proxy, error) {
 
 func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
-	// PITFALLS #6: NewProxyHttpServer reads HTTPS_PROXY into ConnectDial and
-	// Tr.Proxy. With both nil, tunnels dial through Tr.DialContext: the guard.
+	// docs/DESIGN.md, trap 6: NewProxyHttpServer reads HTTPS_PROXY into
+	// ConnectDial and Tr.Proxy. With both nil, tunnels dial through
+	// Tr.DialContext: the guard.
 	gp.ConnectDial = nil
 	gp.ConnectDialWithReq = nil
 	gp.Tr = p.tr
 	gp.Verbose = false
-	gp.Logger = goproxyLogger{p} // PITFALLS #11
-	gp.KeepAcceptEncoding = true // PITFALLS #9
-	gp.AllowHTTP2 = false        // PITFALLS #12: the client side stays HTTP/1.1
+	gp.Logger = goproxyLogger{p} // docs/DESIGN.md, trap 11
+	gp.KeepAcceptEncoding = true // docs/DESIGN.md, trap 9
+	gp.AllowHTTP2 = false        // docs/DESIGN.md, trap 12: the client side stays HTTP/1.1
 	gp.CertStore = nil
 	gp.NonproxyHandler = http.HandlerFunc(p.serveNonProxy)
 	gp.ConnectionErrHandler = p.connectionError
@@ -352,7 +353,7 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	if rw.hijacked != nil {
 		// goproxy returns from a WebSocket relay when one side ends but
 		// leaves the client connection open: close it so the client sees
-		// the end (Decision 5: then both are closed).
+		// the end (docs/DESIGN.md, decision 5: then both are closed).
 		_ = rw.hijacked.Close()
 	}
 	if abort.Load() {
@@ -587,8 +588,8 @@ func (w *respWriter) WriteHeader(code int) {
 	}
 }
 
-// Write passes on what the upstream sent as soon as it came (PITFALLS #8:
-// goproxy's plain path flushes only text/event-stream, so NDJSON or a
+// Write passes on what the upstream sent as soon as it came (docs/DESIGN.md,
+// trap 8: goproxy's plain path flushes only text/event-stream, so NDJSON or a
 // slow body of known length would wait in net/http's buffer).
 func (w *respWriter) Write(b []byte) (int, error) {
 	if w.rc != nil {

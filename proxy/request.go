@@ -98,11 +98,13 @@ func (p *Proxy) release(rs *reqState) {
 	}
 }
 
-// handleRequest decides an HTTP request (Decisions 2–4): goproxy calls it
-// for plain-HTTP requests and for every request inside an intercepted
-// connection. It returns a response to refuse, or the request to send.
+// handleRequest decides an HTTP request (docs/DESIGN.md, decisions 2–4):
+// goproxy calls it for plain-HTTP requests and for every request inside an
+// intercepted connection. It returns a response to refuse, or the request to
+// send.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	// PITFALLS #5: our round tripper turns upstream errors into 502/504.
+	// docs/DESIGN.md, trap 5: our round tripper turns upstream errors into
+	// 502/504.
 	ctx.RoundTripper = p.rt
 	// Requests inside an intercepted connection come from the inner
 	// server (mitm.go) with their connection's state in the context;
@@ -124,9 +126,9 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	var host string
 	var port int
 	if mitm {
-		// PITFALLS #4: goproxy sends an inner request wherever its URL or
-		// Host says, with whatever we inject. Both must name the CONNECT
-		// host:port (the port defaults to the CONNECT port).
+		// docs/DESIGN.md, trap 4: goproxy sends an inner request wherever its
+		// URL or Host says, with whatever we inject. Both must name the
+		// CONNECT host:port (the port defaults to the CONNECT port).
 		uh, up, err1 := hostPortOf(req.URL.Host, st.port)
 		hh, hp, err2 := hostPortOf(req.Host, st.port)
 		if err1 != nil || err2 != nil || uh != st.host || up != st.port || hh != st.host || hp != st.port {
@@ -179,7 +181,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		return p.refuse(req, rs, deny{reason: ReasonNotAllowed, what: rs.what})
 	}
 	if scheme != "https" {
-		// Decision 4: a real token never travels in clear.
+		// docs/DESIGN.md, decision 4: a real token never travels in clear.
 		for _, rt := range routes {
 			if !rt.InsecureHTTP {
 				return p.refuse(req, rs, deny{reason: ReasonInsecureRoute, what: rs.what})
@@ -201,9 +203,9 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 			detail: "the request target must be an absolute path or URL"})
 	}
 	if ws, other := wsrelay.IsUpgrade(req); ws || other {
-		// Decision 5: only a WebSocket upgrade, relayed frame by frame
-		// (upgrade.go); anything else would turn the connection into an
-		// unchecked pipe to the upstream.
+		// docs/DESIGN.md, decision 5: only a WebSocket upgrade, relayed frame
+		// by frame (upgrade.go); anything else would turn the connection into
+		// an unchecked pipe to the upstream.
 		if other {
 			return p.refuse(req, rs, deny{reason: ReasonUpgradeRefused, what: rs.what})
 		}
@@ -222,7 +224,8 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	}
 
 	stripProxyAuth(req.Header)
-	// Decision 3, the tripwire: a placeholder goes only to its slot's hosts.
+	// docs/DESIGN.md, decision 3 (the tripwire): a placeholder goes only to
+	// its slot's hosts.
 	var buf [4]int
 	found := ps.scan.scanRequest(req, slotSet(buf[:0]))
 	for _, i := range found {
@@ -303,9 +306,9 @@ func (p *Proxy) refuse(req *http.Request, rs *reqState, d deny) (*http.Request, 
 	return req, resp
 }
 
-// leak refuses a request carrying slot's placeholder (Decision 3).
-// Placeholders in the path are replaced by the slot name in the log line and
-// the message.
+// leak refuses a request carrying slot's placeholder (docs/DESIGN.md,
+// decision 3). Placeholders in the path are replaced by the slot name in the
+// log line and the message.
 func (p *Proxy) leak(req *http.Request, rs *reqState, sc *scanner, slot string) (*http.Request, *http.Response) {
 	rs.slot = slot
 	rs.host, rs.path, rs.what = sc.redact(rs.host), sc.redact(rs.path), sc.redact(rs.what)
@@ -314,7 +317,7 @@ func (p *Proxy) leak(req *http.Request, rs *reqState, sc *scanner, slot string) 
 
 // roundTrip sends an approved request upstream. It never returns an
 // error: goproxy would close an intercepted connection without a response
-// and answer plain HTTP with the raw error text (PITFALLS #5).
+// and answer plain HTTP with the raw error text (docs/DESIGN.md, trap 5).
 func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
 	rs, _ := ctx.UserData.(*reqState)
 	if rs == nil { // unreachable: handleRequest runs first
@@ -364,8 +367,8 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	ts := rs.ts
 	scrubbing := rs.routed && ts.scrub != nil
 	if scrubbing {
-		// Invariant 4: no real token back into the sandbox, in any
-		// encoding, in a header name or value.
+		// docs/SECURITY.md, invariant 4: no real token back into the sandbox,
+		// in any encoding, in a header name or value.
 		ts.scrubHeader(resp.Header, func(slot string) { p.scrubHit(rs, slot, "header") })
 		// Declared trailers: net/http moved the "Trailer" header into
 		// these keys, and goproxy announces them before the body.

@@ -18,12 +18,12 @@ const ReasonTooManyConns = "too_many_connections"
 // request head and write the 503.
 const refuseTimeout = 2 * time.Second
 
-// NewServer returns the http.Server for the proxy's own listener: Handler
-// p, a bound on reading each request head (Config.ReadHeaderTimeout) and on
+// NewServer returns the http.Server for the proxy's own listener: Handler p,
+// a bound on reading each request head (Config.ReadHeaderTimeout) and on
 // keep-alive connections waiting for their next request
 // (Config.ClientIdleTimeout). It has no read or write timeout: streams may
-// last hours (PITFALLS #7). Connections the proxy takes over (tunnels,
-// intercepted connections) are watched by the proxy itself.
+// last hours (docs/DESIGN.md, trap 7). Connections the proxy takes over
+// (tunnels, intercepted connections) are watched by the proxy itself.
 func (p *Proxy) NewServer() *http.Server {
 	return &http.Server{
 		Handler:           p,

@@ -115,10 +115,10 @@ func TestStreaming(t *testing.T) {
 	}
 }
 
-// PITFALLS #9: Accept-Encoding and compressed bodies pass untouched where
-// cork does not scrub (allowed hosts). On a routed host the request's
-// body passes untouched too, but the answer arrives decoded: cork decodes it
-// to scrub it of real tokens (docs/SECURITY.md).
+// docs/DESIGN.md, trap 9: Accept-Encoding and compressed bodies pass
+// untouched where cork does not scrub (allowed hosts). On a routed host the
+// request's body passes untouched too, but the answer arrives decoded: cork
+// decodes it to scrub it of real tokens (docs/SECURITY.md).
 func TestBodiesUntouched(t *testing.T) {
 	payload := bytes.Repeat([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x01}, 1000) // zstd-looking bytes
 	var answer bytes.Buffer
@@ -248,7 +248,7 @@ func bigSize() int64 {
 	return 1 << 30
 }
 
-// Decision 7: 1 GiB each way through MITM, memory bounded.
+// docs/DESIGN.md, decision 7: 1 GiB each way through MITM, memory bounded.
 func TestLargeBodiesMITM(t *testing.T) {
 	size := bigSize()
 	var upGot atomic.Int64

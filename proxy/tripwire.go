@@ -14,15 +14,15 @@ import (
 )
 
 // scanner finds slot placeholders where a sandbox could hide them in a
-// request (Decision 3, the tripwire): every header name and value, the
-// values of one header joined (a placeholder split over two lines), the
-// URL — each as sent, percent-decoded once and twice, in any ASCII case,
-// in base64 (standard or URL alphabet, at any alignment: inside Basic
-// credentials too), hex, URL-, JSON- or HTML-escaped, with "_" sent as
+// request (docs/DESIGN.md, decision 3, the tripwire): every header name and
+// value, the values of one header joined (a placeholder split over two
+// lines), the URL — each as sent, percent-decoded once and twice, in any
+// ASCII case, in base64 (standard or URL alphabet, at any alignment: inside
+// Basic credentials too), hex, URL-, JSON- or HTML-escaped, with "_" sent as
 // "+" or " ", and by its skeleton (its letters and digits, so punctuation
 // changes do not hide it) — and request bodies, trailers and WebSocket
-// messages through streams of the same rule set. It is built once per
-// policy and safe for concurrent use.
+// messages through streams of the same rule set. It is built once per policy
+// and safe for concurrent use.
 type scanner struct {
 	slots []string   // slot names, sorted
 	phs   []string   // placeholders, same order; never empty

@@ -183,9 +183,9 @@ func (s *connSet) closeAll() {
 }
 
 // reap closes tracked connections idle for longer than the tunnel idle
-// timeout (PITFALLS #7: hijacked tunnels have no timeout of their own).
-// Activity in either direction counts, so a long SSE answer is not idle;
-// an intercepted connection waiting for an upstream answer is busy.
+// timeout (docs/DESIGN.md, trap 7: hijacked tunnels have no timeout of their
+// own). Activity in either direction counts, so a long SSE answer is not
+// idle; an intercepted connection waiting for an upstream answer is busy.
 func (p *Proxy) reap() {
 	defer close(p.reaperDone)
 	every := min(max(p.tunnelIdle/4, 10*time.Millisecond), 5*time.Second)

@@ -178,7 +178,7 @@ func startCorkProxy(t *testing.T, u *upstreams, policy string) *corkProxy {
 		"CORK_UPSTREAM_CA_FILE="+u.caFile,
 		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
 		"CORK_RESOLVE=api.test:443="+u.addr+",git.test:443="+u.addr+",open.test:443="+u.addr,
-		// cork must ignore the environment's proxy (PITFALLS #6).
+		// cork must ignore the environment's proxy (docs/DESIGN.md, trap 6).
 		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
 	)
 	p.addr = p.waitLog(t, "proxy listening")["addr"].(string)

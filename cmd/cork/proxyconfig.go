@@ -230,7 +230,8 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 		bad("ca-key-file", "required when %s is set", s.name("ca-cert-file"))
 	default:
 		if st, err := os.Stat(keyFile); err == nil && st.Mode().Perm()&0o077 != 0 {
-			// Invariant 6: the CA key lives only in the proxy or a 0600 file.
+			// docs/SECURITY.md, invariant 6: the CA key lives only in the
+			// proxy or a 0600 file.
 			bad("ca-key-file", "%s: mode %04o lets others read it; chmod 600 %s", keyFile, st.Mode().Perm(), keyFile)
 			break
 		}
@@ -473,7 +474,7 @@ func checkPath(path string, wantDir bool) error {
 }
 
 // checkTokensFile insists on a private file: tokens are secrets
-// (invariant 7).
+// (docs/SECURITY.md, invariant 7).
 func checkTokensFile(path string) error {
 	if err := checkPath(path, false); err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 )
 
 // Anthropic paths Claude Code calls in `claude -p` with
-// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 (AGENTS.md).
+// CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 (docs/AGENTS.md).
 const (
 	ClaudeSettingsPath     = "/api/claude_code/settings"
 	ClaudePolicyLimitsPath = "/api/claude_code/policy_limits"

@@ -22,7 +22,7 @@ const ResponsesPath = "/backend-api/codex/responses"
 const AccountsCheckPath = "/backend-api/wham/accounts/check"
 
 // wsReadLimit: Codex's response.create frames exceed coder/websocket's
-// default 32 KiB (AGENTS.md).
+// default 32 KiB (docs/AGENTS.md).
 const wsReadLimit = 16 << 20
 
 // defaultModel is reported when the request's model cannot be read (a

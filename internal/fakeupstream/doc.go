@@ -7,8 +7,8 @@
 // every fake host, and the proxy is pointed at it with Resolve.
 //
 // The fakes answer only what the pinned CLIs need for one non-interactive
-// turn (see AGENTS.md, "Observed with ..."), each with a canned reply, and
-// they accept a request only when it carries the REAL credential: a
+// turn (see docs/AGENTS.md, "Observed behaviour"), each with a canned reply,
+// and they accept a request only when it carries the REAL credential: a
 // placeholder that slipped through the proxy gets a 401. Every request is
 // recorded with all of its headers, so tests can check which token arrived.
 //
