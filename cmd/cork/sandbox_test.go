@@ -326,6 +326,19 @@ func (e *escapeEnv) probes(t *testing.T) []escapeProbe {
 	u.chown(t, sock)
 	ps = append(ps, escapeProbe{name: "unix-run-user", check: "connecting to a Unix socket in " + filepath.Dir(sock),
 		cmd: fmt.Sprintf("python3 -c %s %s %s", shq(pyUnix), shq(sock), banner)})
+	// A service's socket in /run (a database's, the journal's), which no
+	// table names: the sandbox's /run is its own.
+	svc := filepath.Join("/run", "cork-esc-"+randText()+".sock")
+	svcSkip := ""
+	if sln, err := net.Listen("unix", svc); err != nil {
+		svcSkip = fmt.Sprintf("cannot make a socket in /run: %v", err)
+	} else {
+		t.Cleanup(func() { sln.Close(); os.Remove(svc) })
+		serveBanner(t, sln, banner)
+		u.chown(t, svc)
+	}
+	ps = append(ps, escapeProbe{name: "unix-run-service", check: "connecting to a service's Unix socket in /run", skip: svcSkip,
+		cmd: fmt.Sprintf("python3 -c %s %s %s", shq(pyUnix), shq(svc), banner)})
 	abstract := "@cork-esc-" + randText()
 	aln, err := net.Listen("unix", abstract)
 	if err != nil {

@@ -75,6 +75,11 @@ func buildView(ms []mount, emptyFile string) error {
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
 		return fmt.Errorf("private /tmp: %w", err)
 	}
+	if st, err := os.Stat("/run"); err == nil && st.IsDir() {
+		if err := unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			return fmt.Errorf("private /run: %w", err)
+		}
+	}
 	var sealed []string // tmpfs hides, made read-only once filled
 	for _, m := range ms {
 		switch m.Op {

@@ -135,7 +135,10 @@ const (
 
 // privateDirs are replaced by the sandbox's own: nothing of the host's
 // shows there, and binds into them get their mount point created.
-var privateDirs = []string{"/tmp", "/dev", "/proc"}
+// /run holds the host's service sockets (databases, the journal, D-Bus,
+// container engines) and per-user runtime directories: the sandbox gets
+// an empty one of its own.
+var privateDirs = []string{"/tmp", "/run", "/dev", "/proc"}
 
 // mounts computes the view's steps, and the credential locations hidden.
 // Errors name the flag or path at fault.
