@@ -426,9 +426,9 @@ func localSpec(t *testing.T, up *upstream, command ...string) (*Spec, *bytes.Buf
 	return spec, &stdout, &stderr
 }
 
-// checkSandboxEnv checks the variables DESIGN.md says every sandbox gets,
-// for a proxy at proxyURL and a CA under home/.cork, and that no real
-// token or host secret is among them.
+// checkSandboxEnv checks the variables docs/DESIGN.md (section 5) says every
+// sandbox gets, for a proxy at proxyURL and a CA under home/.cork, and that
+// no real token or host secret is among them.
 func checkSandboxEnv(t *testing.T, env map[string]string, proxyURL, home string) {
 	t.Helper()
 	want := map[string]string{
