@@ -173,6 +173,15 @@ func freeAddr(t *testing.T) string {
 // checkLogClean fails t if log holds any form of a real token.
 func checkLogClean(t *testing.T, log string) {
 	t.Helper()
+	// Every line is cork's own JSON: goproxy, whose logger is routed
+	// into cork's, writes nothing of its own to stderr (docs/DESIGN.md,
+	// trap 11), whatever error the suite provoked.
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+		var m map[string]any
+		if l != "" && json.Unmarshal([]byte(l), &m) != nil {
+			t.Errorf("cork's stderr holds a line that is not its JSON log: %q", l)
+		}
+	}
 	for _, tok := range []string{hardT, hardT2} {
 		for _, f := range secretForms(tok) {
 			if strings.Contains(strings.ToLower(log), strings.ToLower(f.form)) {
