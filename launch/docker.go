@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cork-sh/cork/proxy"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -152,13 +152,14 @@ func (d *Docker) preflight(ctx context.Context, spec *Spec) (*dockerRun, error) 
 		return nil, err
 	}
 	pre.tokens = tokens
-	// The sidecar gets the policy as YAML; parsing it here refuses a bad
-	// one before anything is created.
-	if pre.policy, err = spec.Plan.Egress.PolicyYAML(); err != nil {
-		return nil, setupErrorf("render policy: %w", err)
-	}
-	if _, err := proxy.ParsePolicy(pre.policy); err != nil {
+	// The sidecar reads the policy from a file; compiling it here refuses
+	// a bad one before anything is created.
+	pol, err := spec.Plan.Egress.Policy()
+	if err != nil {
 		return nil, setupErrorf("policy from the plan: %w", err)
+	}
+	if pre.policy, err = policy.Marshal(*pol); err != nil {
+		return nil, &SetupError{err}
 	}
 	if pre.sidecar, err = newSidecarConfig(spec.Proxy.Raw); err != nil {
 		return nil, &SetupError{err}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -217,8 +218,8 @@ func TestSidecarSetTokensWritesLines(t *testing.T) {
 func TestDockerPreflight(t *testing.T) {
 	plan := provision.Plan{Egress: provision.EgressPlan{
 		TokenEnvMap: map[string]string{"s": "TOKEN_ENV"},
-		Slots:       map[string]provision.Slot{"s": {Placeholder: "placeholder-s-000"}},
-		Routes:      []provision.Route{{Host: "api.test", Slot: "s"}},
+		Slots:       map[string]policy.Slot{"s": {Placeholder: "placeholder-s-000"}},
+		Routes:      []policy.Route{{Host: "api.test", Slot: "s"}},
 	}}
 	tests := []struct {
 		name string

@@ -39,6 +39,7 @@ import (
 
 	"github.com/cork-sh/cork/internal/testenv"
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -313,8 +314,8 @@ func e2ePlan() provision.Plan {
 		ProvisionedEnv: map[string]string{},
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{e2eSlot: e2eTokenEnv},
-			Slots:       map[string]provision.Slot{e2eSlot: {Placeholder: e2ePlaceholder}},
-			Routes:      []provision.Route{{Host: e2eAPIHost, Slot: e2eSlot, Scheme: provision.SchemeBearer}},
+			Slots:       map[string]policy.Slot{e2eSlot: {Placeholder: e2ePlaceholder}},
+			Routes:      []policy.Route{{Host: e2eAPIHost, Slot: e2eSlot, Scheme: policy.SchemeBearer}},
 		},
 	}
 }

@@ -34,19 +34,6 @@ type ProxyLimits struct {
 	MaxConnsPerClient      int
 }
 
-// Policy renders the plan's egress as a proxy policy.
-func Policy(spec *Spec) (*proxy.Policy, error) {
-	y, err := spec.Plan.Egress.PolicyYAML()
-	if err != nil {
-		return nil, fmt.Errorf("render policy: %w", err)
-	}
-	p, err := proxy.ParsePolicy(y)
-	if err != nil {
-		return nil, fmt.Errorf("policy from the plan: %w", err)
-	}
-	return p, nil
-}
-
 // sessionAuth returns a fresh "user:password" for the proxy's client
 // authentication (proxy.Config.ClientAuth): the in-process proxy may
 // listen where more than the sandbox can reach it (a microVM host's
@@ -67,9 +54,9 @@ func proxyURL(auth, hostport string) string {
 // startInProcess serves a proxy for spec on ln with tokens; clients must
 // present auth (from sessionAuth).
 func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth string) (*inProcess, error) {
-	pol, err := Policy(spec)
+	pol, err := spec.Plan.Egress.Policy()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("policy from the plan: %w", err)
 	}
 	p, err := proxy.New(proxy.Config{
 		Policy:          pol,

@@ -34,6 +34,8 @@ import (
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
 	"golang.org/x/sys/unix"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // The test binary doubles as its own helper programs, by the name it is
@@ -272,8 +274,8 @@ func testPlan() provision.Plan {
 		Env:   map[string]string{"API_TOKEN": testPlaceholder, "API_TOKEN_FILE": "~/" + testDummyFile},
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{"api": "API_TOKEN"},
-			Slots:       map[string]provision.Slot{"api": {Placeholder: testPlaceholder}},
-			Routes:      []provision.Route{{Host: testHost, Slot: "api", Scheme: provision.SchemeBearer}},
+			Slots:       map[string]policy.Slot{"api": {Placeholder: testPlaceholder}},
+			Routes:      []policy.Route{{Host: testHost, Slot: "api", Scheme: policy.SchemeBearer}},
 		},
 		ProvisionedEnv: map[string]string{},
 	}

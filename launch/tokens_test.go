@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -18,7 +19,7 @@ func codexPlan(provisioned map[string]string) provision.Plan {
 		ProvisionedEnv: provisioned,
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{provision.CodexSlot: provision.CodexAccessTokenEnv},
-			Slots:       map[string]provision.Slot{provision.CodexSlot: {Placeholder: "eyJ.dummy.sig"}},
+			Slots:       map[string]policy.Slot{provision.CodexSlot: {Placeholder: "eyJ.dummy.sig"}},
 		},
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // Claude profile constants.
@@ -47,7 +49,7 @@ const claudeTokenLen = 108
 var claudeTokenPrefixes = []string{"sk-ant-oat01-", "sk-ant-api03-", "sk-ant-admin01-", "sk-ant-"}
 
 // claudeRefreshBlocks are the OAuth token endpoints, current and older.
-var claudeRefreshBlocks = []Block{
+var claudeRefreshBlocks = []policy.Block{
 	{Host: "platform.claude.com", Path: "/v1/oauth/token", Reason: claudeRefreshReason},
 	{Host: "console.anthropic.com", Path: "/v1/oauth/token", Reason: claudeRefreshReason},
 }
@@ -175,8 +177,8 @@ func claudeBearerPlan(opts Options, sandboxEnv, tokenEnv, real string, plan *Pla
 	plan.Env[sandboxEnv] = ph
 	e := &plan.Egress
 	e.TokenEnvMap[ClaudeSlot] = tokenEnv
-	e.Slots[ClaudeSlot] = Slot{Placeholder: ph}
-	e.Routes = append(e.Routes, Route{Host: claudeAPIHost, Slot: ClaudeSlot, Header: "Authorization", Scheme: SchemeBearer})
+	e.Slots[ClaudeSlot] = policy.Slot{Placeholder: ph}
+	e.Routes = append(e.Routes, policy.Route{Host: claudeAPIHost, Slot: ClaudeSlot, Header: "Authorization", Scheme: policy.SchemeBearer})
 	return claudeCommon(plan, claudeStateJSON{HasCompletedOnboarding: true})
 }
 
@@ -190,8 +192,8 @@ func claudeAPIKeyPlan(opts Options, key string, plan *Plan) error {
 	plan.Env[AnthropicAPIKeyEnv] = ph
 	e := &plan.Egress
 	e.TokenEnvMap[AnthropicSlot] = AnthropicAPIKeyEnv
-	e.Slots[AnthropicSlot] = Slot{Placeholder: ph}
-	e.Routes = append(e.Routes, Route{Host: claudeAPIHost, Slot: AnthropicSlot, Header: "X-Api-Key", Scheme: SchemeRaw})
+	e.Slots[AnthropicSlot] = policy.Slot{Placeholder: ph}
+	e.Routes = append(e.Routes, policy.Route{Host: claudeAPIHost, Slot: AnthropicSlot, Header: "X-Api-Key", Scheme: policy.SchemeRaw})
 	// Interactive Claude Code asks before using a key from the environment
 	// and remembers the answer by the key's last 20 characters: pre-approve
 	// the placeholder, which is all the sandbox knows.

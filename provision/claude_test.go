@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // claudeFixtureDir holds the Claude Code .credentials.json fixtures.
@@ -22,7 +24,7 @@ const (
 	claudeEnvAuthToken = "gw-REALENVAUTHTOKEN0123456789abcdefghij"
 )
 
-var claudeBlocks = []Block{
+var claudeBlocks = []policy.Block{
 	{Host: "platform.claude.com", Path: "/v1/oauth/token", Reason: "OAuth token refresh happens on the host; cork keeps the sandbox's token fresh"},
 	{Host: "console.anthropic.com", Path: "/v1/oauth/token", Reason: "OAuth token refresh happens on the host; cork keeps the sandbox's token fresh"},
 }
@@ -113,19 +115,19 @@ func TestClaudeModes(t *testing.T) {
 		real        string // shapes the placeholder
 		prefix      string
 		provisioned bool // the real token is in ProvisionedEnv (and a Source)
-		route       Route
+		route       policy.Route
 	}{
 		{
 			name: "credentials file", opts: func(t *testing.T) Options { return claudeOpts(t, "oauth", nil) },
 			slot: "claude", tokenEnv: "CORK_CLAUDE_ACCESS_TOKEN", sandboxVar: "CLAUDE_CODE_OAUTH_TOKEN",
 			real: oauth, prefix: "sk-ant-oat01-", provisioned: true,
-			route: Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
 		},
 		{
 			name: "minimal credentials file", opts: func(t *testing.T) Options { return claudeOpts(t, "minimal", nil) },
 			slot: "claude", tokenEnv: "CORK_CLAUDE_ACCESS_TOKEN", sandboxVar: "CLAUDE_CODE_OAUTH_TOKEN",
 			real: oauth, prefix: "sk-ant-oat01-", provisioned: true,
-			route: Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
 		},
 		{
 			name: "credentials file wins over keys",
@@ -134,7 +136,7 @@ func TestClaudeModes(t *testing.T) {
 			},
 			slot: "claude", tokenEnv: "CORK_CLAUDE_ACCESS_TOKEN", sandboxVar: "CLAUDE_CODE_OAUTH_TOKEN",
 			real: oauth, prefix: "sk-ant-oat01-", provisioned: true,
-			route: Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
 		},
 		{
 			name: "CLAUDE_CODE_OAUTH_TOKEN wins over the file",
@@ -145,7 +147,7 @@ func TestClaudeModes(t *testing.T) {
 			},
 			slot: "claude", tokenEnv: "CLAUDE_CODE_OAUTH_TOKEN", sandboxVar: "CLAUDE_CODE_OAUTH_TOKEN",
 			real: claudeEnvOAuth, prefix: "sk-ant-oat01-",
-			route: Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
 		},
 		{
 			name: "API key without a file",
@@ -156,7 +158,7 @@ func TestClaudeModes(t *testing.T) {
 			},
 			slot: "anthropic", tokenEnv: "ANTHROPIC_API_KEY", sandboxVar: "ANTHROPIC_API_KEY",
 			real: claudeEnvAPIKey, prefix: "sk-ant-api03-",
-			route: Route{Host: "api.anthropic.com", Slot: "anthropic", Header: "X-Api-Key", Scheme: "raw"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "anthropic", Header: "X-Api-Key", Scheme: "raw"},
 		},
 		{
 			name: "auth token without a file",
@@ -167,7 +169,7 @@ func TestClaudeModes(t *testing.T) {
 			},
 			slot: "claude", tokenEnv: "ANTHROPIC_AUTH_TOKEN", sandboxVar: "ANTHROPIC_AUTH_TOKEN",
 			real: claudeEnvAuthToken, prefix: "",
-			route: Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
 		},
 		{
 			name: "forwarding off, nothing set",
@@ -179,7 +181,7 @@ func TestClaudeModes(t *testing.T) {
 			},
 			slot: "claude", tokenEnv: "CLAUDE_CODE_OAUTH_TOKEN", sandboxVar: "CLAUDE_CODE_OAUTH_TOKEN",
 			prefix: "sk-ant-oat01-",
-			route:  Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
+			route:  policy.Route{Host: "api.anthropic.com", Slot: "claude", Header: "Authorization", Scheme: "bearer"},
 		},
 		{
 			name: "forwarding off, API key",
@@ -191,7 +193,7 @@ func TestClaudeModes(t *testing.T) {
 			},
 			slot: "anthropic", tokenEnv: "ANTHROPIC_API_KEY", sandboxVar: "ANTHROPIC_API_KEY",
 			real: claudeEnvAPIKey, prefix: "sk-ant-api03-",
-			route: Route{Host: "api.anthropic.com", Slot: "anthropic", Header: "X-Api-Key", Scheme: "raw"},
+			route: policy.Route{Host: "api.anthropic.com", Slot: "anthropic", Header: "X-Api-Key", Scheme: "raw"},
 		},
 	}
 	for _, tt := range tests {
@@ -217,7 +219,7 @@ func TestClaudeModes(t *testing.T) {
 			if got := plan.Env; !reflect.DeepEqual(got, wantEnv) {
 				t.Errorf("Env = %v, want %v", got, wantEnv)
 			}
-			if got, want := plan.Egress.Routes, []Route{tt.route}; !reflect.DeepEqual(got, want) {
+			if got, want := plan.Egress.Routes, []policy.Route{tt.route}; !reflect.DeepEqual(got, want) {
 				t.Errorf("Routes = %+v, want %+v", got, want)
 			}
 			if got := plan.Egress.Block; !reflect.DeepEqual(got, claudeBlocks) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/internal/fakejwt"
+	"github.com/cork-sh/cork/policy"
 )
 
 // Codex profile constants.
@@ -235,11 +236,11 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 
 	e := &plan.Egress
 	e.TokenEnvMap[CodexSlot] = CodexAccessTokenEnv
-	e.Slots[CodexSlot] = Slot{Placeholder: accessToken}
+	e.Slots[CodexSlot] = policy.Slot{Placeholder: accessToken}
 	for _, h := range []string{"chatgpt.com", "*.chatgpt.com", "chat.openai.com"} {
-		e.Routes = append(e.Routes, Route{Host: h, Slot: CodexSlot, Header: "Authorization", Scheme: SchemeBearer})
+		e.Routes = append(e.Routes, policy.Route{Host: h, Slot: CodexSlot, Header: "Authorization", Scheme: policy.SchemeBearer})
 	}
-	e.Block = append(e.Block, Block{
+	e.Block = append(e.Block, policy.Block{
 		Host:   "auth.openai.com",
 		Path:   "/oauth/token",
 		Reason: "token refresh happens on the host; cork keeps the sandbox's token fresh",
@@ -285,7 +286,7 @@ func codexAPIKeyPlan(opts Options, key string, fromFile bool, plan *Plan) error 
 	}
 	e := &plan.Egress
 	e.TokenEnvMap[OpenAISlot] = OpenAIAPIKeyEnv
-	e.Slots[OpenAISlot] = Slot{Placeholder: placeholder}
-	e.Routes = append(e.Routes, Route{Host: "api.openai.com", Slot: OpenAISlot, Header: "Authorization", Scheme: SchemeBearer})
+	e.Slots[OpenAISlot] = policy.Slot{Placeholder: placeholder}
+	e.Routes = append(e.Routes, policy.Route{Host: "api.openai.com", Slot: OpenAISlot, Header: "Authorization", Scheme: policy.SchemeBearer})
 	return nil
 }

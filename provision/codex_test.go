@@ -9,15 +9,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/policy"
 )
 
-var chatGPTRoutes = []Route{
-	{Host: "chatgpt.com", Slot: CodexSlot, Header: "Authorization", Scheme: SchemeBearer},
-	{Host: "*.chatgpt.com", Slot: CodexSlot, Header: "Authorization", Scheme: SchemeBearer},
-	{Host: "chat.openai.com", Slot: CodexSlot, Header: "Authorization", Scheme: SchemeBearer},
+var chatGPTRoutes = []policy.Route{
+	{Host: "chatgpt.com", Slot: CodexSlot, Header: "Authorization", Scheme: policy.SchemeBearer},
+	{Host: "*.chatgpt.com", Slot: CodexSlot, Header: "Authorization", Scheme: policy.SchemeBearer},
+	{Host: "chat.openai.com", Slot: CodexSlot, Header: "Authorization", Scheme: policy.SchemeBearer},
 }
 
-var refreshBlock = []Block{{
+var refreshBlock = []policy.Block{{
 	Host:   "auth.openai.com",
 	Path:   "/oauth/token",
 	Reason: "token refresh happens on the host; cork keeps the sandbox's token fresh",
@@ -201,7 +203,7 @@ func TestCodexAPIKey(t *testing.T) {
 	if got, want := plan.Egress.TokenEnvMap, map[string]string{"openai": "OPENAI_API_KEY"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("TokenEnvMap = %v, want %v", got, want)
 	}
-	wantRoutes := []Route{{Host: "api.openai.com", Slot: "openai", Header: "Authorization", Scheme: "bearer"}}
+	wantRoutes := []policy.Route{{Host: "api.openai.com", Slot: "openai", Header: "Authorization", Scheme: "bearer"}}
 	if got := plan.Egress.Routes; !reflect.DeepEqual(got, wantRoutes) {
 		t.Errorf("Routes = %+v, want %+v", got, wantRoutes)
 	}

@@ -1,6 +1,7 @@
 // Package provision builds a Plan: what a sandbox is given (dummy files and
 // environment), what was read on the host (the provisioned environment),
-// and what the egress proxy must do (slots, routes, allow and block lists).
+// and what the egress proxy must do: slots, routes, allow and block lists,
+// built directly as values of package policy.
 //
 // Each agent is a Profile that keeps all of its steps together, in one file:
 // read the host credential, mint the dummy files, add the routes. Profiles
@@ -15,6 +16,9 @@
 //     keyed by the variable that Egress.TokenEnvMap names for its slot;
 //     launch.Tokens resolves it from there. Plan never prints it.
 //   - Errors name the file and the field, never a value.
+//   - A Plan from Build holds a valid policy: Build compiles it with
+//     policy.New, the proxy's own validation, so a bad route fails at
+//     Build and never later at launch.
 //   - With Options.ForwardHostCredentials off, nothing is read from the
 //     host's files: the operator supplies tokens through the host
 //     environment variables named in Egress.TokenEnvMap.

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/net/http/httpguts"
+	"github.com/cork-sh/cork/policy"
 )
 
 // genericRandomLen is the number of random characters after "cork_" in a
@@ -36,7 +36,7 @@ type Binding struct {
 	Header string
 	// Scheme is bearer, token, basic or raw. Empty is bearer on
 	// Authorization and raw on any other header.
-	Scheme string
+	Scheme policy.Scheme
 	// BasicUser is the user name of scheme basic; empty lets the proxy
 	// choose its default (x-access-token). Only with scheme basic.
 	BasicUser string
@@ -44,70 +44,58 @@ type Binding struct {
 	// none, rather than only swapping the placeholder.
 	AddIfMissing bool
 	// Unscrubbable is the route's unscrubbable option: empty or
-	// UnscrubbableRefuse (a response body the proxy cannot scrub of the
-	// credential is refused), or UnscrubbablePass.
+	// policy.UnscrubbableRefuse (a response body the proxy cannot scrub of the
+	// credential is refused), or policy.UnscrubbablePass.
 	Unscrubbable string
 }
 
 // Slot is the binding's slot name: Env in lower case.
 func (b Binding) Slot() string { return strings.ToLower(b.Env) }
 
-// route is the policy route of b, defaults filled in.
-func (b Binding) route() Route {
-	r := Route{Host: b.Host, Slot: b.Slot(), Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing, Unscrubbable: b.Unscrubbable}
+// route is the policy route of b for slot, defaults filled in.
+func (b Binding) route(slot string) policy.Route {
+	r := policy.Route{Host: b.Host, Slot: slot, Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing, Unscrubbable: b.Unscrubbable}
 	if r.Header == "" {
-		r.Header = "Authorization"
+		r.Header = policy.DefaultHeader
 	}
 	if r.Scheme == "" {
-		r.Scheme = SchemeRaw
-		if strings.EqualFold(r.Header, "Authorization") {
-			r.Scheme = SchemeBearer
+		r.Scheme = policy.SchemeRaw
+		if strings.EqualFold(r.Header, policy.DefaultHeader) {
+			r.Scheme = policy.SchemeBearer
 		}
 	}
 	return r
 }
 
-// Validate reports every problem with b, each naming its field
-// (host, env, header, scheme, basic_user, unscrubbable). It never prints Env when Env
-// is invalid, in case a credential was given instead of its variable.
+// Validate reports every problem with b, each a *policy.Error whose place
+// is the field (host, env, header, scheme, basic_user, unscrubbable): the
+// policy package judges b's route as the proxy will. It never prints Env
+// when Env is invalid, in case a credential was given instead of its
+// variable.
 func (b Binding) Validate() error {
 	var errs []error
-	if err := checkHostPattern(b.Host); err != nil {
-		errs = append(errs, fmt.Errorf("host: %w", err))
-	}
 	if err := checkEnvName(b.Env); err != nil {
-		errs = append(errs, fmt.Errorf("env: %w", err))
+		errs = append(errs, &policy.Error{Place: "env", Err: err})
 	}
-	if b.Header != "" && !httpguts.ValidHeaderFieldName(b.Header) {
-		errs = append(errs, fmt.Errorf("header: %q is not a header name", b.Header))
-	}
-	switch b.Scheme {
-	case "", SchemeBearer, SchemeToken, SchemeBasic, SchemeRaw:
-	default:
-		errs = append(errs, fmt.Errorf("scheme: unknown scheme %q (want bearer, token, basic or raw)", b.Scheme))
-	}
-	switch {
-	case b.BasicUser == "":
-	case b.Scheme != SchemeBasic:
-		errs = append(errs, errors.New("basic_user: only with scheme basic"))
-	case strings.Contains(b.BasicUser, ":") || !isVisibleASCII(b.BasicUser):
-		errs = append(errs, errors.New("basic_user: want printable ASCII without ':' or spaces"))
-	}
-	if err := checkUnscrubbable(b.Unscrubbable); err != nil {
-		errs = append(errs, err)
+	_, err := policy.New(policy.Policy{
+		Slots:  map[string]policy.Slot{checkSlot: {Placeholder: checkPlaceholder(checkSlot)}},
+		Routes: []policy.Route{b.route(checkSlot)},
+	})
+	for _, e := range policy.Errors(err) {
+		errs = append(errs, &policy.Error{Place: strings.TrimPrefix(e.Place, "routes[0]."), Err: e.Err})
 	}
 	return errors.Join(errs...)
 }
 
-// checkUnscrubbable accepts a route's unscrubbable value: empty, refuse or
-// pass. Its error names the field.
-func checkUnscrubbable(s string) error {
-	switch s {
-	case "", UnscrubbableRefuse, UnscrubbablePass:
-		return nil
-	}
-	return fmt.Errorf("unscrubbable: unknown value %q (want refuse or pass)", s)
-}
+// checkSlot names the slot of a route that is checked before cork has made
+// its slot and placeholder (or whose env is invalid, so that no part of a
+// pasted credential becomes a slot name).
+const checkSlot = "cork-check"
+
+// checkPlaceholder is a placeholder for checking slot's routes: valid, and
+// never inside another slot's (slot names made from variables have no
+// '-').
+func checkPlaceholder(slot string) string { return "cork-check-" + slot + "-placeholder" }
 
 // ParseBinding parses the --inject form of a Binding:
 //
@@ -149,7 +137,7 @@ func ParseBinding(s string) (Binding, error) {
 		case "header":
 			b.Header = v
 		case "scheme":
-			b.Scheme = strings.ToLower(v)
+			b.Scheme = policy.Scheme(strings.ToLower(v))
 		case "basic_user":
 			b.BasicUser = v
 		case "add_if_missing":
@@ -187,7 +175,7 @@ func ParseBinding(s string) (Binding, error) {
 type Generic struct {
 	Bindings []Binding
 	Allow    []string
-	Block    []Block
+	Block    []policy.Block
 }
 
 var _ Profile = Generic{}
@@ -196,56 +184,77 @@ var _ Profile = Generic{}
 func (Generic) Name() string { return "generic" }
 
 // Provision adds the bindings' env and routes and the extra allow and
-// block entries to plan. It reports every invalid binding and entry, and a
-// host bound twice (the proxy would allow two headers on one host, but a
-// plan has one route per host and profile).
+// block entries to plan. It reports every invalid binding and entry (as
+// the proxy would judge them), and a host bound twice (the proxy would
+// allow two headers on one host, but a plan has one route per host and
+// profile).
 func (g Generic) Provision(opts Options, plan *Plan) error {
 	if len(g.Bindings) == 0 && len(g.Allow) == 0 && len(g.Block) == 0 {
 		return errors.New("nothing to provision: give bindings (--inject HOST=VAR) or a --policy file")
 	}
 	var errs []error
 	envOf := map[string]string{}  // slot → variable
-	hostOf := map[string]string{} // normalised host → variable
+	hostOf := map[string]string{} // canonical host → variable
+	var routes []policy.Route
+	var from []int // binding index of each route
 	for i, b := range g.Bindings {
+		place := fmt.Sprintf("bindings[%d]", i)
 		if err := b.Validate(); err != nil {
-			errs = append(errs, prefixLines(fmt.Sprintf("bindings[%d]", i), err))
+			errs = append(errs, renamePlaces(err, func(p string) string { return place + "." + p }))
 			continue
 		}
 		envOf[b.Slot()] = b.Env // upper-case names: one variable per slot
-		h := normHost(b.Host)
+		h := hostKey(b.Host)
 		if other, ok := hostOf[h]; ok {
-			errs = append(errs, fmt.Errorf("bindings[%d]: host %s is already bound (to %s); one binding per host", i, b.Host, other))
+			errs = append(errs, fmt.Errorf("%s: host %s is already bound (to %s); one binding per host", place, b.Host, other))
 			continue
 		}
 		hostOf[h] = b.Env
-		plan.Egress.Routes = append(plan.Egress.Routes, b.route())
+		routes = append(routes, b.route(b.Slot()))
+		from = append(from, i)
 	}
-	for i, h := range g.Allow {
-		if err := checkHostPattern(h); err != nil {
-			errs = append(errs, fmt.Errorf("allow[%d]: %w", i, err))
+	slots := map[string]policy.Slot{}
+	for _, slot := range slices.Sorted(maps.Keys(envOf)) {
+		ph, err := genericPlaceholder(opts, opts.HostEnv[envOf[slot]])
+		if err != nil {
+			return err
 		}
+		slots[slot] = policy.Slot{Placeholder: ph}
 	}
-	for i, b := range g.Block {
-		if err := checkBlock(b); err != nil {
-			errs = append(errs, prefixLines(fmt.Sprintf("block[%d]", i), err))
-		}
+	// The allow and block entries, and the routes together, as the proxy
+	// will judge them; a route's errors name its binding.
+	if _, err := policy.New(policy.Policy{Slots: slots, Routes: routes, Allow: g.Allow, Block: g.Block}); err != nil {
+		errs = append(errs, renamePlaces(err, func(p string) string {
+			var k int
+			if _, serr := fmt.Sscanf(p, "routes[%d]", &k); serr == nil && k < len(from) {
+				return fmt.Sprintf("bindings[%d]", from[k]) + strings.TrimPrefix(p, fmt.Sprintf("routes[%d]", k))
+			}
+			return p
+		}))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	for _, slot := range slices.Sorted(maps.Keys(envOf)) {
+	for slot, s := range slots {
 		env := envOf[slot]
-		ph, err := genericPlaceholder(opts, opts.HostEnv[env])
-		if err != nil {
-			return err
-		}
-		plan.Env[env] = ph
+		plan.Env[env] = s.Placeholder
 		plan.Egress.TokenEnvMap[slot] = env
-		plan.Egress.Slots[slot] = Slot{Placeholder: ph}
+		plan.Egress.Slots[slot] = s
 	}
+	plan.Egress.Routes = append(plan.Egress.Routes, routes...)
 	plan.Egress.Allow = append(plan.Egress.Allow, g.Allow...)
 	plan.Egress.Block = append(plan.Egress.Block, g.Block...)
 	return nil
+}
+
+// renamePlaces renames the place of each *policy.Error joined in err with
+// rename; other errors pass unchanged.
+func renamePlaces(err error, rename func(place string) string) error {
+	var out []error
+	for _, e := range policy.Errors(err) {
+		out = append(out, &policy.Error{Place: rename(e.Place), Line: e.Line, Err: e.Err})
+	}
+	return errors.Join(out...)
 }
 
 // genericPlaceholder is shaped like real (see Generic), or "cork_" and
@@ -309,72 +318,4 @@ func checkEnvName(s string) error {
 		return fmt.Errorf("%s: CORK_ variables are cork's own", s)
 	}
 	return nil
-}
-
-// checkHostPattern does the checks that need no DNS or IDNA knowledge; the
-// proxy validates the policy fully.
-func checkHostPattern(h string) error {
-	switch {
-	case h == "":
-		return errors.New("missing host")
-	case strings.Contains(h, "://"):
-		return fmt.Errorf("%q: a host, not a URL", h)
-	case strings.ContainsAny(h, "/?#@,= \t\r\n"):
-		return fmt.Errorf("%q: not a host pattern (want api.example.com, *.example.com or api.example.com:8443)", h)
-	case strings.Contains(h[min(len(h), 1):], "*") || strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*."):
-		return fmt.Errorf("%q: a wildcard is allowed only as a leading \"*.\"", h)
-	}
-	return nil
-}
-
-func checkBlock(b Block) error {
-	var errs []error
-	if err := checkHostPattern(b.Host); err != nil {
-		errs = append(errs, fmt.Errorf("host: %w", err))
-	}
-	if err := checkBlockPath(b); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// checkBlockPath checks a block's path and case_sensitive the way the proxy
-// does, short of normalising the path (the proxy does that). Its error
-// names the field.
-func checkBlockPath(b Block) error {
-	switch {
-	case b.Path == "" && b.CaseSensitive:
-		return errors.New("case_sensitive: only with a path")
-	case b.Path == "":
-	case !strings.HasPrefix(b.Path, "/"):
-		return errors.New(`path: must start with "/"`)
-	case strings.ContainsAny(b.Path, "?#"):
-		return errors.New("path: a path only, without query or fragment")
-	}
-	return nil
-}
-
-// isVisibleASCII reports whether s is printable ASCII without spaces.
-func isVisibleASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// prefixLines puts prefix before each of err's joined errors.
-func prefixLines(prefix string, err error) error {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	out := make([]error, len(errs))
-	for i, e := range errs {
-		out[i] = fmt.Errorf("%s.%w", prefix, e)
-	}
-	return errors.Join(out...)
 }

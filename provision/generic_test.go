@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 func TestParseBinding(t *testing.T) {
@@ -36,11 +38,11 @@ func TestParseBindingErrors(t *testing.T) {
 		{"api.example.com", `"api.example.com": want HOST=VAR[,header=NAME][,scheme=S][,basic_user=U][,add_if_missing], e.g. api.example.com=EXAMPLE_TOKEN`},
 		{"=TOKEN", `"=TOKEN": want HOST=VAR`},
 		{"api.example.com=", `"api.example.com=": want HOST=VAR`},
-		{"https://api.example.com=T", `host: "https://api.example.com": a host, not a URL`},
-		{"api.example.com/v1=T", `host: "api.example.com/v1": not a host pattern`},
-		{"a*.example.com=T", `a wildcard is allowed only as a leading "*."`},
-		{"api.example.com=T,header=X Key", `header: "X Key" is not a header name`},
-		{"api.example.com=T,scheme=digest", `scheme: unknown scheme "digest" (want bearer, token, basic or raw)`},
+		{"https://api.example.com=T", `host: invalid host pattern "https://api.example.com": a host, not a URL`},
+		{"api.example.com/v1=T", `host: invalid host pattern "api.example.com/v1": a host, not a URL or path`},
+		{"a*.example.com=T", `* only as the first label, as in *.example.com`},
+		{"api.example.com=T,header=X Key", `header: invalid header name "X Key"`},
+		{"api.example.com=T,scheme=digest", `scheme: unknown scheme "digest" (want bearer, token, basic, raw)`},
 		{"api.example.com=T,basic_user=u", "basic_user: only with scheme basic"},
 		{"api.example.com=T,scheme=basic,basic_user=a:b", "basic_user: want printable ASCII without ':' or spaces"},
 		{"api.example.com=T,header=", `"api.example.com=T,header=": option header needs a value (header=...)`},
@@ -97,7 +99,7 @@ func TestGeneric(t *testing.T) {
 			{Host: "git.acme.test", Env: "ACME_GIT", Scheme: "basic", BasicUser: "oauth2", AddIfMissing: true},
 		},
 		Allow: []string{"registry.npmjs.org"},
-		Block: []Block{{Host: "api.example.com", Path: "/admin", Reason: "not for agents"}},
+		Block: []policy.Block{{Host: "api.example.com", Path: "/admin", Reason: "not for agents"}},
 	}
 	opts := Options{HostEnv: map[string]string{"ACME_KEY": realKey, "ACME_GIT": "opaqueREALGITPASSWORD0123456789"}, ReadFile: noReads(t)}
 	plan, err := Build(opts, g)
@@ -108,7 +110,7 @@ func TestGeneric(t *testing.T) {
 	if got := plan.Egress.TokenEnvMap; !reflect.DeepEqual(got, wantTEM) {
 		t.Errorf("TokenEnvMap = %v, want %v", got, wantTEM)
 	}
-	wantRoutes := []Route{
+	wantRoutes := []policy.Route{
 		{Host: "api.example.com", Slot: "example_token", Header: "Authorization", Scheme: "bearer"},
 		{Host: "uploads.example.com", Slot: "example_token", Header: "Authorization", Scheme: "token"},
 		{Host: "api.acme.test", Slot: "acme_key", Header: "X-Api-Key", Scheme: "raw"},
@@ -174,15 +176,20 @@ func TestGenericErrors(t *testing.T) {
 			{Host: "api.example.com", Env: "A"},
 			{Host: "API.example.com.", Env: "B", Header: "X-Key"},
 		}}, []string{"generic: bindings[1]: host API.example.com. is already bound (to A); one binding per host"}},
+		// issue 13: Build judges a binding as the proxy will, so this fails
+		// here and not later at launch.
+		{"port out of range", Generic{Bindings: []Binding{{Host: "api.example.com:99999", Env: "A"}}}, []string{
+			`generic: bindings[0].host: invalid host pattern "api.example.com:99999": port out of range`,
+		}},
 		{"invalid", Generic{
 			Bindings: []Binding{{Host: "", Env: "lower", Scheme: "digest"}},
 			Allow:    []string{"https://x.example.com"},
-			Block:    []Block{{Host: "x.example.com", Path: "admin"}},
+			Block:    []policy.Block{{Host: "x.example.com", Path: "admin"}},
 		}, []string{
-			"bindings[0].host: missing host",
+			"bindings[0].host: required",
 			"bindings[0].env: want the name of the host variable",
 			`bindings[0].scheme: unknown scheme "digest"`,
-			`allow[0]: "https://x.example.com": a host, not a URL`,
+			`allow[0]: invalid host pattern "https://x.example.com": a host, not a URL`,
 			`block[0].path: must start with "/"`,
 		}},
 	}
@@ -254,7 +261,7 @@ func TestGenericPlaceholderKnownPrefixes(t *testing.T) {
 }
 
 func TestParseGenericPolicy(t *testing.T) {
-	const policy = `# extra hosts for cork run
+	const src = `# extra hosts for cork run
 routes:
   - host: api.example.com
     env: EXAMPLE_TOKEN
@@ -275,7 +282,7 @@ block:
   - { host: api.example.com, path: /admin, reason: "not for agents" }
   - { host: api.example.com, path: /Internal, case_sensitive: true }
 `
-	g, err := ParseGenericPolicy([]byte(policy))
+	g, err := ParseGenericPolicy([]byte(src))
 	if err != nil {
 		t.Fatalf("ParseGenericPolicy() error = %v", err)
 	}
@@ -286,7 +293,7 @@ block:
 			{Host: "git.acme.test", Env: "ACME_GIT", Scheme: "basic", BasicUser: "oauth2", AddIfMissing: true, Unscrubbable: "pass"},
 		},
 		Allow: []string{"registry.npmjs.org", "*.example.org"},
-		Block: []Block{
+		Block: []policy.Block{
 			{Host: "api.example.com", Path: "/admin", Reason: "not for agents"},
 			{Host: "api.example.com", Path: "/Internal", CaseSensitive: true},
 		},
@@ -296,6 +303,11 @@ block:
 	}
 	if _, err := Build(Options{}, g); err != nil {
 		t.Errorf("Build(parsed policy) error = %v", err)
+	}
+	// YAML aliases and merge keys, as in the proxy's policy files.
+	aliased, err := ParseGenericPolicy([]byte("routes:\n  - &r {host: api.acme.test, env: ACME_KEY, header: X-Api-Key}\n  - <<: *r\n    host: api2.acme.test\n"))
+	if err != nil || len(aliased.Bindings) != 2 || aliased.Bindings[1] != (Binding{Host: "api2.acme.test", Env: "ACME_KEY", Header: "X-Api-Key"}) {
+		t.Errorf("ParseGenericPolicy(aliases) = %+v, %v; want the second route to merge the first", aliased, err)
 	}
 	if g, err := ParseGenericPolicy([]byte(`{"allow": ["registry.npmjs.org"]}`)); err != nil || len(g.Allow) != 1 {
 		t.Errorf("ParseGenericPolicy(JSON allow only) = %+v, %v; want one allow entry", g, err)
@@ -313,27 +325,35 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 		{"syntax", "routes: [\n", []string{"line"}},
 		{"two documents", "allow: [a.test]\n---\nallow: [b.test]\n", []string{"more than one YAML document"}},
 		{"slots", "slots:\n  x: {placeholder: abcdefgh}\n", []string{"slots: cork run makes the slots and placeholders; name each route's variable with env: VAR (line 1)"}},
-		{"unknown top", "route: []\n", []string{"route: unknown field (want routes, allow, block) (line 1)"}},
-		{"route slot", "routes:\n  - host: a.test\n    slot: x\n", []string{"routes[0].slot: unknown field (want host, env, header, scheme, basic_user, add_if_missing, unscrubbable) (line 3)"}},
+		{"unknown top", "route: []\n", []string{`policy: unknown field "route" (want routes, allow, block) (line 1)`}},
+		{"route slot", "routes:\n  - host: a.test\n    slot: x\n", []string{`routes[0]: unknown field "slot" (want host, env, header, scheme, basic_user, add_if_missing, unscrubbable) (line 3)`}},
 		{"route shapes", "routes:\n  - host: [a.test]\n    env: A\n    add_if_missing: yes please\n  - just-a-string\n", []string{
 			"routes[0].host: want a single value (line 2)",
-			"routes[0].add_if_missing: want true or false (line 4)",
-			"routes[1]: want a mapping (line 5)",
+			`routes[0].add_if_missing: want true or false, got "yes please" (line 4)`,
+			"routes[1]: want a mapping with host, env, header, scheme, basic_user, add_if_missing and unscrubbable (line 5)",
 		}},
 		{"routes not a list", "routes: {host: a.test}\n", []string{"routes: want a list (line 1)"}},
 		{"allow entry", "allow:\n  - {host: a.test}\n", []string{"allow[0]: want a host pattern (line 2)"}},
-		{"case_sensitive shape", "block:\n  - host: a.test\n    path: /x\n    case_sensitive: yes\n", []string{"block[0].case_sensitive: want true or false (line 4)"}},
+		{"case_sensitive shape", "block:\n  - host: a.test\n    path: /x\n    case_sensitive: yes\n", []string{`block[0].case_sensitive: want true or false, got "yes" (line 4)`}},
 		{"new keys", "routes:\n  - host: a.test\n    env: A\n    unscrubbable: sometimes\nblock:\n  - host: a.test\n    path: /x\n  - host: a.test\n    case_sensitive: true\n  - host: a.test\n    path: /x#y\n", []string{
 			`routes[0].unscrubbable: unknown value "sometimes" (want refuse or pass)`,
 			"block[1].case_sensitive: only with a path",
 			"block[2].path: a path only, without query or fragment",
 		}},
-		{"block key", "block:\n  - host: a.test\n    paths: /x\n", []string{"block[0].paths: unknown field (want host, path, case_sensitive, reason) (line 3)"}},
+		// issue 13: judged as the proxy judges it, named by the file's own
+		// index and line.
+		{"port out of range", "allow: [registry.npmjs.org]\nroutes:\n  - host: api.example.com:99999\n    env: EXAMPLE_TOKEN\n", []string{
+			`routes[0].host: invalid host pattern "api.example.com:99999": port out of range (line 3)`,
+		}},
+		{"host twice", "routes:\n  - host: a.test\n    env: A\n  - host: A.test.\n    env: B\n    header: X-Key\n", []string{
+			"routes[1].host: A.test. is already bound by routes[0]; one route per host (line 4)",
+		}},
+		{"block key", "block:\n  - host: a.test\n    paths: /x\n", []string{`block[0]: unknown field "paths" (want host, path, case_sensitive, reason) (line 3)`}},
 		{"values", "routes:\n  - host: https://a.test\n    env: sk-ant-REALPASTED\n  - env: B\nallow: [\"a b\"]\nblock:\n  - host: a.test\n    path: x\n", []string{
-			`routes[0].host: "https://a.test": a host, not a URL`,
+			`routes[0].host: invalid host pattern "https://a.test": a host, not a URL (line 2)`,
 			"routes[0].env: want the name of the host variable that holds the credential (A-Z, 0-9, _), not a value",
-			"routes[1].host: missing host",
-			`allow[0]: "a b": not a host pattern`,
+			"routes[1].host: required (line 4)",
+			`allow[0]: invalid host pattern "a b": contains whitespace (line 5)`,
 			`block[0].path: must start with "/"`,
 		}},
 	}

@@ -3,6 +3,8 @@ package provision
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // GitHub profile constants.
@@ -80,14 +82,14 @@ func (GitHub) Provision(opts Options, plan *Plan) error {
 
 	e := &plan.Egress
 	e.TokenEnvMap[GitHubSlot] = tokenEnv
-	e.Slots[GitHubSlot] = Slot{Placeholder: ph}
+	e.Slots[GitHubSlot] = policy.Slot{Placeholder: ph}
 	e.Routes = append(e.Routes,
-		Route{Host: "api.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: SchemeToken},
-		Route{Host: "uploads.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: SchemeToken},
-		Route{Host: "github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: SchemeBasic, BasicUser: GitHubBasicUser},
+		policy.Route{Host: "api.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
+		policy.Route{Host: "uploads.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
+		policy.Route{Host: "github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: GitHubBasicUser},
 	)
 	e.Allow = append(e.Allow, "codeload.github.com", "*.githubusercontent.com")
-	e.Block = append(e.Block, Block{Host: "github.com", Path: "/login/oauth/access_token", Reason: gitHubRefreshReason})
+	e.Block = append(e.Block, policy.Block{Host: "github.com", Path: "/login/oauth/access_token", Reason: gitHubRefreshReason})
 	return nil
 }
 

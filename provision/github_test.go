@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/policy"
 )
 
 // gitHubTokens are the fake tokens of testdata/github/tokens.json by shape.
@@ -27,7 +28,7 @@ func gitHubTokens(t *testing.T) map[string]string {
 	return m
 }
 
-var gitHubRoutes = []Route{
+var gitHubRoutes = []policy.Route{
 	{Host: "api.github.com", Slot: "github", Header: "Authorization", Scheme: "token"},
 	{Host: "uploads.github.com", Slot: "github", Header: "Authorization", Scheme: "token"},
 	{Host: "github.com", Slot: "github", Header: "Authorization", Scheme: "basic", BasicUser: "x-access-token"},
@@ -95,7 +96,7 @@ func TestGitHub(t *testing.T) {
 			if got, want := plan.Egress.Allow, []string{"codeload.github.com", "*.githubusercontent.com"}; !reflect.DeepEqual(got, want) {
 				t.Errorf("Allow = %v, want %v", got, want)
 			}
-			wantBlock := []Block{{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"}}
+			wantBlock := []policy.Block{{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"}}
 			if got := plan.Egress.Block; !reflect.DeepEqual(got, wantBlock) {
 				t.Errorf("Block = %+v, want %+v", got, wantBlock)
 			}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // fixtureDir is the shared Codex fixtures directory.
@@ -153,7 +155,11 @@ func sandboxView(t *testing.T, plan Plan) string {
 	for k, v := range plan.Env {
 		b.WriteString(k + "=" + v + "\n")
 	}
-	y, err := plan.Egress.PolicyYAML()
+	pol, err := plan.Egress.Policy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := policy.Marshal(*pol)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,8 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
-	"strings"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // Plan is everything a launcher needs to start a sandbox for the selected
@@ -59,63 +60,23 @@ type File struct {
 	Data []byte `json:"data"`
 }
 
-// EgressPlan is the proxy's side of a Plan. Its YAML form, without
-// TokenEnvMap, is a policy file (see PolicyYAML).
+// EgressPlan is the proxy's side of a Plan: the policy's entries, built
+// by the profiles as policy values, and the slot → env var map.
 type EgressPlan struct {
 	// TokenEnvMap maps each slot to the env var holding its real value,
 	// looked up by launch.Tokens in the host env overlaid by ProvisionedEnv.
-	TokenEnvMap map[string]string `yaml:"-" json:"-"`
-	Slots       map[string]Slot   `yaml:"slots,omitempty" json:"slots,omitempty"`
-	Routes      []Route           `yaml:"routes,omitempty" json:"routes,omitempty"`
-	Allow       []string          `yaml:"allow,omitempty" json:"allow,omitempty"`
-	Block       []Block           `yaml:"block,omitempty" json:"block,omitempty"`
+	TokenEnvMap map[string]string      `json:"-"`
+	Slots       map[string]policy.Slot `json:"slots,omitempty"`
+	Routes      []policy.Route         `json:"routes,omitempty"`
+	Allow       []string               `json:"allow,omitempty"`
+	Block       []policy.Block         `json:"block,omitempty"`
 }
 
-// Slot is a credential slot; its real value is resolved separately.
-type Slot struct {
-	// Placeholder is what the sandbox holds instead of the credential.
-	Placeholder string `yaml:"placeholder" json:"placeholder"`
+// Policy validates and compiles the plan's policy (policy.New): errors
+// name places in the merged plan (`routes[3].host: ...`).
+func (e EgressPlan) Policy() (*policy.Policy, error) {
+	return policy.New(policy.Policy{Slots: e.Slots, Routes: e.Routes, Allow: e.Allow, Block: e.Block})
 }
-
-// Route binds a slot to a host: the proxy intercepts TLS to Host and
-// replaces the placeholder in Header with the real token.
-type Route struct {
-	Host         string `yaml:"host" json:"host"`
-	Slot         string `yaml:"slot" json:"slot"`
-	Header       string `yaml:"header,omitempty" json:"header,omitempty"`
-	Scheme       string `yaml:"scheme,omitempty" json:"scheme,omitempty"`
-	BasicUser    string `yaml:"basic_user,omitempty" json:"basic_user,omitempty"`
-	AddIfMissing bool   `yaml:"add_if_missing,omitempty" json:"add_if_missing,omitempty"`
-	InsecureHTTP bool   `yaml:"insecure_http,omitempty" json:"insecure_http,omitempty"`
-	// Unscrubbable is what the proxy does with a response body it cannot
-	// scrub of the token: UnscrubbableRefuse (empty: the default, 502) or
-	// UnscrubbablePass.
-	Unscrubbable string `yaml:"unscrubbable,omitempty" json:"unscrubbable,omitempty"`
-}
-
-// Block makes the proxy answer 403 with Reason. An empty Path blocks the
-// whole host; a Path blocks that path, however spelled, and the paths
-// below it, ignoring case unless CaseSensitive (docs/POLICY.md).
-type Block struct {
-	Host          string `yaml:"host" json:"host"`
-	Path          string `yaml:"path,omitempty" json:"path,omitempty"`
-	CaseSensitive bool   `yaml:"case_sensitive,omitempty" json:"case_sensitive,omitempty"`
-	Reason        string `yaml:"reason,omitempty" json:"reason,omitempty"`
-}
-
-// Route schemes, as in the policy file.
-const (
-	SchemeBearer = "bearer"
-	SchemeToken  = "token"
-	SchemeBasic  = "basic"
-	SchemeRaw    = "raw"
-)
-
-// Route.Unscrubbable values, as in the policy file.
-const (
-	UnscrubbableRefuse = "refuse"
-	UnscrubbablePass   = "pass"
-)
 
 func newPlan() Plan {
 	return Plan{
@@ -123,7 +84,7 @@ func newPlan() Plan {
 		ProvisionedEnv: map[string]string{},
 		Egress: EgressPlan{
 			TokenEnvMap: map[string]string{},
-			Slots:       map[string]Slot{},
+			Slots:       map[string]policy.Slot{},
 		},
 	}
 }
@@ -154,12 +115,12 @@ func (p Plan) Validate() error {
 	return errors.Join(errs...)
 }
 
+// validate checks the token env map against the slots, and the policy
+// itself as the proxy will (policy.New), so that a bad plan fails at
+// Build, not at launch.
 func (e EgressPlan) validate() []error {
 	var errs []error
 	for _, slot := range slices.Sorted(maps.Keys(e.Slots)) {
-		if e.Slots[slot].Placeholder == "" {
-			errs = append(errs, fmt.Errorf("slots.%s.placeholder: empty", slot))
-		}
 		if e.TokenEnvMap[slot] == "" {
 			errs = append(errs, fmt.Errorf("slots.%s: no env var in the token env map", slot))
 		}
@@ -169,34 +130,8 @@ func (e EgressPlan) validate() []error {
 			errs = append(errs, fmt.Errorf("token env map: unknown slot %q", slot))
 		}
 	}
-	for i, r := range e.Routes {
-		if r.Host == "" {
-			errs = append(errs, fmt.Errorf("routes[%d].host: empty", i))
-		}
-		if _, ok := e.Slots[r.Slot]; !ok {
-			errs = append(errs, fmt.Errorf("routes[%d].slot: unknown slot %q", i, r.Slot))
-		}
-		switch r.Scheme {
-		case "", SchemeBearer, SchemeToken, SchemeBasic, SchemeRaw:
-		default:
-			errs = append(errs, fmt.Errorf("routes[%d].scheme: unknown scheme %q", i, r.Scheme))
-		}
-		if err := checkUnscrubbable(r.Unscrubbable); err != nil {
-			errs = append(errs, fmt.Errorf("routes[%d].%w", i, err))
-		}
-	}
-	for i, h := range e.Allow {
-		if h == "" {
-			errs = append(errs, fmt.Errorf("allow[%d]: empty", i))
-		}
-	}
-	for i, b := range e.Block {
-		if b.Host == "" {
-			errs = append(errs, fmt.Errorf("block[%d].host: empty", i))
-		}
-		if err := checkBlockPath(b); err != nil {
-			errs = append(errs, fmt.Errorf("block[%d].%w", i, err))
-		}
+	if _, err := e.Policy(); err != nil {
+		errs = append(errs, err)
 	}
 	return errs
 }
@@ -231,5 +166,12 @@ func (p Plan) Format(f fmt.State, verb rune) {
 	fmt.Fprint(f, p.String())
 }
 
-// normHost lower-cases h and drops a trailing dot, as the proxy matches.
-func normHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
+// hostKey is the canonical form of host pattern h, for telling whether two
+// profiles name the same host; an invalid pattern is its own key (the
+// plan's validation reports it).
+func hostKey(h string) string {
+	if p, err := policy.ParseHostPattern(h); err == nil {
+		return p.String()
+	}
+	return h
+}

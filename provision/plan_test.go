@@ -13,45 +13,26 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/cork-sh/cork/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// policyFile mirrors the proxy's policy format, to check that PolicyYAML
-// produces nothing else.
-type policyFile struct {
-	Slots map[string]struct {
-		Placeholder string `yaml:"placeholder"`
-	} `yaml:"slots"`
-	Routes []struct {
-		Host         string `yaml:"host"`
-		Slot         string `yaml:"slot"`
-		Header       string `yaml:"header"`
-		Scheme       string `yaml:"scheme"`
-		BasicUser    string `yaml:"basic_user"`
-		AddIfMissing bool   `yaml:"add_if_missing"`
-		InsecureHTTP bool   `yaml:"insecure_http"`
-		Unscrubbable string `yaml:"unscrubbable"`
-	} `yaml:"routes"`
-	Allow []string `yaml:"allow"`
-	Block []struct {
-		Host          string `yaml:"host"`
-		Path          string `yaml:"path"`
-		CaseSensitive bool   `yaml:"case_sensitive"`
-		Reason        string `yaml:"reason"`
-	} `yaml:"block"`
-}
-
-func TestPolicyYAMLGolden(t *testing.T) {
+// The plan's policy, rendered by policy.Marshal (what a sidecar proxy
+// reads), is the golden file, parses back, and holds no token env map.
+func TestPolicyGolden(t *testing.T) {
 	opts := forwardOpts(t, "chatgpt")
 	opts.Rand = seeded(1)
 	plan := mustBuild(t, opts)
 	plan.Egress.Allow = []string{"*.githubusercontent.com"}
-	plan.Egress.Routes = append(plan.Egress.Routes, Route{Host: "github.com", Slot: "codex", Scheme: SchemeBasic, BasicUser: "x-access-token", AddIfMissing: true, InsecureHTTP: true})
-	got, err := plan.Egress.PolicyYAML()
+	plan.Egress.Routes = append(plan.Egress.Routes, policy.Route{Host: "github.com", Slot: "codex", Scheme: policy.SchemeBasic, BasicUser: "x-access-token", AddIfMissing: true, InsecureHTTP: true})
+	pol, err := plan.Egress.Policy()
 	if err != nil {
-		t.Fatalf("PolicyYAML() error = %v", err)
+		t.Fatalf("Egress.Policy() error = %v", err)
+	}
+	got, err := policy.Marshal(*pol)
+	if err != nil {
+		t.Fatalf("policy.Marshal() error = %v", err)
 	}
 	golden := filepath.Join("testdata", "codex-policy.golden")
 	if *update {
@@ -67,27 +48,25 @@ func TestPolicyYAMLGolden(t *testing.T) {
 		t.Fatalf("%v (run go test -update)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("PolicyYAML() =\n%s\nwant (%s)\n%s", got, golden, want)
+		t.Errorf("policy.Marshal() =\n%s\nwant (%s)\n%s", got, golden, want)
 	}
 
-	var p policyFile
-	d := yaml.NewDecoder(bytes.NewReader(got))
-	d.KnownFields(true)
-	if err := d.Decode(&p); err != nil {
-		t.Fatalf("PolicyYAML() is not a policy file: %v", err)
+	p, err := policy.Parse(got)
+	if err != nil {
+		t.Fatalf("policy.Marshal() is not a policy file: %v", err)
 	}
 	if len(p.Slots) != 1 || p.Slots["codex"].Placeholder != plan.Egress.Slots["codex"].Placeholder {
-		t.Errorf("PolicyYAML() slots = %v, want codex with its placeholder", p.Slots)
+		t.Errorf("policy.Marshal() slots = %v, want codex with its placeholder", p.Slots)
 	}
 	if len(p.Routes) != 4 || p.Routes[3].BasicUser != "x-access-token" || !p.Routes[3].AddIfMissing || !p.Routes[3].InsecureHTTP {
-		t.Errorf("PolicyYAML() routes = %+v", p.Routes)
+		t.Errorf("policy.Marshal() routes = %+v", p.Routes)
 	}
 	if len(p.Block) != 1 || p.Block[0].Path != "/oauth/token" {
-		t.Errorf("PolicyYAML() block = %+v", p.Block)
+		t.Errorf("policy.Marshal() block = %+v", p.Block)
 	}
 	for _, s := range []string{"token_env_map", CodexAccessTokenEnv, "TokenEnvMap"} {
 		if bytes.Contains(got, []byte(s)) {
-			t.Errorf("PolicyYAML() contains %q; the token env map is not part of the policy", s)
+			t.Errorf("policy.Marshal() contains %q; the token env map is not part of the policy", s)
 		}
 	}
 }
@@ -150,11 +129,11 @@ func (f fakeProfile) Provision(_ Options, plan *Plan) error {
 
 func slotProfile(name, slot, env, host, file string) fakeProfile {
 	return fakeProfile{name: name, add: func(p *Plan) {
-		p.Egress.Slots[slot] = Slot{Placeholder: "ph-" + name}
+		p.Egress.Slots[slot] = policy.Slot{Placeholder: "placeholder-" + name}
 		p.Egress.TokenEnvMap[slot] = env
-		p.Egress.Routes = append(p.Egress.Routes, Route{Host: host, Slot: slot})
+		p.Egress.Routes = append(p.Egress.Routes, policy.Route{Host: host, Slot: slot})
 		p.Egress.Allow = append(p.Egress.Allow, "shared.example.com")
-		p.Egress.Block = append(p.Egress.Block, Block{Host: "blocked.example.com"})
+		p.Egress.Block = append(p.Egress.Block, policy.Block{Host: "blocked.example.com"})
 		p.Files = append(p.Files, File{Path: file, Mode: 0o600})
 		p.Env["SHARED"] = "same"
 	}}
@@ -218,10 +197,10 @@ func TestBuildErrors(t *testing.T) {
 		}, []string{"a: broken a", "b: broken b"}},
 		{"invalid", []Profile{fakeProfile{name: "a", add: func(p *Plan) {
 			p.Files = append(p.Files, File{Path: "../escape"}, File{Path: "/abs"})
-			p.Egress.Routes = append(p.Egress.Routes, Route{Host: "x.example.com", Slot: "gh", Scheme: "digest"})
-			p.Egress.Slots["lonely"] = Slot{}
-			p.Egress.Routes = append(p.Egress.Routes, Route{Host: "y.example.com", Slot: "gh", Unscrubbable: "sometimes"})
-			p.Egress.Block = append(p.Egress.Block, Block{Host: "x.example.com", CaseSensitive: true}, Block{Host: "x.example.com", Path: "/a?b"})
+			p.Egress.Routes = append(p.Egress.Routes, policy.Route{Host: "x.example.com", Slot: "gh", Scheme: "digest"})
+			p.Egress.Slots["lonely"] = policy.Slot{}
+			p.Egress.Routes = append(p.Egress.Routes, policy.Route{Host: "y.example.com", Slot: "gh", Unscrubbable: "sometimes"})
+			p.Egress.Block = append(p.Egress.Block, policy.Block{Host: "x.example.com", CaseSensitive: true}, policy.Block{Host: "x.example.com", Path: "/a?b"})
 		}}}, []string{
 			`files[0].path: "../escape" is not a clean relative path`,
 			`files[1].path: "/abs" is not a clean relative path`,

@@ -146,7 +146,7 @@ func (m *merger) add(name string, part Plan) []error {
 		}
 	}
 	for _, r := range e.Routes {
-		if err := m.claim(name, "route:"+normHost(r.Host), "a route for "+r.Host); err != nil {
+		if err := m.claim(name, "route:"+hostKey(r.Host), "a route for "+r.Host); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -154,7 +154,7 @@ func (m *merger) add(name string, part Plan) []error {
 	}
 	dst.Sources = append(dst.Sources, part.Sources...)
 	for _, h := range e.Allow {
-		if !slices.ContainsFunc(dst.Egress.Allow, func(x string) bool { return normHost(x) == normHost(h) }) {
+		if !slices.ContainsFunc(dst.Egress.Allow, func(x string) bool { return hostKey(x) == hostKey(h) }) {
 			dst.Egress.Allow = append(dst.Egress.Allow, h)
 		}
 	}

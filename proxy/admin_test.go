@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -85,7 +86,7 @@ func TestReadyAndAdmin(t *testing.T) {
 // registry are a clear error, not a panic.
 func TestMetricsRegisterer(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	pol, _ := ParsePolicy([]byte(testPolicy))
+	pol, _ := policy.Parse([]byte(testPolicy))
 	p, err := New(Config{Policy: pol, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestSetTokensWhileServing(t *testing.T) {
 func TestSetPolicy(t *testing.T) {
 	e := newStdEnv(t)
 	// Narrower policy: api.example.test is no longer routed, only allowed.
-	narrow, err := ParsePolicy([]byte(`
+	narrow, err := policy.Parse([]byte(`
 slots: { gh: { placeholder: "` + phGH + `" } }
 routes: [ { host: gh.example.test, slot: gh, scheme: basic } ]
 allow: [ api.example.test ]
@@ -184,7 +185,7 @@ allow: [ api.example.test ]
 	assertDeny(t, resp, 403, ReasonNotAllowed)
 
 	// A policy intercepting a host the session CA may not sign is refused.
-	wider, _ := ParsePolicy([]byte(`
+	wider, _ := policy.Parse([]byte(`
 slots: { x: { placeholder: "PH-x-000000000000" } }
 routes: [ { host: new.example.org, slot: x } ]
 `))
@@ -197,7 +198,7 @@ routes: [ { host: new.example.org, slot: x } ]
 }
 
 func TestConfigValidate(t *testing.T) {
-	pol, _ := ParsePolicy([]byte(testPolicy))
+	pol, _ := policy.Parse([]byte(testPolicy))
 	err := Config{DialTimeout: -1, Resolve: map[string]string{"nohost": "1.2.3.4:1", "a.test:443": "x"}}.Validate()
 	if err == nil {
 		t.Fatal("no error")
@@ -256,7 +257,7 @@ func TestNoTokenLeaks(t *testing.T) {
 		assertNoSecrets(t, "fmt "+f+" of Proxy", fmt.Sprintf(f, e.tp.Proxy))
 	}
 	lg := zerolog.Nop()
-	pol, _ := ParsePolicy([]byte(testPolicy))
+	pol, _ := policy.Parse([]byte(testPolicy))
 	cfg := Config{Policy: pol, Tokens: testTokens(), Logger: &lg}
 	for _, f := range []string{"%v", "%+v", "%#v"} {
 		assertNoSecrets(t, "fmt "+f+" of Config", fmt.Sprintf(f, cfg))

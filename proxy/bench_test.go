@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 func BenchmarkAuditLine(b *testing.B) {
-	pol, err := ParsePolicy([]byte(testPolicy))
+	pol, err := policy.Parse([]byte(testPolicy))
 	if err != nil {
 		b.Fatal(err)
 	}

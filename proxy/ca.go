@@ -24,6 +24,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // CA and leaf parameters.
@@ -86,11 +88,15 @@ func GenerateCA(hosts []string) (*CA, error) {
 	return newCA(cert, key)
 }
 
+// noHostsReservedName is the only name a CA for a policy without intercepted
+// hosts permits: RFC 2606, it never resolves.
+const noHostsReservedName = "cork.invalid"
+
 func caTemplate(hosts []string) (*x509.Certificate, error) {
-	var pats []hostPattern
+	var pats []policy.HostPattern
 	var errs []error
 	for _, h := range hosts {
-		p, err := parseHostPattern(h)
+		p, err := policy.ParseHostPattern(h)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -105,23 +111,23 @@ func caTemplate(hosts []string) (*x509.Certificate, error) {
 	var permitIP []*net.IPNet
 	for _, p := range pats {
 		switch {
-		case p.ip.IsValid():
-			bits := p.ip.BitLen()
-			permitIP = append(permitIP, &net.IPNet{IP: net.IP(p.ip.AsSlice()), Mask: net.CIDRMask(bits, bits)})
-		case p.wildcard:
-			permitDNS = appendUnique(permitDNS, "."+p.host)
+		case p.IP().IsValid():
+			bits := p.IP().BitLen()
+			permitIP = append(permitIP, &net.IPNet{IP: net.IP(p.IP().AsSlice()), Mask: net.CIDRMask(bits, bits)})
+		case p.Wildcard():
+			permitDNS = appendUnique(permitDNS, "."+p.Host())
 		default:
-			permitDNS = appendUnique(permitDNS, p.host)
+			permitDNS = appendUnique(permitDNS, p.Host())
 			// "example.com" as a constraint also permits its subdomains;
 			// exclude them unless another pattern lies below it.
 			below := false
 			for _, q := range pats {
-				if !q.ip.IsValid() && hasLabelSuffix(q.host, p.host) || q.wildcard && q.host == p.host {
+				if !q.IP().IsValid() && policy.IsSubdomain(q.Host(), p.Host()) || q.Wildcard() && q.Host() == p.Host() {
 					below = true
 				}
 			}
 			if !below {
-				excludeDNS = appendUnique(excludeDNS, "."+p.host)
+				excludeDNS = appendUnique(excludeDNS, "."+p.Host())
 			}
 		}
 	}
@@ -317,13 +323,13 @@ func (c *CA) CertPEM() []byte { return append([]byte(nil), c.certPEM...) }
 // reports whether a leaf for every subdomain would be allowed.
 func (c *CA) Permits(host string) bool {
 	if suffix, ok := strings.CutPrefix(host, "*."); ok {
-		s, err := NormalizeHost(suffix)
-		if err != nil || looksNumeric(s) || strings.Contains(s, ":") {
+		s, err := policy.NormalizeHost(suffix)
+		if err != nil || policy.LooksNumeric(s) || strings.Contains(s, ":") {
 			return false
 		}
 		return c.permitsSubdomains(s)
 	}
-	h, err := NormalizeHost(host)
+	h, err := policy.NormalizeHost(host)
 	if err != nil {
 		return false
 	}
@@ -348,7 +354,7 @@ func (c *CA) permitsSubdomains(s string) bool {
 		ok := false
 		for _, p := range c.cert.PermittedDNSDomains {
 			d := strings.ToLower(strings.TrimPrefix(p, "."))
-			if d == "" || d == s || hasLabelSuffix(s, d) {
+			if d == "" || d == s || policy.IsSubdomain(s, d) {
 				ok = true
 				break
 			}
@@ -359,7 +365,7 @@ func (c *CA) permitsSubdomains(s string) bool {
 	}
 	for _, e := range c.cert.ExcludedDNSDomains {
 		d := strings.ToLower(strings.TrimPrefix(e, "."))
-		if d == "" || d == s || hasLabelSuffix(s, d) || hasLabelSuffix(d, s) {
+		if d == "" || d == s || policy.IsSubdomain(s, d) || policy.IsSubdomain(d, s) {
 			return false
 		}
 	}
@@ -382,10 +388,10 @@ func anyDomain(constraints []string, h string) bool {
 		case c == "":
 			return true
 		case c[0] == '.':
-			if hasLabelSuffix(h, c[1:]) {
+			if policy.IsSubdomain(h, c[1:]) {
 				return true
 			}
-		case h == c || hasLabelSuffix(h, c):
+		case h == c || policy.IsSubdomain(h, c):
 			return true
 		}
 	}
@@ -399,7 +405,7 @@ func anyDomain(constraints []string, h string) bool {
 // wrapping ErrNotPermitted. The returned certificate is shared: do not
 // modify it.
 func (c *CA) Leaf(host string) (*tls.Certificate, error) {
-	h, err := NormalizeHost(host)
+	h, err := policy.NormalizeHost(host)
 	if err != nil {
 		return nil, fmt.Errorf("leaf for %q: %w", host, err)
 	}

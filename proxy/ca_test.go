@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // newTestCA generates a session CA for hosts or fails the test.
@@ -196,8 +198,62 @@ func TestCANameConstraints(t *testing.T) {
 	}
 }
 
+// caTestPolicy intercepts exact, wildcard, IP, IPv6, port and IDN hosts
+// (the policy package's lookup test policy).
+const caTestPolicy = `
+slots:
+  codex: { placeholder: "eyJhbGciOiJub25lIn0.eyJjb3JrIjoiZHVtbXkifQ.x" }
+  github: { placeholder: "ghp_cork000000000000000000000000000000" }
+  api: { placeholder: "sk-cork-00000000" }
+routes:
+  - host: chatgpt.com
+    slot: codex
+  - host: "*.chatgpt.com"
+    slot: codex
+    header: ChatGPT-Account-Id
+    scheme: raw
+  - host: github.com
+    slot: github
+    scheme: basic
+  - host: api.github.com
+    slot: github
+    scheme: token
+  - host: "*.github.com"
+    slot: github
+    header: X-Extra
+  - host: "*.api.github.com"
+    slot: github
+    header: X-Deeper
+  - host: api.test:8443
+    slot: api
+  - host: "[2001:db8::1]:8443"
+    slot: api
+  - host: 10.1.2.3
+    slot: api
+  - host: bücher.de
+    slot: api
+allow:
+  - "*.githubusercontent.com"
+  - "*.openai.com"
+  - example.org:8080
+block:
+  - host: auth.openai.com
+    path: /oauth/token
+    reason: refresh on the host
+  - host: uploads.github.com
+    reason: no uploads
+  - host: "*.chatgpt.com"
+    path: /backend-api/files
+  - host: "*.chatgpt.com"
+    path: /
+    reason: never matches before the files block
+`
+
 func TestCAFromPolicy(t *testing.T) {
-	p := mustParsePolicy(t, lookupPolicy)
+	p, err := policy.Parse([]byte(caTestPolicy))
+	if err != nil {
+		t.Fatalf("policy.Parse: %v", err)
+	}
 	ca := newTestCA(t, p.InterceptHosts()...)
 	for _, h := range p.InterceptHosts() {
 		if !ca.Permits(h) {
@@ -215,7 +271,7 @@ func TestCAFromPolicy(t *testing.T) {
 			t.Errorf("Leaf(%q): %v", h, err)
 			continue
 		}
-		n, _ := NormalizeHost(h)
+		n, _ := policy.NormalizeHost(h)
 		if err := verifyLeaf(ca, leaf.Leaf, n); err != nil {
 			t.Errorf("Leaf(%q) does not verify: %v", h, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 const ssrfPolicy = `
@@ -181,7 +183,7 @@ func TestDialControl(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
-	pol, _ := ParsePolicy([]byte(ssrfPolicy))
+	pol, _ := policy.Parse([]byte(ssrfPolicy))
 	d, err := newDialer(Config{Policy: pol})
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +231,7 @@ func TestDialControl(t *testing.T) {
 }
 
 func TestErrPrivateAddressThroughTransport(t *testing.T) {
-	pol, _ := ParsePolicy([]byte(ssrfPolicy))
+	pol, _ := policy.Parse([]byte(ssrfPolicy))
 	d, _ := newDialer(Config{Policy: pol})
 	tr := &http.Transport{DialContext: d.DialContext}
 	_, err := tr.RoundTrip(mustRequest(t, "GET", "http://127.0.0.1:9/"))

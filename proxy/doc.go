@@ -2,7 +2,7 @@
 //
 // It owns four decisions and their enforcement, in this order:
 //
-//   - Policy (policy.go): every CONNECT and every plain-HTTP request is
+//   - Policy (package policy): every CONNECT and every plain-HTTP request is
 //     looked up; whatever is not routed or allowed is refused with 403 and
 //     an X-Cork-Deny-Reason header (connect.go, request.go, deny.go).
 //   - Interception: only routed hosts (and hosts with path-scoped blocks) are

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -180,11 +181,11 @@ type testProxy struct {
 // startProxy builds a proxy over policy (YAML) with tokens, loopback
 // allowed, the fake upstreams trusted, and resolve overrides. mods edit
 // the Config before New.
-func startProxy(t testing.TB, policy string, tokens resolve.Tokens, resolveMap map[string]string, mods ...func(*Config)) *testProxy {
+func startProxy(t testing.TB, src string, tokens resolve.Tokens, resolveMap map[string]string, mods ...func(*Config)) *testProxy {
 	t.Helper()
-	pol, err := ParsePolicy([]byte(policy))
+	pol, err := policy.Parse([]byte(src))
 	if err != nil {
-		t.Fatalf("ParsePolicy: %v", err)
+		t.Fatalf("policy.Parse: %v", err)
 	}
 	logs := &syncBuffer{}
 	lg := zerolog.New(logs).Level(zerolog.DebugLevel)

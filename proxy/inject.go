@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -41,7 +42,7 @@ const (
 // placeholder. A header without the placeholder is left alone; an absent one
 // is added only when the route says add_if_missing. With echoPairs, it is the
 // only code that reveals a token (doc.go).
-func injectRoute(h http.Header, rt *Route, ph string, tok resolve.Secret, haveTok bool) injectResult {
+func injectRoute(h http.Header, rt *policy.Route, ph string, tok resolve.Secret, haveTok bool) injectResult {
 	name := rt.Header // canonical, never empty: validated by the policy
 	for k := range h {
 		if k != name && strings.EqualFold(k, name) {
@@ -62,7 +63,7 @@ func injectRoute(h http.Header, rt *Route, ph string, tok resolve.Secret, haveTo
 	}
 	res := injectNone
 	for i, v := range vals {
-		if rt.Scheme == SchemeBasic {
+		if rt.Scheme == policy.SchemeBasic {
 			user, pass, ok := basicParts(v)
 			if !ok || (user != ph && pass != ph) {
 				continue
@@ -101,13 +102,13 @@ func basicParts(v string) (user, pass string, ok bool) {
 }
 
 // formatCredential is the header value add_if_missing sets.
-func formatCredential(rt *Route, tok string) string {
+func formatCredential(rt *policy.Route, tok string) string {
 	switch rt.Scheme {
-	case SchemeToken:
+	case policy.SchemeToken:
 		return "token " + tok
-	case SchemeRaw:
+	case policy.SchemeRaw:
 		return tok
-	case SchemeBasic:
+	case policy.SchemeBasic:
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(rt.BasicUser+":"+tok))
 	default:
 		return "Bearer " + tok

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -17,10 +18,10 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 func TestInjectRoute(t *testing.T) {
 	const ph, tok = "PH-000000000000", "TOKEN-secret"
 	sec := resolve.NewSecret(tok)
-	bearer := &Route{Header: "Authorization", Scheme: SchemeBearer}
+	bearer := &policy.Route{Header: "Authorization", Scheme: policy.SchemeBearer}
 	for _, tc := range []struct {
 		name  string
-		route *Route
+		route *policy.Route
 		in    http.Header
 		want  http.Header
 		res   injectResult
@@ -35,31 +36,31 @@ func TestInjectRoute(t *testing.T) {
 		{"no placeholder: unchanged", bearer,
 			http.Header{"Authorization": {"Bearer sk-user-own"}}, http.Header{"Authorization": {"Bearer sk-user-own"}}, injectNone},
 		{"absent: not added", bearer, http.Header{}, http.Header{}, injectNone},
-		{"absent: add_if_missing", &Route{Header: "Authorization", Scheme: SchemeBearer, AddIfMissing: true},
+		{"absent: add_if_missing", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBearer, AddIfMissing: true},
 			http.Header{}, http.Header{"Authorization": {"Bearer " + tok}}, injectDone},
-		{"present without placeholder: add_if_missing does not override", &Route{Header: "Authorization", Scheme: SchemeBearer, AddIfMissing: true},
+		{"present without placeholder: add_if_missing does not override", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBearer, AddIfMissing: true},
 			http.Header{"Authorization": {"Bearer mine"}}, http.Header{"Authorization": {"Bearer mine"}}, injectNone},
-		{"token scheme", &Route{Header: "Authorization", Scheme: SchemeToken},
+		{"token scheme", &policy.Route{Header: "Authorization", Scheme: policy.SchemeToken},
 			http.Header{"Authorization": {"token " + ph}}, http.Header{"Authorization": {"token " + tok}}, injectDone},
-		{"token add", &Route{Header: "Authorization", Scheme: SchemeToken, AddIfMissing: true},
+		{"token add", &policy.Route{Header: "Authorization", Scheme: policy.SchemeToken, AddIfMissing: true},
 			http.Header{}, http.Header{"Authorization": {"token " + tok}}, injectDone},
-		{"raw custom header", &Route{Header: "X-Api-Key", Scheme: SchemeRaw},
+		{"raw custom header", &policy.Route{Header: "X-Api-Key", Scheme: policy.SchemeRaw},
 			http.Header{"X-Api-Key": {ph}}, http.Header{"X-Api-Key": {tok}}, injectDone},
-		{"raw lower-case custom header", &Route{Header: "X-Api-Key", Scheme: SchemeRaw},
+		{"raw lower-case custom header", &policy.Route{Header: "X-Api-Key", Scheme: policy.SchemeRaw},
 			http.Header{"x-api-key": {ph}}, http.Header{"X-Api-Key": {tok}}, injectDone},
-		{"raw add", &Route{Header: "X-Api-Key", Scheme: SchemeRaw, AddIfMissing: true},
+		{"raw add", &policy.Route{Header: "X-Api-Key", Scheme: policy.SchemeRaw, AddIfMissing: true},
 			http.Header{}, http.Header{"X-Api-Key": {tok}}, injectDone},
-		{"basic password", &Route{Header: "Authorization", Scheme: SchemeBasic, BasicUser: "x-access-token"},
+		{"basic password", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: "x-access-token"},
 			http.Header{"Authorization": {"Basic " + b64("someone:"+ph)}}, http.Header{"Authorization": {"Basic " + b64("someone:"+tok)}}, injectDone},
-		{"basic lower-case prefix", &Route{Header: "Authorization", Scheme: SchemeBasic},
+		{"basic lower-case prefix", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
 			http.Header{"Authorization": {"basic " + b64("u:"+ph)}}, http.Header{"Authorization": {"Basic " + b64("u:"+tok)}}, injectDone},
-		{"basic user is placeholder", &Route{Header: "Authorization", Scheme: SchemeBasic},
+		{"basic user is placeholder", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
 			http.Header{"Authorization": {"Basic " + b64(ph+":x-oauth-basic")}}, http.Header{"Authorization": {"Basic " + b64(tok+":x-oauth-basic")}}, injectDone},
-		{"basic unpadded", &Route{Header: "Authorization", Scheme: SchemeBasic},
+		{"basic unpadded", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
 			http.Header{"Authorization": {"Basic " + strings.TrimRight(b64("ab:"+ph), "=")}}, http.Header{"Authorization": {"Basic " + b64("ab:"+tok)}}, injectDone},
-		{"basic other password: unchanged", &Route{Header: "Authorization", Scheme: SchemeBasic},
+		{"basic other password: unchanged", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
 			http.Header{"Authorization": {"Basic " + b64("u:pw")}}, http.Header{"Authorization": {"Basic " + b64("u:pw")}}, injectNone},
-		{"basic add", &Route{Header: "Authorization", Scheme: SchemeBasic, BasicUser: "x-access-token", AddIfMissing: true},
+		{"basic add", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: "x-access-token", AddIfMissing: true},
 			http.Header{}, http.Header{"Authorization": {"Basic " + b64("x-access-token:"+tok)}}, injectDone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,7 +314,7 @@ func dialProxy(t *testing.T, tp *testProxy) (net.Conn, *bufio.Reader) {
 }
 
 func BenchmarkInjectBearer(b *testing.B) {
-	rt := &Route{Header: "Authorization", Scheme: SchemeBearer}
+	rt := &policy.Route{Header: "Authorization", Scheme: policy.SchemeBearer}
 	sec := resolve.NewSecret(tokAPI)
 	h := http.Header{"Authorization": {""}, "Content-Type": {"application/json"}, "User-Agent": {"codex"}, "Accept": {"text/event-stream"}}
 	b.ReportAllocs()
@@ -326,7 +327,7 @@ func BenchmarkInjectBearer(b *testing.B) {
 }
 
 func BenchmarkInjectBasic(b *testing.B) {
-	rt := &Route{Header: "Authorization", Scheme: SchemeBasic, BasicUser: "x-access-token"}
+	rt := &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: "x-access-token"}
 	sec := resolve.NewSecret(tokGH)
 	in := "Basic " + b64("x-access-token:"+phGH)
 	h := http.Header{"Authorization": {""}, "User-Agent": {"git/2.45"}, "Accept": {"*/*"}}
@@ -347,9 +348,9 @@ func FuzzInjectRoute(f *testing.F) {
 		f.Add(s, uint8(0), false)
 		f.Add(s, uint8(3), true)
 	}
-	schemes := []Scheme{SchemeBearer, SchemeToken, SchemeBasic, SchemeRaw}
+	schemes := []policy.Scheme{policy.SchemeBearer, policy.SchemeToken, policy.SchemeBasic, policy.SchemeRaw}
 	f.Fuzz(func(t *testing.T, v string, scheme uint8, add bool) {
-		rt := &Route{Header: "Authorization", Scheme: schemes[int(scheme)%len(schemes)], AddIfMissing: add, BasicUser: "u"}
+		rt := &policy.Route{Header: "Authorization", Scheme: schemes[int(scheme)%len(schemes)], AddIfMissing: add, BasicUser: "u"}
 		h := http.Header{"Authorization": {v}, "X-Other": {v}}
 		res := injectRoute(h, rt, ph, resolve.NewSecret(tokAPI), true)
 		if h.Get("X-Other") != v {

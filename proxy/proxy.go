@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -49,7 +50,7 @@ const (
 // Config configures a Proxy. Only Policy is required.
 type Config struct {
 	// Policy decides what may leave the sandbox. Required.
-	Policy *Policy
+	Policy *policy.Policy
 	// Tokens maps slot → credential. Nil or partial is allowed: a request
 	// that needs a missing slot gets 503 token_unavailable; see SetTokens.
 	Tokens resolve.Tokens
@@ -193,7 +194,7 @@ type Proxy struct {
 
 // policyState is a policy with what the hot path precomputes from it.
 type policyState struct {
-	pol  *Policy
+	pol  *policy.Policy
 	scan *scanner
 }
 
@@ -298,7 +299,7 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	return gp
 }
 
-func newPolicyState(pol *Policy) *policyState {
+func newPolicyState(pol *policy.Policy) *policyState {
 	return &policyState{pol: pol, scan: newScanner(pol)}
 }
 
@@ -384,7 +385,7 @@ func (p *Proxy) SetTokens(t resolve.Tokens) {
 // SetPolicy replaces the policy atomically (SIGHUP reload). Connections
 // already intercepted apply the new policy to their next request. It
 // refuses a policy that intercepts a host the CA may not sign for.
-func (p *Proxy) SetPolicy(pol *Policy) error {
+func (p *Proxy) SetPolicy(pol *policy.Policy) error {
 	if pol == nil {
 		return errors.New("set policy: nil policy")
 	}
@@ -398,7 +399,7 @@ func (p *Proxy) SetPolicy(pol *Policy) error {
 	return nil
 }
 
-func (p *Proxy) checkCA(pol *Policy) error {
+func (p *Proxy) checkCA(pol *policy.Policy) error {
 	var bad []string
 	for _, h := range pol.InterceptHosts() {
 		if !p.ca.Permits(h) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/elazarl/goproxy"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy/scrub"
 	"github.com/cork-sh/cork/proxy/wsrelay"
 )
@@ -569,11 +570,11 @@ func hostPortOf(authority string, def int) (string, int, error) {
 	}
 	port := def
 	if ps != "" {
-		if port, err = parsePort(ps); err != nil {
+		if port, err = policy.ParsePort(ps); err != nil {
 			return "", 0, errBadPort
 		}
 	}
-	host, err := NormalizeHost(h)
+	host, err := policy.NormalizeHost(h)
 	if err != nil {
 		return "", 0, err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy/scrub"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -62,7 +63,7 @@ func FuzzResponseScrub(f *testing.F) {
 		}
 		echo := forms[int(form)%len(forms)]
 		body := append(append(append([]byte{}, before...), echo...), after...)
-		pol, err := NewPolicy(Policy{Slots: map[string]Slot{"s": {Placeholder: ph}}})
+		pol, err := policy.New(policy.Policy{Slots: map[string]policy.Slot{"s": {Placeholder: ph}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy/scrub"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -50,7 +51,7 @@ func (p *Proxy) retire(slot string, old resolve.Secret) {
 
 // newTokenState derives the state for the tokens raw: usable ones are
 // injected; they and the retired values of every slot are scrubbed.
-func newTokenState(raw resolve.Tokens, retired map[string][]resolve.Secret, pol *Policy) *tokenState {
+func newTokenState(raw resolve.Tokens, retired map[string][]resolve.Secret, pol *policy.Policy) *tokenState {
 	ts := &tokenState{toks: resolve.Tokens{}}
 	var rules, fixed []scrub.Rule
 	slots := slices.Sorted(maps.Keys(raw))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy/scrub"
 )
 
@@ -35,7 +36,7 @@ type scanner struct {
 // shorter ones could occur by chance.
 const minSkeleton = 12
 
-func newScanner(pol *Policy) *scanner {
+func newScanner(pol *policy.Policy) *scanner {
 	s := &scanner{pool: &sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}}
 	var rules []scrub.Rule
 	for _, name := range slices.Sorted(maps.Keys(pol.Slots)) {
@@ -155,7 +156,7 @@ func (s *scanner) redact(v string) string {
 
 // unbound returns the indices of slots not bound to rules' host, or nil
 // when every slot is: only those placeholders are leaks there.
-func (s *scanner) unbound(rules HostRules) []bool {
+func (s *scanner) unbound(rules policy.HostRules) []bool {
 	var out []bool
 	for i, slot := range s.slots {
 		if !rules.Binds(slot) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 )
 
@@ -30,11 +31,11 @@ func runCA(_ context.Context, args []string, _ map[string]string, _ io.Reader, s
 	if len(missing) > 0 {
 		return usageErrorf("ca: missing %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
 	}
-	policy, err := proxy.LoadPolicy(*policyFile)
+	pol, err := policy.Load(*policyFile)
 	if err != nil {
 		return usageErrorf("--policy-file: %v", err)
 	}
-	ca, err := proxy.GenerateCA(policy.InterceptHosts())
+	ca, err := proxy.GenerateCA(pol.InterceptHosts())
 	if err != nil {
 		return fmt.Errorf("generate CA: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -45,7 +46,7 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 	if err != nil {
 		return err
 	}
-	policy, err := proxy.LoadPolicy(opts.policyFile)
+	pol, err := policy.Load(opts.policyFile)
 	if err != nil {
 		return &usageError{fmt.Errorf("%s: %w", settings.name("policy-file"), err)}
 	}
@@ -61,7 +62,7 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 	}
 	log := opts.logger
 	p, err := proxy.New(proxy.Config{
-		Policy:          policy,
+		Policy:          pol,
 		Tokens:          tokens,
 		CA:              opts.ca,
 		Logger:          &log,
@@ -87,7 +88,7 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 		}
 	}
 	return serveProxy(ctx, p, opts, stdin, log, func() error {
-		np, err := proxy.LoadPolicy(opts.policyFile)
+		np, err := policy.Load(opts.policyFile)
 		if err != nil {
 			return err
 		}

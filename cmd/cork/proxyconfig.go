@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 )
 
@@ -297,7 +298,7 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 		// Normalised here too, so that two spellings of one host keep
 		// the last entry rather than whichever proxy.New meets last.
 		h, p, _ := net.SplitHostPort(from)
-		if n, err := proxy.NormalizeHost(h); err == nil {
+		if n, err := policy.NormalizeHost(h); err == nil {
 			h = n
 		}
 		o.resolve[net.JoinHostPort(h, p)] = to

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/proxy"
+	"github.com/cork-sh/cork/policy"
 )
 
 func TestProxyConfigErrors(t *testing.T) {
@@ -129,9 +129,9 @@ func TestProxyConfigTrailingNewlines(t *testing.T) {
 
 // TestExamplePolicy keeps the README's sample policy valid.
 func TestExamplePolicy(t *testing.T) {
-	p, err := proxy.LoadPolicy("../../examples/policy.yaml")
+	p, err := policy.Load("../../examples/policy.yaml")
 	if err != nil {
-		t.Fatalf("LoadPolicy(examples/policy.yaml) = %v", err)
+		t.Fatalf("policy.Load(examples/policy.yaml) = %v", err)
 	}
 	if r := p.Lookup("api.github.com", 443); len(r.Routes) != 1 || r.Routes[0].Slot != "github" {
 		t.Errorf("api.github.com rules = %+v, want one route to slot github", r)

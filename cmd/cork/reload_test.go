@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 )
 
@@ -151,7 +152,7 @@ func TestReloadOfAFIFODoesNotBlockShutdown(t *testing.T) {
 	}
 	p.signal(t, syscall.SIGHUP)
 	p.signal(t, syscall.SIGHUP) // coalesced behind the first
-	// proxy.LoadPolicy opens without blocking and refuses what is not a
+	// policy.Load opens without blocking and refuses what is not a
 	// regular file; TestStuckReloadDoesNotBlockShutdown covers a reload
 	// that hangs anyway.
 	m := p.waitLog(t, "policy reload rejected; keeping the current policy")
@@ -169,11 +170,11 @@ func TestReloadOfAFIFODoesNotBlockShutdown(t *testing.T) {
 }
 
 // TestStuckReloadDoesNotBlockShutdown runs serveProxy in this process with
-// a reload that never returns (whatever LoadPolicy does with a FIFO, a
+// a reload that never returns (whatever policy.Load does with a FIFO, a
 // hung mount can still hold a read): cancellation, which SIGTERM causes,
 // must still stop it promptly.
 func TestStuckReloadDoesNotBlockShutdown(t *testing.T) {
-	pol, err := proxy.ParsePolicy([]byte("allow:\n  - one.test\n"))
+	pol, err := policy.Parse([]byte("allow:\n  - one.test\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

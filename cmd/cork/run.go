@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 )
 
@@ -222,11 +223,7 @@ func genericProfile(injects []string, policyFile string) (*provision.Generic, er
 		}
 		pg, err := provision.ParseGenericPolicy(data)
 		if err != nil {
-			var lines []error
-			for _, line := range strings.Split(err.Error(), "\n") {
-				lines = append(lines, fmt.Errorf("--policy %s: %s", policyFile, line))
-			}
-			return nil, &usageError{errors.Join(lines...)}
+			return nil, &usageError{policy.PrefixErrors("--policy "+policyFile, err)}
 		}
 		g.Bindings = append(g.Bindings, pg.Bindings...)
 		g.Allow = append(g.Allow, pg.Allow...)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 )
 
@@ -23,8 +24,8 @@ func TestGenericProfileFromFlags(t *testing.T) {
 	if g, err := genericProfile(nil, ""); g != nil || err != nil {
 		t.Errorf("genericProfile(none) = %+v, %v; want nil, nil", g, err)
 	}
-	policy := writePolicy(t, "routes:\n  - host: api.acme.test\n    env: ACME_KEY\n    header: X-Api-Key\nallow: [registry.npmjs.org]\nblock:\n  - {host: api.acme.test, path: /admin}\n")
-	g, err := genericProfile([]string{"api.example.com=EXAMPLE_TOKEN", "uploads.example.com=EXAMPLE_TOKEN,scheme=token"}, policy)
+	policyPath := writePolicy(t, "routes:\n  - host: api.acme.test\n    env: ACME_KEY\n    header: X-Api-Key\nallow: [registry.npmjs.org]\nblock:\n  - {host: api.acme.test, path: /admin}\n")
+	g, err := genericProfile([]string{"api.example.com=EXAMPLE_TOKEN", "uploads.example.com=EXAMPLE_TOKEN,scheme=token"}, policyPath)
 	if err != nil {
 		t.Fatalf("genericProfile() error = %v", err)
 	}
@@ -35,7 +36,7 @@ func TestGenericProfileFromFlags(t *testing.T) {
 			{Host: "api.acme.test", Env: "ACME_KEY", Header: "X-Api-Key"},
 		},
 		Allow: []string{"registry.npmjs.org"},
-		Block: []provision.Block{{Host: "api.acme.test", Path: "/admin"}},
+		Block: []policy.Block{{Host: "api.acme.test", Path: "/admin"}},
 	}
 	if !reflect.DeepEqual(g, want) {
 		t.Errorf("genericProfile() = %+v, want %+v", g, want)
@@ -46,6 +47,7 @@ func TestRunInjectErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
 	badShape := writePolicy(t, "slots: {}\nroute: []\n")
 	bad := writePolicy(t, "routes:\n  - host: a.test\n    env: lower\n  - host: https://b.test\n    env: B\n")
+	badPort := writePolicy(t, "routes:\n  - env: EXAMPLE_TOKEN\n    host: api.example.com:99999\n")
 	tests := []struct {
 		name string
 		args []string
@@ -59,11 +61,16 @@ func TestRunInjectErrors(t *testing.T) {
 		{"missing policy", []string{"run", "--policy", missing, "--", "true"}, []string{"cork: --policy: " + missing + ": no such file or directory\n"}},
 		{"bad policy shape", []string{"run", "--policy", badShape, "--", "true"}, []string{
 			"cork: --policy " + badShape + ": slots: cork run makes the slots and placeholders; name each route's variable with env: VAR (line 1)\n",
-			"cork: --policy " + badShape + ": route: unknown field (want routes, allow, block) (line 2)\n",
+			"cork: --policy " + badShape + `: policy: unknown field "route" (want routes, allow, block) (line 2)` + "\n",
 		}},
 		{"bad policy values", []string{"run", "--policy", bad, "--", "true"}, []string{
 			"cork: --policy " + bad + ": routes[0].env: want the name of the host variable",
-			"cork: --policy " + bad + `: routes[1].host: "https://b.test": a host, not a URL` + "\n",
+			"cork: --policy " + bad + `: routes[1].host: invalid host pattern "https://b.test": a host, not a URL (line 4)` + "\n",
+		}},
+		// issue 13: the file's own index and line, checked before Build, not
+		// an index into the plan merged with the github profile's routes.
+		{"bad policy port", []string{"run", "--agent", "github", "--policy", badPort, "--", "true"}, []string{
+			"cork: --policy " + badPort + `: routes[0].host: invalid host pattern "api.example.com:99999": port out of range (line 3)` + "\n",
 		}},
 		{"host bound twice", []string{"run", "--inject", "api.example.com=A", "--inject", "API.example.com=B", "--", "true"}, []string{
 			"cork: generic: bindings[1]: host API.example.com is already bound (to A); one binding per host\n",
@@ -102,13 +109,13 @@ func TestRunInjectLocal(t *testing.T) {
 		realExample = "acme_REALEXAMPLE0123456789abcdefghijklmnop"
 		realPolicy  = "REALPOLICYTOKEN0123456789abcdefghijk"
 	)
-	policy := writePolicy(t, "routes:\n  - host: api.acme.test\n    env: POLICY_TOKEN\n    header: X-Api-Key\n")
+	policyPath := writePolicy(t, "routes:\n  - host: api.acme.test\n    env: POLICY_TOKEN\n    header: X-Api-Key\n")
 	env := map[string]string{
 		"HOME": t.TempDir(), "PATH": os.Getenv("PATH"),
 		"EXAMPLE_TOKEN": realExample, "POLICY_TOKEN": realPolicy,
 	}
 	code, out, errOut := runCork(t, env, "run", "--quiet", "--backend", "local",
-		"--inject", "api.example.com=EXAMPLE_TOKEN", "--policy", policy,
+		"--inject", "api.example.com=EXAMPLE_TOKEN", "--policy", policyPath,
 		"--", sh, "-c", `printf '%s\n%s\n' "$EXAMPLE_TOKEN" "$POLICY_TOKEN"`)
 	if code != 0 {
 		t.Fatalf("cork run exit = %d, want 0 (stderr %q)", code, errOut)

@@ -28,6 +28,7 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -160,7 +161,7 @@ allow:
 // newInprocCork builds the proxy the way cmd/cork does (same logger setup,
 // same defaults), so its profile is the binary's profile.
 func newInprocCork(cc childConfig, roots *x509.CertPool, res map[string]string) (*proxy.Proxy, error) {
-	pol, err := proxy.ParsePolicy([]byte(corkPolicy))
+	pol, err := policy.Parse([]byte(corkPolicy))
 	if err != nil {
 		return nil, err
 	}

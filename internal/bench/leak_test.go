@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -71,7 +72,7 @@ func TestNoLeakAfterLoad(t *testing.T) {
 	res := up.resolveMap()
 	res[hostDown+":443"] = deadAddr
 
-	pol, err := proxy.ParsePolicy([]byte(corkPolicy))
+	pol, err := policy.Parse([]byte(corkPolicy))
 	if err != nil {
 		t.Fatal(err)
 	}

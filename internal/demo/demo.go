@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 )
 
@@ -65,8 +66,8 @@ func Run(ctx context.Context, o Options) error {
 		ProvisionedEnv: map[string]string{tokenEnv: real},
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{slot: tokenEnv},
-			Slots:       map[string]provision.Slot{slot: {Placeholder: placeholder}},
-			Routes:      []provision.Route{{Host: APIHost, Slot: slot, Header: "Authorization", Scheme: "bearer"}},
+			Slots:       map[string]policy.Slot{slot: {Placeholder: placeholder}},
+			Routes:      []policy.Route{{Host: APIHost, Slot: slot, Header: "Authorization", Scheme: "bearer"}},
 		},
 	}
 	logw := o.Log

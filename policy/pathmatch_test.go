@@ -1,4 +1,4 @@
-package proxy
+package policy
 
 import (
 	"strings"
@@ -220,12 +220,12 @@ func FuzzBlockPath(f *testing.F) {
 		if strings.ContainsAny(n, "%?#") || !validUTF8NoControl(n) {
 			return // a policy cannot spell this block path
 		}
-		p, err := NewPolicy(Policy{Block: []Block{
+		p, err := New(Policy{Block: []Block{
 			{Host: "fold.test", Path: n},
 			{Host: "exact.test", Path: n, CaseSensitive: true},
 		}})
 		if err != nil {
-			t.Fatalf("NewPolicy(block path %q = normalizePath(%q)) error = %v", n, raw, err)
+			t.Fatalf("New(block path %q = normalizePath(%q)) error = %v", n, raw, err)
 		}
 		if got := p.Block[0].Path; got != n {
 			t.Fatalf("block path %q stored as %q: normalizePath is not idempotent", n, got)

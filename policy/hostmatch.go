@@ -1,4 +1,4 @@
-package proxy
+package policy
 
 import (
 	"errors"
@@ -63,7 +63,7 @@ func NormalizeHost(host string) (string, error) {
 	if host == "" {
 		return "", errEmptyHost
 	}
-	if looksNumeric(host) {
+	if LooksNumeric(host) {
 		a, err := netip.ParseAddr(host)
 		if err != nil || !a.Is4() {
 			return "", errNumericHost
@@ -130,10 +130,10 @@ func canonicalIP(a netip.Addr, s string) string {
 	return a.String()
 }
 
-// looksNumeric reports whether the last label of host starts like a number
+// LooksNumeric reports whether the last label of host starts like a number
 // (a digit), which WHATWG URL parsing and some resolvers treat as an IPv4
 // address in one of its legacy forms.
-func looksNumeric(host string) bool {
+func LooksNumeric(host string) bool {
 	last := host[strings.LastIndexByte(host, '.')+1:]
 	if last == "" {
 		return false
@@ -182,8 +182,8 @@ func hasPunycode(host string) bool {
 	return strings.HasPrefix(host, "xn--") || strings.Contains(host, ".xn--")
 }
 
-// hostPattern is a parsed policy host entry.
-type hostPattern struct {
+// HostPattern is a parsed policy host entry.
+type HostPattern struct {
 	host     string     // normalised host, or the suffix after "*." for a wildcard
 	wildcard bool       // "*.suffix": proper subdomains of host only
 	ip       netip.Addr // valid when the pattern is an IP literal
@@ -194,7 +194,7 @@ type hostPattern struct {
 var defaultPorts = [...]int{443, 80}
 
 // ports returns the ports the pattern matches.
-func (p hostPattern) ports() []int {
+func (p HostPattern) ports() []int {
 	if p.port == 0 {
 		return defaultPorts[:]
 	}
@@ -202,7 +202,7 @@ func (p hostPattern) ports() []int {
 }
 
 // matchesPort reports whether the pattern applies to port.
-func (p hostPattern) matchesPort(port int) bool {
+func (p HostPattern) matchesPort(port int) bool {
 	if p.port == 0 {
 		return port == 443 || port == 80
 	}
@@ -210,7 +210,7 @@ func (p hostPattern) matchesPort(port int) bool {
 }
 
 // portsOverlap reports whether p and q share a port.
-func (p hostPattern) portsOverlap(q hostPattern) bool {
+func (p HostPattern) portsOverlap(q HostPattern) bool {
 	for _, port := range p.ports() {
 		if q.matchesPort(port) {
 			return true
@@ -221,7 +221,7 @@ func (p hostPattern) portsOverlap(q hostPattern) bool {
 
 // name is the pattern's host part as written in constraints and logs:
 // "*.example.com", "example.com", "2001:db8::1" (no brackets, no port).
-func (p hostPattern) name() string {
+func (p HostPattern) name() string {
 	if p.wildcard {
 		return "*." + p.host
 	}
@@ -229,7 +229,7 @@ func (p hostPattern) name() string {
 }
 
 // String is the canonical form of the whole pattern, port included.
-func (p hostPattern) String() string {
+func (p HostPattern) String() string {
 	n := p.name()
 	if p.port == 0 {
 		return n
@@ -242,7 +242,7 @@ func (p hostPattern) String() string {
 
 // covers reports whether every host:port q matches is also matched by p on
 // some shared port: p is equal to q or broader.
-func (p hostPattern) covers(q hostPattern) bool {
+func (p HostPattern) covers(q HostPattern) bool {
 	if !p.portsOverlap(q) {
 		return false
 	}
@@ -250,28 +250,28 @@ func (p hostPattern) covers(q hostPattern) bool {
 	case !p.wildcard:
 		return !q.wildcard && p.host == q.host
 	case q.wildcard:
-		return q.host == p.host || hasLabelSuffix(q.host, p.host)
+		return q.host == p.host || IsSubdomain(q.host, p.host)
 	default:
-		return hasLabelSuffix(q.host, p.host)
+		return IsSubdomain(q.host, p.host)
 	}
 }
 
-// hasLabelSuffix reports whether host is a proper subdomain of suffix:
+// IsSubdomain reports whether host is a proper subdomain of suffix:
 // "a.example.com" and "a.b.example.com" for "example.com", but neither
 // "example.com" nor "badexample.com".
-func hasLabelSuffix(host, suffix string) bool {
+func IsSubdomain(host, suffix string) bool {
 	return len(host) > len(suffix)+1 &&
 		host[len(host)-len(suffix)-1] == '.' &&
 		host[len(host)-len(suffix):] == suffix
 }
 
-// parseHostPattern parses a policy host entry: "example.com",
+// ParseHostPattern parses a policy host entry: "example.com",
 // "*.example.com", "api.test:8443", "10.0.0.1", "[2001:db8::1]:8443" or
 // "2001:db8::1". Anything that looks like a URL is rejected.
-func parseHostPattern(s string) (hostPattern, error) {
-	var p hostPattern
-	bad := func(why string) (hostPattern, error) {
-		return hostPattern{}, fmt.Errorf("invalid host pattern %q: %s", s, why)
+func ParseHostPattern(s string) (HostPattern, error) {
+	var p HostPattern
+	bad := func(why string) (HostPattern, error) {
+		return HostPattern{}, fmt.Errorf("invalid host pattern %q: %s", s, why)
 	}
 	switch {
 	case s == "":
@@ -296,7 +296,7 @@ func parseHostPattern(s string) (hostPattern, error) {
 			if rest[0] != ':' {
 				return bad("unexpected text after ]")
 			}
-			port, err := parsePort(rest[1:])
+			port, err := ParsePort(rest[1:])
 			if err != nil {
 				return bad(err.Error())
 			}
@@ -311,7 +311,7 @@ func parseHostPattern(s string) (hostPattern, error) {
 	case strings.Contains(s, ":"):
 		i := strings.LastIndexByte(s, ':')
 		host = s[:i]
-		port, err := parsePort(s[i+1:])
+		port, err := ParsePort(s[i+1:])
 		if err != nil {
 			return bad(err.Error())
 		}
@@ -341,7 +341,8 @@ func parseHostPattern(s string) (hostPattern, error) {
 	return p, nil
 }
 
-func parsePort(s string) (int, error) {
+// ParsePort parses a decimal port, 1 to 65535.
+func ParsePort(s string) (int, error) {
 	if s == "" || len(s) > 5 {
 		return 0, errors.New("invalid port")
 	}
@@ -356,3 +357,14 @@ func parsePort(s string) (int, error) {
 	}
 	return n, nil
 }
+
+// Host is the pattern's normalised host, or for a wildcard the suffix after
+// "*.".
+func (p HostPattern) Host() string { return p.host }
+
+// Wildcard reports whether the pattern is "*.suffix": proper subdomains of
+// Host only.
+func (p HostPattern) Wildcard() bool { return p.wildcard }
+
+// IP is the pattern's address when it is an IP literal, else the zero Addr.
+func (p HostPattern) IP() netip.Addr { return p.ip }

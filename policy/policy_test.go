@@ -1,4 +1,4 @@
-package proxy
+package policy
 
 import (
 	"errors"
@@ -21,17 +21,17 @@ const (
 // mustParsePolicy parses src or fails the test.
 func mustParsePolicy(t testing.TB, src string) *Policy {
 	t.Helper()
-	p, err := ParsePolicy([]byte(src))
+	p, err := Parse([]byte(src))
 	if err != nil {
-		t.Fatalf("ParsePolicy: %v", err)
+		t.Fatalf("Parse: %v", err)
 	}
 	return p
 }
 
-// readFixture returns a file from testdata/policy.
+// readFixture returns a file from testdata.
 func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "policy", name))
+	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +57,13 @@ func TestParsePolicySample(t *testing.T) {
 	}
 	for _, name := range []string{"sample.yaml", "sample.json", "sample_crlf.yaml"} {
 		t.Run(name, func(t *testing.T) {
-			p, err := LoadPolicy(filepath.Join("testdata", "policy", name))
+			p, err := Load(filepath.Join("testdata", name))
 			if err != nil {
-				t.Fatalf("LoadPolicy(%s): %v", name, err)
+				t.Fatalf("Load(%s): %v", name, err)
 			}
 			if !reflect.DeepEqual(p.Slots, want.Slots) || !reflect.DeepEqual(p.Routes, want.Routes) ||
 				!reflect.DeepEqual(p.Allow, want.Allow) || !reflect.DeepEqual(p.Block, want.Block) {
-				t.Errorf("LoadPolicy(%s) =\n%+v\nwant\n%+v", name, *p, *want)
+				t.Errorf("Load(%s) =\n%+v\nwant\n%+v", name, *p, *want)
 			}
 			if got, want := p.InterceptHosts(), []string{"auth.openai.com", "chatgpt.com", "github.com"}; !slices.Equal(got, want) {
 				t.Errorf("InterceptHosts() = %q, want %q", got, want)
@@ -218,14 +218,14 @@ slots:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ParsePolicy([]byte(tt.src))
+			p, err := Parse([]byte(tt.src))
 			if err == nil {
-				t.Fatalf("ParsePolicy() = %+v, want error containing %q", p, tt.want)
+				t.Fatalf("Parse() = %+v, want error containing %q", p, tt.want)
 			}
 			msg := err.Error()
 			for _, w := range tt.want {
 				if !strings.Contains(msg, w) {
-					t.Errorf("ParsePolicy() error =\n%s\nwant it to contain %q", msg, w)
+					t.Errorf("Parse() error =\n%s\nwant it to contain %q", msg, w)
 				}
 			}
 		})
@@ -233,9 +233,9 @@ slots:
 }
 
 func TestParsePolicyAllErrorsAtOnce(t *testing.T) {
-	_, err := ParsePolicy(readFixture(t, "bad_many.yaml"))
+	_, err := Parse(readFixture(t, "bad_many.yaml"))
 	if err == nil {
-		t.Fatal("ParsePolicy(bad_many.yaml) = nil error")
+		t.Fatal("Parse(bad_many.yaml) = nil error")
 	}
 	want := []string{
 		"slots.codex.placeholder: empty",
@@ -281,13 +281,13 @@ func TestLoadPolicyFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			path := filepath.Join("testdata", "policy", tt.file)
-			_, err := LoadPolicy(path)
+			path := filepath.Join("testdata", tt.file)
+			_, err := Load(path)
 			if err == nil {
-				t.Fatalf("LoadPolicy(%s) = nil error, want %q", tt.file, tt.want)
+				t.Fatalf("Load(%s) = nil error, want %q", tt.file, tt.want)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("LoadPolicy(%s) = %v, want %q", tt.file, err, tt.want)
+				t.Errorf("Load(%s) = %v, want %q", tt.file, err, tt.want)
 			}
 			for _, line := range strings.Split(err.Error(), "\n") {
 				if !strings.Contains(line, path) {
@@ -298,16 +298,16 @@ func TestLoadPolicyFixtures(t *testing.T) {
 	}
 	t.Run("too large", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "big.yaml")
-		if err := os.WriteFile(path, make([]byte, MaxPolicyFileSize+1), 0o644); err != nil {
+		if err := os.WriteFile(path, make([]byte, MaxFileSize+1), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadPolicy(path); err == nil || !strings.Contains(err.Error(), "larger than") {
-			t.Errorf("LoadPolicy(big) = %v, want larger than", err)
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("Load(big) = %v, want larger than", err)
 		}
 	})
 }
 
-// LoadPolicy must refuse anything but a regular file without blocking: a
+// Load must refuse anything but a regular file without blocking: a
 // FIFO with no writer would hang os.Open, and the SIGHUP reload with it.
 func TestLoadPolicyNotRegular(t *testing.T) {
 	dir := t.TempDir()
@@ -329,21 +329,21 @@ func TestLoadPolicyNotRegular(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
-				_, err := LoadPolicy(tt.path)
+				_, err := Load(tt.path)
 				done <- err
 			}()
 			select {
 			case err := <-done:
 				want := "policy " + tt.path + ": not a regular file"
 				if err == nil || err.Error() != want {
-					t.Errorf("LoadPolicy(%s) = %v, want %q", tt.name, err, want)
+					t.Errorf("Load(%s) = %v, want %q", tt.name, err, want)
 				}
 			case <-time.After(5 * time.Second):
 				// Release the blocked open with a writer, so the test ends.
 				if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
 					w.Close()
 				}
-				t.Fatalf("LoadPolicy(%s) still blocked after 5s", tt.name)
+				t.Fatalf("Load(%s) still blocked after 5s", tt.name)
 			}
 		})
 	}
@@ -443,12 +443,12 @@ func TestParsePolicyBlockPathNormalised(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			p, err := NewPolicy(Policy{Block: []Block{{Host: "a.test", Path: tt.path}}})
+			p, err := New(Policy{Block: []Block{{Host: "a.test", Path: tt.path}}})
 			if err != nil {
-				t.Fatalf("NewPolicy(block path %q) error = %v", tt.path, err)
+				t.Fatalf("New(block path %q) error = %v", tt.path, err)
 			}
 			if got := p.Block[0].Path; got != tt.want {
-				t.Errorf("NewPolicy(block path %q).Block[0].Path = %q, want %q", tt.path, got, tt.want)
+				t.Errorf("New(block path %q).Block[0].Path = %q, want %q", tt.path, got, tt.want)
 			}
 		})
 	}
@@ -460,7 +460,7 @@ func TestNewPolicy(t *testing.T) {
 		Routes: []Route{{Host: "API.example.com", Slot: "a"}},
 		Allow:  []string{"*.Example.org"},
 	}
-	p, err := NewPolicy(in)
+	p, err := New(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,13 +469,13 @@ func TestNewPolicy(t *testing.T) {
 	in.Slots["a"] = Slot{Placeholder: "changed!!"}
 	in.Allow[0] = "evil.org"
 	if p.Routes[0].Host != "api.example.com" || p.Slots["a"].Placeholder != "placeholder-a" || p.Allow[0] != "*.example.org" {
-		t.Errorf("NewPolicy result changed with its input: %+v", p)
+		t.Errorf("New result changed with its input: %+v", p)
 	}
 	if got := p.Lookup("api.example.com", 443).Routes; len(got) != 1 {
 		t.Errorf("Lookup(api.example.com) = %v, want one route", got)
 	}
-	if _, err := NewPolicy(Policy{Routes: []Route{{Host: "a.com", Slot: "x"}}}); err == nil {
-		t.Error("NewPolicy with unknown slot = nil error")
+	if _, err := New(Policy{Routes: []Route{{Host: "a.com", Slot: "x"}}}); err == nil {
+		t.Error("New with unknown slot = nil error")
 	}
 }
 
@@ -865,7 +865,7 @@ func FuzzLookup(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, pattern, host string, port uint16) {
 		p := base
-		if extra, err := NewPolicy(Policy{
+		if extra, err := New(Policy{
 			Slots:  base.Slots,
 			Routes: append(slices.Clone(base.Routes), Route{Host: pattern, Slot: "codex", Header: "X-Fuzz"}),
 			Allow:  base.Allow,
@@ -889,10 +889,10 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte("routes: [{host: a.com, slot: &x a}, {host: b.com, slot: *x}]\n"))
 	f.Add([]byte("{}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := ParsePolicy(data)
+		p, err := Parse(data)
 		if err != nil {
 			if p != nil {
-				t.Fatal("ParsePolicy returned a policy and an error")
+				t.Fatal("Parse returned a policy and an error")
 			}
 			return
 		}
@@ -900,7 +900,7 @@ func FuzzParsePolicy(f *testing.F) {
 			if _, ok := p.Slots[r.Slot]; !ok {
 				t.Fatalf("routes[%d]: slot %q undefined", i, r.Slot)
 			}
-			pat, err := parseHostPattern(r.Host)
+			pat, err := ParseHostPattern(r.Host)
 			if err != nil || pat.String() != r.Host {
 				t.Fatalf("routes[%d].host %q is not canonical: %v", i, r.Host, err)
 			}
@@ -920,15 +920,15 @@ func FuzzParsePolicy(f *testing.F) {
 			}
 		}
 		// A parsed policy is a fixed point of validation.
-		again, err := NewPolicy(*p)
+		again, err := New(*p)
 		if err != nil {
-			t.Fatalf("NewPolicy(parsed policy): %v", err)
+			t.Fatalf("New(parsed policy): %v", err)
 		}
 		if !reflect.DeepEqual(again.Routes, p.Routes) || !reflect.DeepEqual(again.Block, p.Block) || !slices.Equal(again.Allow, p.Allow) {
-			t.Fatalf("NewPolicy(parsed policy) changed it")
+			t.Fatalf("New(parsed policy) changed it")
 		}
 		for _, h := range p.InterceptHosts() {
-			if _, err := parseHostPattern(h); err != nil {
+			if _, err := ParseHostPattern(h); err != nil {
 				t.Fatalf("InterceptHosts() has %q: %v", h, err)
 			}
 		}

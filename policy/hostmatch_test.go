@@ -1,4 +1,4 @@
-package proxy
+package policy
 
 import (
 	"strconv"
@@ -118,25 +118,25 @@ func TestParseHostPattern(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			p, err := parseHostPattern(tt.in)
+			p, err := ParseHostPattern(tt.in)
 			if tt.want == "" {
 				if err == nil {
-					t.Fatalf("parseHostPattern(%q) = %v, want error", tt.in, p)
+					t.Fatalf("ParseHostPattern(%q) = %v, want error", tt.in, p)
 				}
 				if !strings.Contains(err.Error(), "invalid host pattern") {
-					t.Errorf("parseHostPattern(%q) error %q does not say invalid host pattern", tt.in, err)
+					t.Errorf("ParseHostPattern(%q) error %q does not say invalid host pattern", tt.in, err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parseHostPattern(%q): %v", tt.in, err)
+				t.Fatalf("ParseHostPattern(%q): %v", tt.in, err)
 			}
 			if p.String() != tt.want || p.wildcard != tt.wildcard || p.port != tt.port {
-				t.Errorf("parseHostPattern(%q) = %v (wildcard %v, port %d), want %v (wildcard %v, port %d)",
+				t.Errorf("ParseHostPattern(%q) = %v (wildcard %v, port %d), want %v (wildcard %v, port %d)",
 					tt.in, p, p.wildcard, p.port, tt.want, tt.wildcard, tt.port)
 			}
-			if again, err := parseHostPattern(p.String()); err != nil || again != p {
-				t.Errorf("parseHostPattern(%q) does not round-trip: %v, %v", p.String(), again, err)
+			if again, err := ParseHostPattern(p.String()); err != nil || again != p {
+				t.Errorf("ParseHostPattern(%q) does not round-trip: %v, %v", p.String(), again, err)
 			}
 		})
 	}
@@ -158,7 +158,7 @@ func TestHostPatternMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		// Through the policy's lookup, the path every request takes.
-		pol, err := ParsePolicy([]byte("allow: [" + strconv.Quote(tt.pattern) + "]"))
+		pol, err := Parse([]byte("allow: [" + strconv.Quote(tt.pattern) + "]"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,12 +199,12 @@ func FuzzNormalizeHost(f *testing.F) {
 			}
 		}
 		// Every normalised host is usable as an exact pattern.
-		p, err := parseHostPattern(out)
+		p, err := ParseHostPattern(out)
 		if strings.Contains(out, ":") {
-			p, err = parseHostPattern("[" + out + "]")
+			p, err = ParseHostPattern("[" + out + "]")
 		}
 		if err != nil || p.host != out || p.wildcard || p.port != 0 {
-			t.Fatalf("parseHostPattern(%q) = %+v, %v", out, p, err)
+			t.Fatalf("ParseHostPattern(%q) = %+v, %v", out, p, err)
 		}
 	})
 }
