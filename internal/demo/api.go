@@ -76,10 +76,12 @@ func (a *fakeAPI) chat(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(40 * time.Millisecond)
 		}
 		fmt.Fprintf(w, "event: delta\ndata: %s\n\n", word)
-		fl.Flush()
+		// Counted before it is sent: the agent may exit as soon as it
+		// has the last word, and the demo then reads the count.
 		a.mu.Lock()
 		a.streamed++
 		a.mu.Unlock()
+		fl.Flush()
 	}
 	fmt.Fprint(w, "event: done\ndata: [DONE]\n\n")
 	fl.Flush()
