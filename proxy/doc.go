@@ -6,7 +6,7 @@
 //     looked up; whatever is not routed or allowed is refused with 403 and
 //     an X-Cork-Deny-Reason header (connect.go, request.go, deny.go).
 //   - Interception: only routed hosts (and hosts with path-scoped blocks) are
-//     intercepted with a leaf signed by the session CA (ca.go); allowed hosts
+//     intercepted with a leaf signed by the session CA (package pki); allowed hosts
 //     are blind tunnels. Inside an intercepted connection every request must
 //     name the CONNECT host:port (request.go).
 //   - Credentials (inject.go): on a route the slot's placeholder is swapped

@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/proxy/pki"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -56,7 +57,7 @@ type Config struct {
 	Tokens resolve.Tokens
 	// CA signs leaf certificates for intercepted hosts. If nil, an
 	// ephemeral CA is generated, constrained to Policy.InterceptHosts().
-	CA *CA
+	CA *pki.CA
 	// Logger receives the audit log (info, tripwire at warn) and goproxy's
 	// own messages (debug). If nil, nothing is logged.
 	Logger *zerolog.Logger
@@ -146,7 +147,7 @@ func (c Config) Validate() error {
 type Proxy struct {
 	gp      *goproxy.ProxyHttpServer
 	tr      *http.Transport
-	ca      *CA
+	ca      *pki.CA
 	log     zerolog.Logger
 	dialer  *dialer
 	metrics *metrics
@@ -229,7 +230,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.log = *cfg.Logger
 	}
 	if p.ca == nil {
-		ca, err := GenerateCA(cfg.Policy.InterceptHosts())
+		ca, err := pki.Generate(cfg.Policy.InterceptHosts())
 		if err != nil {
 			return nil, fmt.Errorf("generate CA: %w", err)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/cork-sh/cork/policy"
-	"github.com/cork-sh/cork/proxy"
+	"github.com/cork-sh/cork/proxy/pki"
 )
 
 func runCA(_ context.Context, args []string, _ map[string]string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -35,7 +35,7 @@ func runCA(_ context.Context, args []string, _ map[string]string, _ io.Reader, s
 	if err != nil {
 		return usageErrorf("--policy-file: %v", err)
 	}
-	ca, err := proxy.GenerateCA(pol.InterceptHosts())
+	ca, err := pki.Generate(pol.InterceptHosts())
 	if err != nil {
 		return fmt.Errorf("generate CA: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
+	"github.com/cork-sh/cork/proxy/pki"
 )
 
 // proxySettings are the CORK_* settings shared by `cork proxy` and the
@@ -170,7 +171,7 @@ type proxyOptions struct {
 	listen, adminListen string
 	policyFile          string
 	tokensFile          string
-	ca                  *proxy.CA // nil: generate from the policy
+	ca                  *pki.CA // nil: generate from the policy
 	caOut               string
 	upstreamRoots       *x509.CertPool
 	allowPrivate        []netip.Prefix
@@ -244,7 +245,7 @@ func (s *proxySettings) validate(needPolicy bool, logOut io.Writer) (*proxyOptio
 		case err2 != nil:
 			bad("ca-key-file", "%v", pathError(err2))
 		default:
-			ca, err := proxy.LoadCA(certPEM, keyPEM)
+			ca, err := pki.Load(certPEM, keyPEM)
 			if err != nil {
 				bad("ca-cert-file", "%s and %s: %v", certFile, keyFile, err)
 			}

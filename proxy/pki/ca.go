@@ -1,4 +1,4 @@
-package proxy
+package pki
 
 import (
 	"crypto"
@@ -19,7 +19,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -44,7 +43,7 @@ var ErrNotPermitted = errors.New("host not permitted by the CA's name constraint
 // CA is a session certificate authority that signs leaf certificates for
 // intercepted hosts. Its private key never leaves the process except
 // through WriteFiles (key file mode 0600). Safe for concurrent use; the
-// zero value is not usable: get one from GenerateCA or LoadCA.
+// zero value is not usable: get one from Generate or Load.
 type CA struct {
 	cert    *x509.Certificate
 	certPEM []byte
@@ -52,11 +51,10 @@ type CA struct {
 
 	cache  *lru.Cache[string, *tls.Certificate]
 	flight singleflight.Group
-	mints  atomic.Int64 // leaves minted, for tests
-	now    func() time.Time
+	now    func() time.Time // the CA's clock for minting and renewal: time.Now
 }
 
-// GenerateCA makes an ephemeral ECDSA P-256 CA whose X.509 name constraints
+// Generate makes an ephemeral ECDSA P-256 CA whose X.509 name constraints
 // permit only the given host patterns (as from Policy.InterceptHosts: exact
 // hosts, "*.suffix", IP literals; a port is ignored). With no hosts it
 // permits nothing.
@@ -68,7 +66,7 @@ type CA struct {
 // patterns every IP is excluded, and without DNS patterns only the reserved
 // name cork.invalid is permitted, because an empty permitted list would
 // mean "anything".
-func GenerateCA(hosts []string) (*CA, error) {
+func Generate(hosts []string) (*CA, error) {
 	tmpl, err := caTemplate(hosts)
 	if err != nil {
 		return nil, err
@@ -209,11 +207,11 @@ func newCA(cert *x509.Certificate, key crypto.Signer) (*CA, error) {
 	}, nil
 }
 
-// LoadCA parses a PEM certificate and PEM private key (ECDSA, RSA or
+// Load parses a PEM certificate and PEM private key (ECDSA, RSA or
 // Ed25519; PKCS#8, SEC1 or PKCS#1). Errors say which input is wrong and
 // never include key material. The certificate must be a CA, currently
 // valid, and match the key.
-func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
+func Load(certPEM, keyPEM []byte) (*CA, error) {
 	cert, err := parseCACert(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("CA certificate: %w", err)
@@ -494,7 +492,6 @@ func (c *CA) mint(h string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
-	c.mints.Add(1)
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, nil
 }
 
