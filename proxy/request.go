@@ -15,6 +15,7 @@ import (
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy/scrub"
 	"github.com/cork-sh/cork/proxy/wsrelay"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // reqState follows one HTTP request (plain, or inside an intercepted
@@ -102,7 +103,10 @@ func (p *Proxy) release(rs *reqState) {
 // handleRequest decides an HTTP request (docs/DESIGN.md, decisions 2–4):
 // goproxy calls it for plain-HTTP requests and for every request inside an
 // intercepted connection. It returns a response to refuse, or the request to
-// send.
+// send. Its stages are requestTarget (where the request goes),
+// decideRequest (what the policy says), the tripwire, and injectRoutes (the
+// route's credentials); then the body is wrapped for the tripwire and
+// counting.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	// docs/DESIGN.md, trap 5: our round tripper turns upstream errors into
 	// 502/504.
@@ -123,47 +127,13 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		st.conn.busy.Add(1)
 	}
 
-	scheme := req.URL.Scheme
-	var host string
-	var port int
-	if mitm {
-		// docs/DESIGN.md, trap 4: goproxy sends an inner request wherever its
-		// URL or Host says, with whatever we inject. Both must name the
-		// CONNECT host:port (the port defaults to the CONNECT port).
-		uh, up, err1 := hostPortOf(req.URL.Host, st.port)
-		hh, hp, err2 := hostPortOf(req.Host, st.port)
-		if err1 != nil || err2 != nil || uh != st.host || up != st.port || hh != st.host || hp != st.port {
-			rs.host, rs.port = st.host, st.port
-			bad, badPort, badErr := uh, up, err1
-			if err1 == nil && uh == st.host && up == st.port {
-				bad, badPort, badErr = hh, hp, err2
-			}
-			what := req.Method + " " + scheme + "://" + showAuthority(bad, badPort, badErr) + rs.path
-			return p.refuse(req, rs, deny{reason: ReasonHostMismatch, what: what, detail: st.authority})
-		}
-		host, port = st.host, st.port
-		req.URL.Host = st.authority // dial exactly the CONNECT target
-	} else {
-		def := 0
-		switch scheme {
-		case "http":
-			def = 80
-		case "https":
-			def = 443
-		}
-		var err error
-		host, port, err = hostPortOf(req.URL.Host, def)
-		if err != nil || def == 0 {
-			return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: req.Method,
-				detail: "the request target must be an absolute http:// URL with a valid host"})
-		}
-		if hh, hp, err := hostPortOf(req.Host, def); err != nil || hh != host || hp != port {
-			return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: req.Method + " " + scheme + "://" + joinHostPort(host, port),
-				detail: "the Host header differs from the request URL"})
-		}
-		req.URL.Host = joinHostPort(host, port)
+	t, d := requestTarget(req, st)
+	rs.host, rs.port = t.host, t.port
+	if d != nil {
+		return p.refuse(req, rs, *d)
 	}
-	rs.host, rs.port = host, port
+	scheme, host, port := t.scheme, t.host, t.port
+	req.URL.Host = t.dial
 	// The upstream gets the authority the policy matched, not the
 	// client's spelling of it (case, trailing dot, default port).
 	req.Host = canonicalAuthority(scheme, host, port)
@@ -171,47 +141,12 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 	ps := p.policy.Load()
 	rules := ps.pol.Lookup(host, port)
-	if b := rules.HostBlock; b != nil {
-		return p.refuse(req, rs, deny{reason: ReasonBlocked, what: rs.what, detail: b.Reason})
-	}
-	if b := rules.BlockFor(req.URL.EscapedPath()); b != nil {
-		return p.refuse(req, rs, deny{reason: ReasonBlocked, what: rs.what, detail: b.Reason})
+	v, d := decideRequest(req, scheme, rules, rs.what)
+	if d != nil {
+		return p.refuse(req, rs, *d)
 	}
 	routes := rules.Routes
-	if len(routes) == 0 && !rules.Allowed {
-		return p.refuse(req, rs, deny{reason: ReasonNotAllowed, what: rs.what})
-	}
-	if scheme != "https" {
-		// docs/DESIGN.md, decision 4: a real token never travels in clear.
-		for _, rt := range routes {
-			if !rt.InsecureHTTP {
-				return p.refuse(req, rs, deny{reason: ReasonInsecureRoute, what: rs.what})
-			}
-		}
-	}
-
-	if len(routes) > 0 && (strings.EqualFold(req.Method, "TRACE") || strings.EqualFold(req.Method, "TRACK")) {
-		// TRACE makes the upstream echo the request, injected credential
-		// included, back into the sandbox.
-		return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: rs.what,
-			detail: "TRACE is not forwarded to a host that receives a credential: the answer would echo it"})
-	}
-
-	if req.URL.Opaque != "" {
-		// "GET https:x" reaches the upstream as "GET x": no path the
-		// policy could match.
-		return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: req.Method,
-			detail: "the request target must be an absolute path or URL"})
-	}
-	if ws, other := wsrelay.IsUpgrade(req); ws || other {
-		// docs/DESIGN.md, decision 5: only a WebSocket upgrade, relayed frame
-		// by frame (upgrade.go); anything else would turn the connection into
-		// an unchecked pipe to the upstream.
-		if other {
-			return p.refuse(req, rs, deny{reason: ReasonUpgradeRefused, what: rs.what})
-		}
-		rs.websocket = true
-	}
+	rs.websocket = v.websocket
 	rs.routed, rs.pass = len(routes) > 0, rules.PassUnscrubbable()
 	if rs.routed {
 		filterAcceptEncoding(req.Header)
@@ -237,24 +172,13 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	rs.unbound = ps.scan.unbound(rules)
 
 	rs.decision = decisionForward
-	if len(routes) > 0 {
-		toks := rs.ts.toks
-		for _, rt := range routes {
-			ph := ps.pol.Slots[rt.Slot].Placeholder
-			tok, ok := toks[rt.Slot]
-			switch injectRoute(req.Header, rt, ph, tok, ok && !tok.IsZero()) {
-			case injectDone:
-				rs.decision = decisionInject
-				if rs.slot == "" {
-					rs.slot = rt.Slot
-				} else if !strings.Contains(","+rs.slot+",", ","+rt.Slot+",") {
-					rs.slot += "," + rt.Slot
-				}
-			case injectNoToken:
-				rs.slot = rt.Slot
-				return p.refuse(req, rs, deny{reason: ReasonTokenUnavailable, what: rs.what, detail: rt.Slot})
-			}
-		}
+	slots, missing := injectRoutes(req.Header, routes, ps.pol.Slots, rs.ts.toks)
+	if slots != "" {
+		rs.decision, rs.slot = decisionInject, slots
+	}
+	if missing != "" {
+		rs.slot = missing
+		return p.refuse(req, rs, deny{reason: ReasonTokenUnavailable, what: rs.what, detail: missing})
 	}
 	if len(found) > 0 {
 		// Placeholders never leave the proxy: one left anywhere after
@@ -281,6 +205,136 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		req.Body = &countingBody{ReadCloser: req.Body, n: &rs.up}
 	}
 	return req, nil
+}
+
+// target is where a request goes: its scheme, the normalised host and port
+// the policy is looked up with, and the authority to dial.
+type target struct {
+	scheme string
+	host   string
+	port   int
+	dial   string // req.URL.Host to send to
+}
+
+// requestTarget is the first stage of handleRequest: it normalises req's
+// host, port and scheme, and refuses what cannot be a target. Inside an
+// intercepted connection (st in modeMITM) both the URL and the Host header
+// must name the CONNECT host:port (docs/DESIGN.md, trap 4), and the target
+// is the CONNECT one; a plain request needs an absolute http:// or https://
+// URL whose Host header agrees. On refusal the target holds what the audit
+// line names (the CONNECT host:port, or nothing). It does not modify req.
+func requestTarget(req *http.Request, st *connState) (target, *deny) {
+	scheme := req.URL.Scheme
+	path := cleanPath(req.URL)
+	if st.mode == modeMITM {
+		// goproxy sends an inner request wherever its URL or Host says,
+		// with whatever we inject. The port defaults to the CONNECT port.
+		uh, up, err1 := hostPortOf(req.URL.Host, st.port)
+		hh, hp, err2 := hostPortOf(req.Host, st.port)
+		t := target{scheme: scheme, host: st.host, port: st.port, dial: st.authority}
+		if err1 != nil || err2 != nil || uh != st.host || up != st.port || hh != st.host || hp != st.port {
+			bad, badPort, badErr := uh, up, err1
+			if err1 == nil && uh == st.host && up == st.port {
+				bad, badPort, badErr = hh, hp, err2
+			}
+			what := req.Method + " " + scheme + "://" + showAuthority(bad, badPort, badErr) + path
+			return target{host: st.host, port: st.port}, &deny{reason: ReasonHostMismatch, what: what, detail: st.authority}
+		}
+		return t, nil
+	}
+	def := 0
+	switch scheme {
+	case "http":
+		def = 80
+	case "https":
+		def = 443
+	}
+	host, port, err := hostPortOf(req.URL.Host, def)
+	if err != nil || def == 0 {
+		return target{}, &deny{reason: ReasonBadRequest, what: req.Method,
+			detail: "the request target must be an absolute http:// URL with a valid host"}
+	}
+	if hh, hp, err := hostPortOf(req.Host, def); err != nil || hh != host || hp != port {
+		return target{}, &deny{reason: ReasonBadRequest, what: req.Method + " " + scheme + "://" + joinHostPort(host, port),
+			detail: "the Host header differs from the request URL"}
+	}
+	return target{scheme: scheme, host: host, port: port, dial: joinHostPort(host, port)}, nil
+}
+
+// verdict is what decideRequest allows beyond forwarding: a WebSocket
+// upgrade (relayed frame by frame, upgrade.go).
+type verdict struct {
+	websocket bool
+}
+
+// decideRequest is the second stage of handleRequest: given the host's
+// rules from the policy, it refuses a blocked host or path, a host neither
+// routed nor allowed, a route over clear text that does not say
+// insecure_http (docs/DESIGN.md, decision 4), TRACE/TRACK to a routed host,
+// an opaque target, and any upgrade but WebSocket (decision 5). what names
+// the request in messages. It does not modify req.
+func decideRequest(req *http.Request, scheme string, rules policy.HostRules, what string) (verdict, *deny) {
+	if b := rules.HostBlock; b != nil {
+		return verdict{}, &deny{reason: ReasonBlocked, what: what, detail: b.Reason}
+	}
+	if b := rules.BlockFor(req.URL.EscapedPath()); b != nil {
+		return verdict{}, &deny{reason: ReasonBlocked, what: what, detail: b.Reason}
+	}
+	routes := rules.Routes
+	if len(routes) == 0 && !rules.Allowed {
+		return verdict{}, &deny{reason: ReasonNotAllowed, what: what}
+	}
+	if scheme != "https" {
+		// A real token never travels in clear.
+		for _, rt := range routes {
+			if !rt.InsecureHTTP {
+				return verdict{}, &deny{reason: ReasonInsecureRoute, what: what}
+			}
+		}
+	}
+	if len(routes) > 0 && (strings.EqualFold(req.Method, "TRACE") || strings.EqualFold(req.Method, "TRACK")) {
+		// TRACE makes the upstream echo the request, injected credential
+		// included, back into the sandbox.
+		return verdict{}, &deny{reason: ReasonBadRequest, what: what,
+			detail: "TRACE is not forwarded to a host that receives a credential: the answer would echo it"}
+	}
+	if req.URL.Opaque != "" {
+		// "GET https:x" reaches the upstream as "GET x": no path the
+		// policy could match.
+		return verdict{}, &deny{reason: ReasonBadRequest, what: req.Method,
+			detail: "the request target must be an absolute path or URL"}
+	}
+	var v verdict
+	if ws, other := wsrelay.IsUpgrade(req); ws || other {
+		// Anything but a WebSocket would turn the connection into an
+		// unchecked pipe to the upstream.
+		if other {
+			return verdict{}, &deny{reason: ReasonUpgradeRefused, what: what}
+		}
+		v.websocket = true
+	}
+	return v, nil
+}
+
+// injectRoutes is the third stage of handleRequest: it applies each
+// route's credential to h (injectRoute). It returns the slots injected,
+// comma-separated in route order without repeats, and the first slot whose
+// token is missing ("" if none), at which it stops.
+func injectRoutes(h http.Header, routes []*policy.Route, slots map[string]policy.Slot, toks resolve.Tokens) (injected, missing string) {
+	for _, rt := range routes {
+		tok, ok := toks[rt.Slot]
+		switch injectRoute(h, rt, slots[rt.Slot].Placeholder, tok, ok && !tok.IsZero()) {
+		case injectDone:
+			if injected == "" {
+				injected = rt.Slot
+			} else if !strings.Contains(","+injected+",", ","+rt.Slot+",") {
+				injected += "," + rt.Slot
+			}
+		case injectNoToken:
+			return injected, rt.Slot
+		}
+	}
+	return injected, ""
 }
 
 // canonicalAuthority is the Host header for host:port: the port only when
