@@ -342,12 +342,6 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	// without progress (deadlines renewed on every read and write;
 	// net/http clears them when a WebSocket hijacks the connection).
 	rc := http.NewResponseController(w)
-	// The transport may still be sending the request body upstream when
-	// the answer's head arrives and goes out to the client (an upstream
-	// that answers before reading, a stream whose head is flushed at
-	// once): by default net/http then ends the body, the transport's write
-	// fails and it closes the upstream connection, cutting the answer.
-	_ = rc.EnableFullDuplex()
 	// net/http keeps a write deadline from the connection's last request
 	// (without a WriteTimeout it never resets one): start this one afresh,
 	// before net/http itself may write (100 Continue).
