@@ -156,14 +156,24 @@ func guardProc(empty string) error {
 		if err != nil {
 			continue
 		}
-		if st.IsDir() {
-			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k")
-		} else {
-			err = bind(empty, p, false)
+		if err := hideAt(p, st.IsDir(), empty); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("hide %s: %w", p, err)
-		}
+	}
+	return nil
+}
+
+// hideAt hides the path p under an empty read-only tmpfs (a directory) or
+// the empty file.
+func hideAt(p string, dir bool, empty string) error {
+	var err error
+	if dir {
+		err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k")
+	} else {
+		err = bind(empty, p, false)
+	}
+	if err != nil {
+		return fmt.Errorf("hide %s: %w", p, err)
 	}
 	return nil
 }
@@ -244,13 +254,8 @@ func overmount(d string, drop []string, empty string) error {
 		if err != nil {
 			continue
 		}
-		if st.IsDir() {
-			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k")
-		} else {
-			err = bind(empty, p, false)
-		}
-		if err != nil {
-			return fmt.Errorf("hide %s: %w", p, err)
+		if err := hideAt(p, st.IsDir(), empty); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cork-sh/cork/internal/testenv"
 )
 
 // hostDir is a new directory outside /tmp, which the sandbox replaces
@@ -241,7 +243,7 @@ func TestLinkedSecrets(t *testing.T) {
 	home := fakeHome(t)
 	ws := filepath.Join(home, "proj")
 	if err := os.Link(filepath.Join(home, ".codex/auth.json"), filepath.Join(ws, "innocent.json")); err != nil {
-		t.Skipf("no hard links here: %v", err)
+		testenv.Missing(t, "no hard links in %s: %v", ws, err)
 	}
 	ms, secrets, err := View{Homes: []string{home}, Workspace: ws}.mounts()
 	if err != nil {
@@ -275,10 +277,13 @@ func TestSecretsFromEnv(t *testing.T) {
 }
 
 func TestCommandDirs(t *testing.T) {
-	dir, _ := filepath.EvalSymlinks(t.TempDir())
-	if !within(dir, "/tmp") {
-		t.Skipf("the temporary directory %s is not under /tmp", dir)
+	// Under /tmp itself, whatever TMPDIR says: that is what the sandbox
+	// replaces.
+	dir, err := os.MkdirTemp("/tmp", "cork-cmddirs-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	bin := filepath.Join(dir, "real")
 	os.Mkdir(bin, 0o755)
 	os.WriteFile(filepath.Join(bin, "tool"), []byte("#!/bin/sh\n"), 0o755)
