@@ -176,7 +176,7 @@ func TestGenericErrors(t *testing.T) {
 			{Host: "api.example.com", Env: "A"},
 			{Host: "API.example.com.", Env: "B", Header: "X-Key"},
 		}}, []string{"generic: bindings[1]: host API.example.com. is already bound (to A); one binding per host"}},
-		// issue 13: Build judges a binding as the proxy will, so this fails
+		// Build judges a binding as the proxy will, so this fails
 		// here and not later at launch.
 		{"port out of range", Generic{Bindings: []Binding{{Host: "api.example.com:99999", Env: "A"}}}, []string{
 			`generic: bindings[0].host: invalid host pattern "api.example.com:99999": port out of range`,
@@ -340,7 +340,7 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 			"block[1].case_sensitive: only with a path",
 			"block[2].path: a path only, without query or fragment",
 		}},
-		// issue 13: judged as the proxy judges it, named by the file's own
+		// Judged as the proxy judges it, named by the file's own
 		// index and line.
 		{"port out of range", "allow: [registry.npmjs.org]\nroutes:\n  - host: api.example.com:99999\n    env: EXAMPLE_TOKEN\n", []string{
 			`routes[0].host: invalid host pattern "api.example.com:99999": port out of range (line 3)`,

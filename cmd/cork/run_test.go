@@ -67,7 +67,7 @@ func TestRunInjectErrors(t *testing.T) {
 			"cork: --policy " + bad + ": routes[0].env: want the name of the host variable",
 			"cork: --policy " + bad + `: routes[1].host: invalid host pattern "https://b.test": a host, not a URL (line 4)` + "\n",
 		}},
-		// issue 13: the file's own index and line, checked before Build, not
+		// The file's own index and line, checked before Build, not
 		// an index into the plan merged with the github profile's routes.
 		{"bad policy port", []string{"run", "--agent", "github", "--policy", badPort, "--", "true"}, []string{
 			"cork: --policy " + badPort + `: routes[0].host: invalid host pattern "api.example.com:99999": port out of range (line 3)` + "\n",

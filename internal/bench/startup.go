@@ -339,7 +339,7 @@ func runStartup(o options, out io.Writer) error {
 	return nil
 }
 
-// startupTarget is issue 12's bound on what the sandbox adds to the time
+// startupTarget is the bound (docs/PERFORMANCE.md) on what the sandbox adds to the time
 // from `cork run` to the command's first instruction.
 const startupTarget = 50 * time.Millisecond
 
