@@ -342,6 +342,14 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	// without progress (deadlines renewed on every read and write;
 	// net/http clears them when a WebSocket hijacks the connection).
 	rc := http.NewResponseController(w)
+	// The transport may still be sending the request body upstream when
+	// the answer's head arrives (an upstream that answers before reading
+	// it; the transport sends the head first when the body is not in
+	// memory). net/http's server would read the rest of the body away
+	// before writing the head and then close it: the transport's next read
+	// fails and it closes the upstream connection, cutting the answer.
+	// Full duplex leaves the body to the transport.
+	_ = rc.EnableFullDuplex()
 	// net/http keeps a write deadline from the connection's last request
 	// (without a WriteTimeout it never resets one): start this one afresh,
 	// before net/http itself may write (100 Continue).

@@ -544,6 +544,13 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	switch {
 	case err == io.EOF:
 		b.eof = true
+		if b.ctx.Err() != nil && b.reason == "" {
+			// The upstream ended the body, but the client's connection
+			// is gone already (hung up, or cut by Close): the end never
+			// reaches it. (The upstream may have ended it because the
+			// request was cancelled.)
+			b.reason = reasonClientGone
+		}
 		if b.decoded {
 			// A decoder may stop before the upstream stream ends (zlib's
 			// checksum, then an HTTP/2 END_STREAM with the trailers).

@@ -380,3 +380,57 @@ func TestChunkedUpload(t *testing.T) {
 		t.Errorf("status %d", resp.StatusCode)
 	}
 }
+
+// An upstream may answer before it has read the request body (the
+// transport sends the head first when the body is not already in memory),
+// and an interactive client may send the body only once the answer has
+// begun. The answer's head goes out to the client at once; the body must
+// still flow upstream after it. By default net/http's server reads the
+// rest of the body away before it writes the head (here: waits for it
+// forever), and when the body has come, closes it: the transport's next
+// read fails, and it closes the upstream connection, cutting the answer
+// (the rare cut SSE answer of a demo under load).
+func TestAnswerBeforeRequestBody(t *testing.T) {
+	e := newStdEnv(t)
+	const body = `{"prompt":"say hello"}`
+	e.apiSrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The upstream's own net/http would otherwise wait for the body
+		// before sending the head.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			t.Errorf("upstream: %v", err)
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "data: got %q %v\n\n", b, err)
+	})
+	c := e.tp.mitm(t, "api.example.test:443", "api.example.test")
+	br := bufio.NewReader(c)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second)) // without full duplex the head never comes
+	// Chunked: a small body of known length would be read whole by the
+	// tripwire before anything is sent (prescan).
+	if _, err := io.WriteString(c, "POST /c HTTP/1.1\r\nHost: api.example.test\r\nTransfer-Encoding: chunked\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read the answer's head before sending the body: %v", err)
+	}
+	defer resp.Body.Close()
+	rb := bufio.NewReader(resp.Body)
+	if line, err := rb.ReadString('\n'); err != nil || line != "data: first\n" {
+		t.Fatalf("first event: %q, %v", line, err)
+	}
+	if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(rb)
+	if err != nil || !strings.Contains(string(rest), fmt.Sprintf("data: got %q <nil>", body)) {
+		t.Errorf("after the first event: %q, %v; want the upstream to have read the whole body", rest, err)
+	}
+	line := func() string { return grepLines(e.tp.logs.String(), `"path":"/c"`) }
+	if !eventually(t, func() bool { return line() != "" }) || strings.Contains(line(), `"reason"`) {
+		t.Errorf("audit line: %s; want one without a reason", line())
+	}
+}
