@@ -5,9 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 
@@ -27,8 +25,13 @@ type Backend interface {
 
 // Spec is everything a backend needs for one run.
 type Spec struct {
-	Plan    provision.Plan
-	HostEnv map[string]string // the host environment; read, never passed on whole
+	Plan provision.Plan
+	// Tokens are the run's credentials, resolved once from the plan and
+	// the host environment (Tokens): every slot of the plan has one.
+	Tokens resolve.Tokens
+	// HostEnv is the host environment; read, never passed on whole. A
+	// refresh resolves the plan's tokens against it again.
+	HostEnv map[string]string
 	Command []string
 	// Workspace is a host directory made available to the sandbox (bind
 	// mount for docker and smolvm; the working directory for local).
@@ -109,19 +112,6 @@ func Lookup(name string) (Backend, error) {
 	return nil, fmt.Errorf("unknown backend %q (want %s)", name, strings.Join(names, ", "))
 }
 
-// sandboxEnvExpand resolves plan environment values that start with "~/"
-// against the sandbox home, as the sandbox sees it.
-func sandboxEnvExpand(env map[string]string, home string) map[string]string {
-	out := make(map[string]string, len(env))
-	for k, v := range env {
-		if strings.HasPrefix(v, "~/") {
-			v = strings.TrimSuffix(home, "/") + v[1:]
-		}
-		out[k] = v
-	}
-	return out
-}
-
 // SetupError is a problem with the input or the environment found before
 // the sandboxed command started (an unknown image, no Docker engine, an
 // unreadable workspace, a missing credential, a proxy the sandbox network
@@ -135,28 +125,4 @@ func (e *SetupError) Unwrap() error { return e.Err }
 // setupErrorf returns a *SetupError.
 func setupErrorf(format string, a ...any) error {
 	return &SetupError{Err: fmt.Errorf(format, a...)}
-}
-
-// refuseTokens refuses sandbox inputs that carry a real token: an extra
-// --env value or an argument of the command (the sandbox gets placeholders
-// only; docker would also show them in its argv and `docker inspect`). It
-// names the slot and the place, never the value.
-func refuseTokens(spec *Spec, tokens resolve.Tokens) error {
-	for _, slot := range tokens.Slots() {
-		t := tokens[slot].Reveal() // comparison only: the value goes nowhere
-		if t == "" {
-			continue
-		}
-		for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
-			if strings.Contains(spec.Env[k], t) {
-				return setupErrorf("--env %s holds the real %s credential: the sandbox gets placeholders only, cork injects the real one on the way out", k, slot)
-			}
-		}
-		for i, a := range spec.Command {
-			if strings.Contains(a, t) {
-				return setupErrorf("argument %d of the command holds the real %s credential: the sandbox gets placeholders only", i, slot)
-			}
-		}
-	}
-	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/policy"
-	"github.com/cork-sh/cork/resolve"
 )
 
 // Defaults of the docker backend.
@@ -80,93 +79,98 @@ var _ Backend = (*Docker)(nil)
 // Name implements Backend.
 func (*Docker) Name() string { return "docker" }
 
-// dockerRun is what preflight established, before anything is created.
-type dockerRun struct {
+// Run implements Backend. Errors found before anything is created are
+// *SetupError.
+func (d *Docker) Run(ctx context.Context, spec *Spec) (int, error) {
+	return runSession(ctx, spec, &dockerSandbox{cfg: d, id: newSessionID(), owner: selfOwner()})
+}
+
+// dockerSandbox is one run of the docker backend: its objects are all
+// named cork-<id>-* and labelled cork.session=<id>.
+type dockerSandbox struct {
+	cfg   *Docker
+	id    string
+	owner owner // this cork, in the owner labels
+
+	// Established by preflight, before anything is created.
 	cli          *dockerCLI
 	sidecarImage string
 	sidecarUser  [2]int // uid, gid of the sidecar image's user
 	workspace    string // absolute, or empty
-	tokens       resolve.Tokens
 	policy       []byte
 	sidecar      *sidecarConfig
+
+	// What the session created.
+	janitor   io.WriteCloser // nil: none
+	dir       string         // host: sandbox home and sidecar files
+	auth      string         // the session's proxy client credential (user:password)
+	side      *sidecar
+	proxyAddr string // ip:port of the proxy on the sandbox network
+	internal  string // the sandbox network
+	volume    string // the CA volume
 }
 
-// Run implements Backend. Errors found before anything is created are
-// *SetupError.
-func (d *Docker) Run(ctx context.Context, spec *Spec) (int, error) {
-	pre, err := d.preflight(ctx, spec)
-	if err != nil {
-		return 0, err
-	}
-	s := &dockerSession{
-		Docker: d, dockerRun: pre, spec: spec, id: newSessionID(), owner: selfOwner(),
+func (*dockerSandbox) layout() layout { return layout{home: SandboxHome} }
+
+// preflight checks everything it can before anything is created, then
+// removes what sessions whose cork died left behind.
+func (s *dockerSandbox) preflight(ctx context.Context, ss *session) error {
+	if err := s.check(ctx, ss.spec); err != nil {
+		return err
 	}
 	// Sessions whose cork was killed before it could tear down: remove
 	// them now rather than let them pile up. A failure only warns.
 	gctx, cancel := context.WithTimeout(ctx, DockerTeardownTimeout)
-	left, gerr := dockerGC(gctx, pre.cli, s.owner, false, s.id)
+	left, gerr := dockerGC(gctx, s.cli, s.owner, false, s.id)
 	cancel()
 	if len(left) > 0 {
-		spec.progress("docker: removed what ended sessions left behind: %s", summarizeLeftovers(left))
+		ss.spec.progress("docker: removed what ended sessions left behind: %s", summarizeLeftovers(left))
 	}
 	if gerr != nil {
-		spec.progress("docker: could not remove everything ended sessions left behind (see `cork gc --dry-run`): %s", firstLine(gerr.Error()))
+		ss.spec.progress("docker: could not remove everything ended sessions left behind (see `cork gc --dry-run`): %s", firstLine(gerr.Error()))
 	}
-	code, err := s.run(ctx)
-	if terr := s.teardown(); terr != nil {
-		err = errors.Join(err, terr)
-	}
-	return code, err
+	return nil
 }
 
-// preflight checks everything it can before anything is created.
-func (d *Docker) preflight(ctx context.Context, spec *Spec) (*dockerRun, error) {
-	if len(spec.Command) == 0 {
-		return nil, setupErrorf("no command to run")
-	}
+// check is preflight's checks.
+func (s *dockerSandbox) check(ctx context.Context, spec *Spec) error {
+	d := s.cfg
 	if spec.Image == "" {
-		return nil, setupErrorf("--image: the docker backend needs an image for the sandbox")
+		return setupErrorf("--image: the docker backend needs an image for the sandbox")
 	}
-	pre := &dockerRun{sidecarImage: d.sidecarImageFor(spec)}
+	pre := s
+	pre.sidecarImage = d.sidecarImageFor(spec)
 	if spec.Workspace != "" {
 		abs, err := filepath.Abs(spec.Workspace)
 		if err == nil {
 			err = checkDir(abs)
 		}
 		if err != nil {
-			return nil, setupErrorf("workspace: %w", err)
+			return setupErrorf("workspace: %w", err)
 		}
 		pre.workspace = abs
 	}
 	for _, f := range spec.Plan.Files {
 		if _, err := sandboxPath(SandboxHome, f.Path); err != nil {
-			return nil, &SetupError{err}
+			return &SetupError{err}
 		}
 	}
-	// A missing credential stops the run before anything is created.
-	tokens, err := Tokens(spec.Plan, spec.HostEnv)
-	if err != nil {
-		return nil, &SetupError{err}
-	}
-	if err := refuseTokens(spec, tokens); err != nil {
-		return nil, err
-	}
-	pre.tokens = tokens
 	// The sidecar reads the policy from a file; compiling it here refuses
 	// a bad one before anything is created.
+	var err error
 	pol, err := spec.Plan.Egress.Policy()
 	if err != nil {
-		return nil, setupErrorf("policy from the plan: %w", err)
+		return setupErrorf("policy from the plan: %w", err)
 	}
 	if pre.policy, err = policy.Marshal(*pol); err != nil {
-		return nil, &SetupError{err}
+		return &SetupError{err}
 	}
 	if pre.sidecar, err = newSidecarConfig(spec.Proxy.Raw); err != nil {
-		return nil, &SetupError{err}
+		return &SetupError{err}
 	}
 
 	if pre.cli, err = newDockerCLI(d.CLI, spec.HostEnv); err != nil {
-		return nil, &SetupError{err}
+		return &SetupError{err}
 	}
 	vctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -176,23 +180,23 @@ func (d *Docker) preflight(ctx context.Context, spec *Spec) (*dockerRun, error) 
 		if errors.As(err, &de) && de.msg != "" {
 			reason = de.msg
 		}
-		return nil, setupErrorf("docker: no reachable Docker engine (%s): start dockerd or set DOCKER_HOST", reason)
+		return setupErrorf("docker: no reachable Docker engine (%s): start dockerd or set DOCKER_HOST", reason)
 	}
 	user, err := pre.cli.output(vctx, "image", "inspect", "--format", "{{.Config.User}}", pre.sidecarImage)
 	if err != nil {
 		if notFound(err) {
-			return nil, setupErrorf("docker: sidecar image %q not found: build it with `make image` in the cork repository (or set CORK_SIDECAR_IMAGE)", pre.sidecarImage)
+			return setupErrorf("docker: sidecar image %q not found: build it with `make image` in the cork repository (or set CORK_SIDECAR_IMAGE)", pre.sidecarImage)
 		}
-		return nil, setupErrorf("docker: sidecar image %q: %w", pre.sidecarImage, err)
+		return setupErrorf("docker: sidecar image %q: %w", pre.sidecarImage, err)
 	}
 	pre.sidecarUser = numericUser(user)
 	if _, err := pre.cli.output(vctx, "image", "inspect", "--format", "{{.Id}}", spec.Image); err != nil {
 		if notFound(err) {
-			return nil, setupErrorf("--image %q: not found in the Docker engine: build or pull it first (cork does not pull)", spec.Image)
+			return setupErrorf("--image %q: not found in the Docker engine: build or pull it first (cork does not pull)", spec.Image)
 		}
-		return nil, setupErrorf("--image %q: %w", spec.Image, err)
+		return setupErrorf("--image %q: %w", spec.Image, err)
 	}
-	return pre, nil
+	return nil
 }
 
 func (d *Docker) sidecarImageFor(spec *Spec) string {
@@ -225,26 +229,9 @@ func newSessionID() string {
 	return hex.EncodeToString(b)
 }
 
-// dockerSession is one run: its objects are all named cork-<id>-* and
-// labelled cork.session=<id>.
-type dockerSession struct {
-	*Docker
-	*dockerRun
-	spec  *Spec
-	id    string
-	owner owner // this cork, in the owner labels
+func (s *dockerSandbox) name(what string) string { return "cork-" + s.id + "-" + what }
 
-	janitor   io.WriteCloser // nil: none
-	dir       string         // host: sandbox home and sidecar files
-	auth      string         // the session's proxy client credential (user:password)
-	side      *sidecar
-	proxyAddr string // ip:port of the proxy on the sandbox network
-	stopWtch  func()
-}
-
-func (s *dockerSession) name(what string) string { return "cork-" + s.id + "-" + what }
-
-func (s *dockerSession) labels(role string) []string {
+func (s *dockerSandbox) labels(role string) []string {
 	l := []string{"--label", Label + "=1", "--label", LabelSession + "=" + s.id}
 	l = append(l, s.owner.labels()...)
 	if role != "" {
@@ -253,96 +240,100 @@ func (s *dockerSession) labels(role string) []string {
 	return l
 }
 
-// run creates the session's objects, runs the agent, and returns its exit
-// status. teardown removes everything, whatever run returned.
-func (s *dockerSession) run(ctx context.Context) (int, error) {
-	spec := s.spec
-	spec.progress("docker: creating session %s: networks, CA volume, sandbox home with %d dummy file(s)", s.id, len(spec.Plan.Files))
+// makeHome creates the session's directory, with its janitor (from here
+// on, a cork that dies before teardown leaves the session to it), and
+// the sandbox home in it.
+func (s *dockerSandbox) makeHome(ss *session) (string, error) {
+	ss.spec.progress("docker: creating session %s: networks, CA volume, sandbox home", s.id)
 	var err error
 	if s.dir, err = os.MkdirTemp("", "cork-docker-"+s.id+"-"); err != nil {
-		return 0, fmt.Errorf("session directory: %w", err)
+		return "", fmt.Errorf("session directory: %w", err)
 	}
-	// From here on, a cork that dies before teardown leaves the session
-	// to its janitor.
 	pid, w, err := startJanitor(s.cli, s.id, s.dir)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	if w != nil {
 		s.janitor = w
-		spec.progress("docker: session %s: janitor pid %d removes it if cork dies without tearing down", s.id, pid)
+		ss.spec.progress("docker: session %s: janitor pid %d removes it if cork dies without tearing down", s.id, pid)
 	}
 	home := filepath.Join(s.dir, "home")
-	sideDir := filepath.Join(s.dir, "sidecar")
 	if err := os.Mkdir(home, 0o700); err != nil {
-		return 0, fmt.Errorf("sandbox home: %w", err)
+		return "", fmt.Errorf("sandbox home: %w", err)
 	}
-	if err := WriteFiles(home, spec.Plan.Files); err != nil {
-		return 0, err
-	}
+	return home, nil
+}
+
+// startProxy creates the session's networks and CA volume and starts
+// the sidecar on them; the sandbox reaches it by address on the internal
+// network, and trusts the CA it wrote into the volume.
+func (s *dockerSandbox) startProxy(ctx context.Context, ss *session) (*sessionProxy, error) {
 	// The sidecar runs as its image's user: its files must be readable by
 	// anyone. They hold the policy (placeholders only) and a public CA.
+	sideDir := filepath.Join(s.dir, "sidecar")
 	if err := os.Mkdir(sideDir, 0o755); err != nil {
-		return 0, fmt.Errorf("sidecar files: %w", err)
+		return nil, fmt.Errorf("sidecar files: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(sideDir, "policy.yaml"), s.policy, 0o644); err != nil {
-		return 0, fmt.Errorf("sidecar policy: %w", err)
+		return nil, fmt.Errorf("sidecar policy: %w", err)
 	}
 	if s.sidecar.upstreamCA != nil {
 		if err := os.WriteFile(filepath.Join(sideDir, "upstream-ca.pem"), s.sidecar.upstreamCA, 0o644); err != nil {
-			return 0, fmt.Errorf("sidecar upstream CA: %w", err)
+			return nil, fmt.Errorf("sidecar upstream CA: %w", err)
 		}
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	internal, egress, volume := s.name("internal"), s.name("egress"), s.name("ca")
+	s.internal, s.volume = s.name("internal"), s.name("ca")
+	egress := s.name("egress")
 	// The sandbox network is internal (no route out) and its bridge has no
 	// host address, so the sandbox cannot reach services on the host
 	// either: its only peer is the sidecar.
 	if _, err := s.cli.output(cctx, append(append([]string{"network", "create", "--internal",
-		"--opt", "com.docker.network.bridge.inhibit_ipv4=true"}, s.labels("")...), internal)...); err != nil {
-		return 0, err
+		"--opt", "com.docker.network.bridge.inhibit_ipv4=true"}, s.labels("")...), s.internal)...); err != nil {
+		return nil, err
 	}
 	if _, err := s.cli.output(cctx, append(append([]string{"network", "create"}, s.labels("")...), egress)...); err != nil {
-		return 0, err
+		return nil, err
 	}
 	// A small tmpfs owned by the sidecar's user: the CA never touches disk.
 	if _, err := s.cli.output(cctx, append(append([]string{"volume", "create",
 		"--opt", "type=tmpfs", "--opt", "device=tmpfs",
 		"--opt", fmt.Sprintf("o=size=1m,mode=0755,uid=%d,gid=%d", s.sidecarUser[0], s.sidecarUser[1])},
-		s.labels("")...), volume)...); err != nil {
-		return 0, err
+		s.labels("")...), s.volume)...); err != nil {
+		return nil, err
 	}
 
-	if err := s.startSidecar(ctx, cctx, sideDir, internal, egress, volume); err != nil {
-		return 0, err
+	if err := s.startSidecar(ctx, cctx, ss, sideDir, egress); err != nil {
+		return nil, err
 	}
 	// The sandbox reaches the proxy by address: no name to resolve, so
 	// the sandbox's resolver can stay dead (docs/DOCKER.md).
-	ip, err := s.sidecarIP(cctx, internal)
+	ip, err := s.sidecarIP(cctx, s.internal)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	s.proxyAddr = proxyAddr(ip)
-	if err := s.probe(ctx, internal, s.proxyAddr); err != nil {
-		return 0, err
+	if err := s.probe(ctx, ss.spec, s.internal, s.proxyAddr); err != nil {
+		return nil, err
 	}
 	ca, err := s.side.fetchCA(cctx, s.cli)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if _, _, err := writeTrust(home, ca); err != nil {
-		return 0, err
-	}
-	if s.stopWtch, err = watchSources(ctx, spec, s.side); err != nil {
-		return 0, fmt.Errorf("watch host credentials: %w", err)
-	}
-	spec.progress("docker: sidecar %s up; the sandbox reaches it at http://%s", s.side.name, s.proxyAddr)
+	ss.spec.progress("docker: sidecar %s up; the sandbox reaches it at http://%s", s.side.name, s.proxyAddr)
+	return &sessionProxy{url: proxyURL(s.auth, s.proxyAddr), sink: s.side, caPEM: ca, caPath: sidecarCAPath}, nil
+}
 
+// run creates the sandbox container and runs the agent in it.
+func (s *dockerSandbox) run(ctx context.Context, ss *session, env map[string]string) (int, error) {
+	spec := ss.spec
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	agent := s.name("sandbox")
 	tty := spec.Stdin != nil && isTerminal(spec.Stdin) && isTerminal(spec.Stdout)
-	args, secretEnv := s.agentArgs(agent, home, internal, volume, tty)
+	args, secretEnv := s.agentArgs(spec, env, agent, ss.home, tty)
 	if _, err := s.cli.outputEnv(cctx, secretEnv, args...); err != nil {
 		return 0, err
 	}
@@ -350,7 +341,7 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	spec.progress("sandbox ready; running %s", path.Base(spec.Command[0]))
-	code, err := s.runAgent(ctx, agent, tty)
+	code, err := s.runAgent(ctx, spec, agent)
 	if err != nil {
 		return code, err
 	}
@@ -365,14 +356,14 @@ func (s *dockerSession) run(ctx context.Context) (int, error) {
 // it to the sandbox network, starts it attached, hands it the tokens and
 // waits until it serves. It runs with CORK_EXIT_ON_STDIN_EOF: when its
 // token stream ends (teardown, or cork's death) it shuts down.
-func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, internal, egress, volume string) error {
+func (s *dockerSandbox) startSidecar(ctx, cctx context.Context, ss *session, sideDir, egress string) error {
 	name := s.name("proxy")
 	args := []string{"create", "--interactive", "--name", name}
 	args = append(args, s.labels("proxy")...)
 	args = append(args,
 		"--network", egress,
 		"--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-		"--mount", mountArg("volume", volume, sidecarCADir, false),
+		"--mount", mountArg("volume", s.volume, sidecarCADir, false),
 		"--mount", mountArg("bind", sideDir, sidecarConfigDir, true),
 	)
 	if s.sidecar.publish != "" {
@@ -389,48 +380,36 @@ func (s *dockerSession) startSidecar(ctx, cctx context.Context, sideDir, interna
 	if _, err := s.cli.outputEnv(cctx, []string{"CORK_CLIENT_AUTH=" + s.auth}, args...); err != nil {
 		return err
 	}
-	if _, err := s.cli.output(cctx, "network", "connect", internal, name); err != nil {
+	if _, err := s.cli.output(cctx, "network", "connect", s.internal, name); err != nil {
 		return err
 	}
-	for _, n := range s.Networks {
+	for _, n := range s.cfg.Networks {
 		if _, err := s.cli.output(cctx, "network", "connect", n, name); err != nil {
 			return err
 		}
 	}
-	side, err := startSidecar(s.cli, name, s.spec.Proxy.Logger)
+	side, err := startSidecar(s.cli, name, ss.spec.Proxy.Logger)
 	if err != nil {
 		return err
 	}
 	s.side = side
-	if err := side.sendTokens(s.tokens); err != nil {
+	if err := side.sendTokens(ss.tokens); err != nil {
 		return fmt.Errorf("docker sidecar %s: %w", name, err)
 	}
-	timeout := s.ReadyTimeout
+	timeout := s.cfg.ReadyTimeout
 	if timeout <= 0 {
 		timeout = DefaultSidecarReadyTimeout
 	}
 	return side.waitReady(ctx, timeout)
 }
 
-// agentArgs is the `docker create` of the sandbox container. Its
-// environment holds the launcher's proxy and CA variables, the plan's
-// (dummy) variables and Spec.Env; never a token. Variables holding the
-// session's proxy credential are named in args (`--env NAME`) and their
-// values returned in secretEnv, for the docker client's environment: argv
-// is visible to every local user.
-func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool) (args, secretEnv []string) {
-	spec := s.spec
-	env := map[string]string{"HOME": SandboxHome}
-	for k, v := range sandboxEnvExpand(spec.Plan.Env, SandboxHome) {
-		env[k] = v
-	}
-	agentProxy := proxyURL(s.auth, s.proxyAddr)
-	for k, v := range SandboxEnv(agentProxy, SandboxHome+"/"+SandboxBundleFile, sidecarCAPath) {
-		env[k] = v
-	}
-	for k, v := range sandboxEnvExpand(spec.Env, SandboxHome) {
-		env[k] = v
-	}
+// agentArgs is the `docker create` of the sandbox container, with env
+// (the session's sandboxEnv: the launcher's proxy and CA variables, the
+// plan's dummy variables and Spec.Env; never a token). Variables holding
+// the session's proxy credential are named in args (`--env NAME`) and
+// their values returned in secretEnv, for the docker client's
+// environment: argv is visible to every local user.
+func (s *dockerSandbox) agentArgs(spec *Spec, env map[string]string, name, home string, tty bool) (args, secretEnv []string) {
 	args = []string{"create", "--name", name}
 	args = append(args, s.labels("sandbox")...)
 	if spec.Stdin != nil {
@@ -450,10 +429,10 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 	// instead of the host's resolvers (engines before 26 forward for
 	// internal networks too: a way out by DNS).
 	args = append(args,
-		"--network", internal, "--init", "--dns", "127.0.0.1",
+		"--network", s.internal, "--init", "--dns", "127.0.0.1",
 		"--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--mount", mountArg("bind", home, SandboxHome, false),
-		"--mount", mountArg("volume", volume, sidecarCADir, true),
+		"--mount", mountArg("volume", s.volume, sidecarCADir, true),
 	)
 	if s.workspace != "" {
 		args = append(args, "--mount", mountArg("bind", s.workspace, SandboxWorkspace, false))
@@ -477,8 +456,7 @@ func (s *dockerSession) agentArgs(name, home, internal, volume string, tty bool)
 // runAgent starts the sandbox attached to Spec's streams and returns its
 // exit status. When ctx ends first, the sandbox gets SIGTERM, then SIGKILL
 // after ChildStopGrace.
-func (s *dockerSession) runAgent(ctx context.Context, name string, tty bool) (int, error) {
-	spec := s.spec
+func (s *dockerSandbox) runAgent(ctx context.Context, spec *Spec, name string) (int, error) {
 	args := []string{"start", "--attach"}
 	if spec.Stdin != nil {
 		args = append(args, "--interactive")
@@ -530,10 +508,7 @@ func (s *dockerSession) runAgent(ctx context.Context, name string, tty bool) (in
 
 // teardown removes every object labelled with the session, with a fresh
 // context: it also runs after ctx was cancelled.
-func (s *dockerSession) teardown() error {
-	if s.stopWtch != nil {
-		s.stopWtch()
-	}
+func (s *dockerSandbox) teardown(ss *session) error {
 	ctx, cancel := context.WithTimeout(context.Background(), DockerTeardownTimeout)
 	defer cancel()
 	var errs []error
@@ -582,6 +557,6 @@ func (s *dockerSession) teardown() error {
 		io.WriteString(s.janitor, "done\n")
 		s.janitor.Close()
 	}
-	s.spec.progress("docker: session %s removed", s.id)
+	ss.spec.progress("docker: session %s removed", s.id)
 	return nil
 }

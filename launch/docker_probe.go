@@ -28,7 +28,7 @@ func (e *ProbeError) Error() string {
 
 // sidecarIP is the sidecar's address on network, as the engine assigned
 // it at start.
-func (s *dockerSession) sidecarIP(ctx context.Context, network string) (string, error) {
+func (s *dockerSandbox) sidecarIP(ctx context.Context, network string) (string, error) {
 	out, err := s.cli.output(ctx, "inspect", "--format",
 		fmt.Sprintf(`{{with index .NetworkSettings.Networks %q}}{{.IPAddress}}{{end}}`, network), s.side.name)
 	if err != nil {
@@ -46,8 +46,8 @@ func (s *dockerSession) sidecarIP(ctx context.Context, network string) (string, 
 // sidecar image, on that network alone and with no resolver, runs the
 // hidden `cork probe`, which retries until the proxy answers (any HTTP
 // response) or timeout passes.
-func (s *dockerSession) probe(ctx context.Context, network, addr string) error {
-	timeout := s.ProbeTimeout
+func (s *dockerSandbox) probe(ctx context.Context, spec *Spec, network, addr string) error {
+	timeout := s.cfg.ProbeTimeout
 	if timeout <= 0 {
 		timeout = DefaultProbeTimeout
 	}
@@ -79,7 +79,7 @@ func (s *dockerSession) probe(ctx context.Context, network, addr string) error {
 		}
 		return &SetupError{&ProbeError{Proxy: addr, Sidecar: s.side.name, Reason: reason}}
 	}
-	s.spec.progress("docker: preflight: the proxy answered on the sandbox network in %v (%s)", time.Since(start).Round(time.Millisecond), firstLine(out))
+	spec.progress("docker: preflight: the proxy answered on the sandbox network in %v (%s)", time.Since(start).Round(time.Millisecond), firstLine(out))
 	return nil
 }
 

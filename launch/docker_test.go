@@ -127,8 +127,10 @@ func TestAgentArgsHoldNoToken(t *testing.T) {
 		Env:     map[string]string{"EXTRA": "1"},
 		Stdin:   strings.NewReader(""),
 	}
-	s := &dockerSession{Docker: &Docker{}, dockerRun: &dockerRun{workspace: "/ws,odd"}, spec: spec, id: "abc", auth: "cork:session-credential-0123", proxyAddr: "10.9.8.7:3128"}
-	args, secretEnv := s.agentArgs("cork-abc-sandbox", "/tmp/home", "cork-abc-internal", "cork-abc-ca", false)
+	s := &dockerSandbox{cfg: &Docker{}, workspace: "/ws,odd", id: "abc", auth: "cork:session-credential-0123", proxyAddr: "10.9.8.7:3128",
+		internal: "cork-abc-internal", volume: "cork-abc-ca"}
+	env := (&session{spec: spec}).sandboxEnv(s.layout(), proxyURL(s.auth, s.proxyAddr), SandboxHome+"/"+SandboxBundleFile, sidecarCAPath)
+	args, secretEnv := s.agentArgs(spec, env, "cork-abc-sandbox", "/tmp/home", false)
 	joined := strings.Join(args, "\x00")
 	if strings.Contains(joined, real) {
 		t.Fatal("agent args hold the real token")
@@ -228,8 +230,8 @@ func TestDockerPreflight(t *testing.T) {
 		want string
 	}{
 		{"no command", Docker{}, Spec{Plan: plan, Image: "i"}, "no command"},
-		{"no image", Docker{}, Spec{Plan: plan, Command: []string{"x"}}, "--image"},
-		{"bad workspace", Docker{}, Spec{Plan: plan, Command: []string{"x"}, Image: "i", Workspace: "/nonexistent/ws"}, "workspace"},
+		{"no image", Docker{}, Spec{Plan: plan, Command: []string{"x"}, HostEnv: map[string]string{"TOKEN_ENV": "v"}}, "--image"},
+		{"bad workspace", Docker{}, Spec{Plan: plan, Command: []string{"x"}, Image: "i", Workspace: "/nonexistent/ws", HostEnv: map[string]string{"TOKEN_ENV": "v"}}, "workspace"},
 		{"missing credential", Docker{}, Spec{Plan: plan, Command: []string{"x"}, Image: "i"}, "TOKEN_ENV"},
 		{"no client", Docker{CLI: "/nonexistent/docker"}, Spec{Plan: plan, Command: []string{"x"}, Image: "i",
 			HostEnv: map[string]string{"TOKEN_ENV": "v"}}, "docker client"},
@@ -238,7 +240,7 @@ func TestDockerPreflight(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.d.Run(context.Background(), &tc.spec)
+			_, err := tc.d.Run(context.Background(), resolved(&tc.spec))
 			var se *SetupError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run = %v, want a *SetupError mentioning %q", err, tc.want)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cork-sh/cork/internal/testenv"
 	"github.com/cork-sh/cork/launch"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // freshEngine starts a second Docker engine of the test's own: its own
@@ -147,7 +148,7 @@ func TestDockerFreshEngineSessions(t *testing.T) {
 	for i := range sessions {
 		real := "e2e-real-fresh-" + randHex(12)
 		plan := e2ePlan()
-		plan.ProvisionedEnv[e2eTokenEnv] = real
+		plan.ProvisionedEnv[e2eTokenEnv] = resolve.NewSecret(real)
 		var stdout, stderr syncBuffer
 		var sandboxAt time.Time
 		spec := &launch.Spec{
@@ -170,7 +171,7 @@ func TestDockerFreshEngineSessions(t *testing.T) {
 		d := &launch.Docker{SidecarImage: sidecarImage, Networks: []string{up.network}}
 		begin := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		code, err := d.Run(ctx, spec)
+		code, err := d.Run(ctx, launchResolved(spec))
 		cancel()
 		end := time.Now()
 		out := stdout.String()
@@ -304,8 +305,13 @@ func TestDockerKilledSession(t *testing.T) {
 			t.Fatalf("30s after cork was SIGKILLed, session %s still holds %v", session, sessionObjects(t, session))
 		}
 		t.Logf("the janitor (pid %d) removed session %s %v after SIGKILL", janitor, session, took.Round(time.Millisecond))
+		// Its last steps (the session directory, its exit) follow the
+		// engine's objects: give them a moment.
+		for deadline := time.Now().Add(5 * time.Second); pidRunning(janitor) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if pidRunning(janitor) {
-			t.Errorf("the janitor (pid %d) is still running after its work", janitor)
+			t.Errorf("the janitor (pid %d) is still running 5s after its work", janitor)
 		}
 	})
 

@@ -311,7 +311,7 @@ func e2ePlan() provision.Plan {
 			"FAKE_API_TOKEN": e2ePlaceholder,
 			"FAKE_CONFIG":    "~/.fake/credentials.json",
 		},
-		ProvisionedEnv: map[string]string{},
+		ProvisionedEnv: resolve.Env{},
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{e2eSlot: e2eTokenEnv},
 			Slots:       map[string]policy.Slot{e2eSlot: {Placeholder: e2ePlaceholder}},
@@ -447,13 +447,13 @@ func TestDockerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := e2ePlan()
-	plan.ProvisionedEnv[e2eTokenEnv] = real1
-	plan.Sources = []provision.Source{{Path: src, Read: func() (map[string]string, error) {
+	plan.ProvisionedEnv[e2eTokenEnv] = resolve.NewSecret(real1)
+	plan.Sources = []provision.Source{{Path: src, Read: func() (resolve.Env, error) {
 		b, err := os.ReadFile(src)
 		if err != nil {
 			return nil, err
 		}
-		return map[string]string{e2eTokenEnv: strings.TrimSpace(string(b))}, nil
+		return resolve.Env{e2eTokenEnv: resolve.NewSecret(strings.TrimSpace(string(b)))}, nil
 	}}}
 
 	ws := t.TempDir()
@@ -500,7 +500,7 @@ func TestDockerEndToEnd(t *testing.T) {
 	done := make(chan struct{})
 	runStart := time.Now()
 	go func() {
-		code, err := d.Run(context.Background(), spec)
+		code, err := d.Run(context.Background(), launchResolved(spec))
 		res <- result{code, err}
 		close(done)
 	}()
@@ -698,7 +698,7 @@ func TestDockerCancel(t *testing.T) {
 	res := make(chan result, 1)
 	done := make(chan struct{})
 	go func() {
-		code, err := d.Run(ctx, spec)
+		code, err := d.Run(ctx, launchResolved(spec))
 		res <- result{code, err}
 		close(done)
 	}()
@@ -811,7 +811,7 @@ func TestDockerSetupErrors(t *testing.T) {
 				Image:   tc.image,
 			}
 			start := time.Now()
-			code, err := d.Run(context.Background(), spec)
+			code, err := d.Run(context.Background(), launchResolved(spec))
 			var se *launch.SetupError
 			if !errors.As(err, &se) {
 				t.Fatalf("Run = %d, %v; want a *launch.SetupError", code, err)
@@ -835,4 +835,12 @@ func TestDockerSetupErrors(t *testing.T) {
 			t.Logf("%v: %v", time.Since(start).Round(time.Millisecond), err)
 		})
 	}
+}
+
+// launchResolved returns spec with its tokens resolved as `cork run`
+// resolves them (launch.Tokens); a missing credential leaves its slot
+// without a token.
+func launchResolved(spec *launch.Spec) *launch.Spec {
+	spec.Tokens, _ = launch.Tokens(spec.Plan, spec.HostEnv)
+	return spec
 }

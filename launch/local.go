@@ -49,111 +49,92 @@ const SandboxProxyPort = 3128
 
 // Run implements Backend.
 func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
-	if len(spec.Command) == 0 {
-		return 0, setupErrorf("no command to run")
-	}
+	return runSession(ctx, spec, &localSandbox{isolate: !spec.Local.NoIsolate})
+}
+
+// localSandbox is one run of the local backend.
+type localSandbox struct {
+	isolate bool
+	sockDir string // the proxy's socket directory (confined)
+	ip      *inProcess
+}
+
+func (*localSandbox) layout() layout { return layout{hostEnv: hostEnvPassthrough} }
+
+func (lb *localSandbox) preflight(_ context.Context, s *session) error {
+	spec := s.spec
 	if spec.Workspace != "" {
 		if err := checkDir(spec.Workspace); err != nil {
-			return 0, setupErrorf("workspace: %w", err)
+			return setupErrorf("workspace: %w", err)
 		}
 	}
-	isolate := !spec.Local.NoIsolate
-	if isolate && !confine.Supported {
-		return 0, setupErrorf("local sandbox: not available on %s (it needs Linux namespaces); use --backend docker, or --no-isolate to run the command unconfined", runtime.GOOS)
+	if lb.isolate && !confine.Supported {
+		return setupErrorf("local sandbox: not available on %s (it needs Linux namespaces); use --backend docker, or --no-isolate to run the command unconfined", runtime.GOOS)
 	}
-	if !isolate {
+	if !lb.isolate {
 		// Confined, the command cannot see cork at all. (Set always, this
 		// would also keep cork from writing the sandbox's uid map.)
 		if err := protectProcess(); err != nil {
-			return 0, &SetupError{Err: err}
+			return &SetupError{Err: err}
 		}
 	}
-	// Resolve first: a missing credential stops the run before anything
-	// is created.
-	tokens, err := Tokens(spec.Plan, spec.HostEnv)
-	if err != nil {
-		return 0, &SetupError{Err: err}
-	}
-	if err := refuseTokens(spec, tokens); err != nil {
-		return 0, err
-	}
-	spec.progress("provisioning a sandbox home with %d dummy file(s)", len(spec.Plan.Files))
+	return nil
+}
+
+func (*localSandbox) makeHome(*session) (string, error) {
 	home, err := os.MkdirTemp("", "cork-sandbox-")
 	if err != nil {
-		return 0, fmt.Errorf("sandbox home: %w", err)
+		return "", fmt.Errorf("sandbox home: %w", err)
 	}
-	defer os.RemoveAll(home)
-	if err := WriteFiles(home, spec.Plan.Files); err != nil {
-		return 0, err
-	}
+	return home, nil
+}
 
-	// The proxy's listener: a Unix socket in a private directory, relayed
-	// inside the sandbox; unconfined, a loopback port.
+// startProxy serves the proxy in cork: on a Unix socket in a private
+// directory, relayed inside the confined sandbox to
+// 127.0.0.1:SandboxProxyPort; unconfined, on a loopback port.
+func (lb *localSandbox) startProxy(_ context.Context, s *session) (*sessionProxy, error) {
 	var ln net.Listener
-	var sockDir string
+	var err error
 	proxyAddr := fmt.Sprintf("127.0.0.1:%d", SandboxProxyPort)
-	if isolate {
-		if sockDir, err = os.MkdirTemp("", "cork-proxy-"); err != nil {
-			return 0, fmt.Errorf("proxy socket: %w", err)
+	if lb.isolate {
+		if lb.sockDir, err = os.MkdirTemp("", "cork-proxy-"); err != nil {
+			return nil, fmt.Errorf("proxy socket: %w", err)
 		}
-		defer os.RemoveAll(sockDir)
-		if ln, err = net.Listen("unix", filepath.Join(sockDir, proxySocket)); err != nil {
-			return 0, fmt.Errorf("proxy socket: %w", err)
+		if ln, err = net.Listen("unix", filepath.Join(lb.sockDir, proxySocket)); err != nil {
+			return nil, fmt.Errorf("proxy socket: %w", err)
 		}
 	} else {
 		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			return 0, fmt.Errorf("proxy listener: %w", err)
+			return nil, fmt.Errorf("proxy listener: %w", err)
 		}
 		proxyAddr = ln.Addr().String()
 	}
 	auth := sessionAuth()
-	ip, err := startInProcess(spec, ln, tokens, auth)
-	if err != nil {
+	if lb.ip, err = startInProcess(s.spec, ln, s.tokens, auth); err != nil {
 		ln.Close()
-		return 0, err
+		return nil, err
 	}
-	defer ip.Close()
-	stopRefresh, err := watchSources(ctx, spec, ip.proxy)
-	if err != nil {
-		return 0, err
-	}
-	defer stopRefresh()
-	if isolate {
-		spec.progress("proxy listening on %s (relayed to %s in the sandbox)", ln.Addr(), proxyAddr)
+	if lb.isolate {
+		s.spec.progress("proxy listening on %s (relayed to %s in the sandbox)", ln.Addr(), proxyAddr)
 	} else {
-		spec.progress("proxy listening on %s", ln.Addr())
+		s.spec.progress("proxy listening on %s", ln.Addr())
 	}
+	return &sessionProxy{url: proxyURL(auth, proxyAddr), sink: lb.ip.proxy, caPEM: lb.ip.proxy.CACertPEM()}, nil
+}
 
-	caPath, bundlePath, err := writeTrust(home, ip.proxy.CACertPEM())
-	if err != nil {
-		return 0, err
-	}
-
-	env := map[string]string{}
-	for _, k := range hostEnvPassthrough {
-		if v, ok := spec.HostEnv[k]; ok {
-			env[k] = v
+func (lb *localSandbox) run(ctx context.Context, s *session, env map[string]string) (int, error) {
+	spec := s.spec
+	if _, ok := spec.Env["TMPDIR"]; !ok {
+		// A private temporary directory, removed with the home. (Codex
+		// also refuses to create helpers under the system temporary
+		// directory, which the sandbox home is in.)
+		tmp := filepath.Join(s.home, ".tmp")
+		if err := os.Mkdir(tmp, 0o700); err != nil {
+			return 0, fmt.Errorf("sandbox home: %w", err)
 		}
+		env["TMPDIR"] = tmp
 	}
-	env["HOME"] = home
-	// A private temporary directory, removed with the home. (Codex also
-	// refuses to create helpers under the system temporary directory,
-	// which the sandbox home is in.)
-	tmp := filepath.Join(home, ".tmp")
-	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return 0, fmt.Errorf("sandbox home: %w", err)
-	}
-	env["TMPDIR"] = tmp
-	for k, v := range sandboxEnvExpand(spec.Plan.Env, home) {
-		env[k] = v
-	}
-	for k, v := range SandboxEnv(proxyURL(auth, proxyAddr), bundlePath, caPath) {
-		env[k] = v
-	}
-	for k, v := range sandboxEnvExpand(spec.Env, home) {
-		env[k] = v
-	}
-	dir := home
+	dir := s.home
 	if spec.Workspace != "" {
 		dir = spec.Workspace
 	}
@@ -164,8 +145,8 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	grouped := !isTerminal(spec.Stdin)
 
 	var cmd *exec.Cmd
-	if isolate {
-		sb, err := newSandbox(spec, env, dir, home, sockDir, grouped)
+	if lb.isolate {
+		sb, err := newSandbox(spec, env, dir, s.home, lb.sockDir, grouped)
 		if err != nil {
 			return 0, err
 		}
@@ -213,6 +194,21 @@ func (l *Local) Run(ctx context.Context, spec *Spec) (int, error) {
 	code, err := waitChild(ctx, cmd, grouped)
 	spec.progress("sandbox exited with status %d; tearing down", code)
 	return code, err
+}
+
+// teardown stops the proxy, then removes the home and the socket
+// directory.
+func (lb *localSandbox) teardown(s *session) error {
+	var errs []error
+	if lb.ip != nil {
+		errs = append(errs, lb.ip.Close())
+	}
+	for _, d := range []string{s.home, lb.sockDir} {
+		if d != "" {
+			errs = append(errs, os.RemoveAll(d))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // IsTerminal reports whether x is an *os.File on a terminal.

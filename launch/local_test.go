@@ -277,7 +277,7 @@ func testPlan() provision.Plan {
 			Slots:       map[string]policy.Slot{"api": {Placeholder: testPlaceholder}},
 			Routes:      []policy.Route{{Host: testHost, Slot: "api", Scheme: policy.SchemeBearer}},
 		},
-		ProvisionedEnv: map[string]string{},
+		ProvisionedEnv: resolve.Env{},
 	}
 }
 
@@ -474,7 +474,7 @@ func TestLocalRun(t *testing.T) {
 	var progress []string
 	spec.Progress = func(m string) { progress = append(progress, m) }
 
-	code, err := (&Local{}).Run(context.Background(), spec)
+	code, err := (&Local{}).Run(context.Background(), resolved(spec))
 	if err != nil || code != 0 {
 		t.Fatalf("Run = %d, %v, want 0, nil; stderr:\n%s", code, err, stderr)
 	}
@@ -539,7 +539,7 @@ func TestLocalExitStatus(t *testing.T) {
 	probe := helperLink(t, probeName)
 	for _, want := range []int{0, 3, 42} {
 		spec, _, stderr := localSpec(t, nil, probe, "exit="+strconv.Itoa(want))
-		code, err := (&Local{}).Run(context.Background(), spec)
+		code, err := (&Local{}).Run(context.Background(), resolved(spec))
 		if err != nil || code != want {
 			t.Errorf("Run(exit=%d) = %d, %v, want %d, nil; stderr:\n%s", want, code, err, want, stderr)
 		}
@@ -559,7 +559,7 @@ func TestLocalCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancelled := make(chan time.Time, 1)
 	go func() { <-started; time.Sleep(200 * time.Millisecond); cancelled <- time.Now(); cancel() }()
-	code, err := (&Local{}).Run(ctx, spec)
+	code, err := (&Local{}).Run(ctx, resolved(spec))
 	if err != nil || code != 128+int(syscall.SIGTERM) {
 		t.Errorf("Run cancelled = %d, %v, want %d (SIGTERM), nil; stderr:\n%s", code, err, 128+int(syscall.SIGTERM), stderr)
 	}
@@ -575,7 +575,7 @@ func TestLocalMissingCredential(t *testing.T) {
 	delete(spec.HostEnv, "API_TOKEN")
 	before := tempEntries(t, tmp, "cork-sandbox-*")
 
-	code, err := (&Local{}).Run(context.Background(), spec)
+	code, err := (&Local{}).Run(context.Background(), resolved(spec))
 	var se *SetupError
 	var me *resolve.MissingError
 	if !errors.As(err, &se) || !errors.As(err, &me) {
@@ -628,7 +628,7 @@ func TestLocalIsolateNet(t *testing.T) {
 	}
 
 	spec, stdout, stderr := localSpec(t, up, probe, "ifaces", "dial="+strings.Join(targets, ","), "get=https://"+testHost+"/v1/ping")
-	code, err := (&Local{}).Run(context.Background(), spec)
+	code, err := (&Local{}).Run(context.Background(), resolved(spec))
 	if err != nil || code != 0 {
 		t.Fatalf("Run = %d, %v, want 0, nil; stderr:\n%s", code, err, stderr)
 	}
@@ -719,8 +719,8 @@ func checkRefresh(t *testing.T, b Backend, spec *Spec, up *upstream) {
 	get := "get=https://" + testHost + "/v1/ping"
 	spec.Command = []string{spec.Command[0], get, "wait=" + goFile, get}
 	delete(spec.HostEnv, "API_TOKEN")
-	spec.Plan.ProvisionedEnv["API_TOKEN"] = "token-one-1111"
-	spec.Plan.Sources = []provision.Source{{Path: cred, Read: func() (map[string]string, error) {
+	spec.Plan.ProvisionedEnv["API_TOKEN"] = resolve.NewSecret("token-one-1111")
+	spec.Plan.Sources = []provision.Source{{Path: cred, Read: func() (resolve.Env, error) {
 		b, err := os.ReadFile(cred)
 		if err != nil {
 			return nil, err
@@ -729,7 +729,7 @@ func checkRefresh(t *testing.T, b Backend, spec *Spec, up *upstream) {
 		if err := json.Unmarshal(b, &v); err != nil {
 			return nil, fmt.Errorf("%s: %w", cred, err)
 		}
-		return map[string]string{"API_TOKEN": v.Token}, nil
+		return resolve.Env{"API_TOKEN": resolve.NewSecret(v.Token)}, nil
 	}}}
 	out := newLineWriter()
 	spec.Stdout = out
@@ -749,7 +749,7 @@ func checkRefresh(t *testing.T, b Backend, spec *Spec, up *upstream) {
 	var code int
 	go func() {
 		var err error
-		code, err = b.Run(context.Background(), spec)
+		code, err = b.Run(context.Background(), resolved(spec))
 		done <- err
 	}()
 	select {
@@ -797,7 +797,7 @@ func TestLocalLeftoverProcesses(t *testing.T) {
 	// The background job would create marker after 3 s if it survived.
 	spec, _, stderr := localSpec(t, nil, "/bin/sh", "-c", "(sleep 3; touch "+marker+") & echo started")
 	start := time.Now()
-	code, err := (&Local{}).Run(context.Background(), spec)
+	code, err := (&Local{}).Run(context.Background(), resolved(spec))
 	if err != nil || code != 0 {
 		t.Fatalf("Run = %d, %v; stderr:\n%s", code, err, stderr)
 	}
@@ -818,7 +818,7 @@ func TestLocalIsolateNetConfined(t *testing.T) {
 	requirePrivileged(t, false) // confinement applies when cork runs as root
 	probe := helperLink(t, probeName)
 	spec, stdout, stderr := localSpec(t, nil, probe, "escape="+strconv.Itoa(os.Getpid()))
-	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
+	if code, err := (&Local{}).Run(context.Background(), resolved(spec)); err != nil || code != 0 {
 		t.Fatalf("Run = %d, %v; stderr:\n%s", code, err, stderr)
 	}
 	lines := parseProbe(t, stdout.String())
@@ -828,7 +828,7 @@ func TestLocalIsolateNetConfined(t *testing.T) {
 
 	spec, stdout, stderr = localSpec(t, nil, "/bin/sh", "-c", `id -u; test -r "$HOME/`+testDummyFile+`" && echo readable`)
 	spec.HostEnv["SUDO_UID"], spec.HostEnv["SUDO_GID"] = "65534", "65534"
-	if code, err := (&Local{}).Run(context.Background(), spec); err != nil || code != 0 {
+	if code, err := (&Local{}).Run(context.Background(), resolved(spec)); err != nil || code != 0 {
 		t.Fatalf("Run under sudo = %d, %v; stderr:\n%s", code, err, stderr)
 	}
 	if got := stdout.String(); got != "65534\nreadable\n" {

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
 	"sync"
 	"time"
@@ -88,7 +89,19 @@ func watchSources(ctx context.Context, spec *Spec, sink tokenSink) (stop func(),
 	return func() { cancel(); wg.Wait() }, nil
 }
 
-// refresh re-reads every source and pushes re-resolved tokens. A source
+// overlay returns a new Env holding base overlaid by top.
+func overlay(base, top resolve.Env) resolve.Env {
+	out := maps.Clone(base)
+	if out == nil {
+		out = resolve.Env{}
+	}
+	maps.Copy(out, top)
+	return out
+}
+
+// refresh re-reads every source and pushes re-resolved tokens: the same
+// provisioned-env shape as provisioning's, through the same resolution
+// (Tokens). A source
 // that cannot be read (mid-write, or broken) leaves the tokens as they are.
 func refresh(spec *Spec, sink tokenSink) {
 	plan := spec.Plan
@@ -100,7 +113,7 @@ func refresh(spec *Spec, sink tokenSink) {
 			}
 			return
 		}
-		plan.ProvisionedEnv = resolve.Merge(plan.ProvisionedEnv, vals)
+		plan.ProvisionedEnv = overlay(plan.ProvisionedEnv, vals)
 	}
 	tokens, err := Tokens(plan, spec.HostEnv)
 	if err != nil {

@@ -57,8 +57,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/cork-sh/cork/resolve"
 )
 
 // Smolvm runs the command in an ephemeral smolvm microVM (`smolvm machine
@@ -104,92 +102,94 @@ func (*Smolvm) Name() string { return "smolvm" }
 
 // Run implements Backend.
 func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
-	// Preflight: every check that can fail runs before anything exists.
-	if len(spec.Command) == 0 {
-		return 0, setupErrorf("no command to run")
-	}
-	if spec.Image == "" {
-		return 0, setupErrorf("smolvm: no image: give one with --image (a registry reference, a docker save archive or a rootfs directory)")
-	}
-	bin, err := s.lookBinary(spec.HostEnv)
-	if err != nil {
-		return 0, &SetupError{Err: err}
-	}
-	workspace := spec.Workspace
-	if workspace != "" {
-		if workspace, err = filepath.Abs(workspace); err != nil {
-			return 0, setupErrorf("workspace: %w", err)
-		}
-		if strings.Contains(workspace, ":") {
-			return 0, setupErrorf("workspace %s: smolvm cannot mount a path with a colon", workspace)
-		}
-		if err := checkDir(workspace); err != nil {
-			return 0, setupErrorf("workspace: %w", err)
-		}
-	}
-	tokens, err := Tokens(spec.Plan, spec.HostEnv)
-	if err != nil {
-		return 0, &SetupError{Err: err}
-	}
-	listen, guestIP, err := s.proxyAddrs()
-	if err != nil {
-		return 0, &SetupError{Err: err}
-	}
-	ln, err := net.Listen("tcp", listen.String())
-	if err != nil {
-		return 0, setupErrorf("smolvm: proxy listener on %s: %w", listen, err)
-	}
-	auth := sessionAuth()
-	// The session credential is in smolvm's argv (the VM's environment),
-	// which local users can read with ps; it keeps the rest of the network,
-	// which can reach this address, from using the proxy.
-	vmProxyURL := proxyURL(auth, net.JoinHostPort(guestIP.String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
-	// smolvm's argv is visible to every host user (ps) and its -e values
-	// land in the VM: placeholders and paths only, never a credential
-	// (say, one passed with --env by mistake).
-	run := smolvmRun{workspace: workspace, guestIP: guestIP, proxyURL: vmProxyURL,
-		tty: isTerminal(spec.Stdin) && isTerminal(spec.Stdout)}
-	if err := checkNoToken(smolvmArgs(spec, run), tokens); err != nil {
-		ln.Close()
-		return 0, &SetupError{Err: err}
-	}
+	return runSession(ctx, spec, &smolvmSandbox{cfg: s})
+}
 
-	spec.progress("provisioning a sandbox home with %d dummy file(s)", len(spec.Plan.Files))
+// smolvmSandbox is one run of the smolvm backend.
+type smolvmSandbox struct {
+	cfg *Smolvm
+	bin string
+	ln  net.Listener
+	ip  *inProcess
+	vm  smolvmRun // what smolvm's arguments need
+}
+
+func (*smolvmSandbox) layout() layout {
+	return layout{home: SmolvmHome, hostEnv: smolvmGuestEnv}
+}
+
+// preflight: every check that can fail runs before anything exists, the
+// proxy's listener last (it is the first thing that exists).
+func (vb *smolvmSandbox) preflight(_ context.Context, s *session) error {
+	spec := s.spec
+	if spec.Image == "" {
+		return setupErrorf("smolvm: no image: give one with --image (a registry reference, a docker save archive or a rootfs directory)")
+	}
+	var err error
+	if vb.bin, err = vb.cfg.lookBinary(spec.HostEnv); err != nil {
+		return &SetupError{Err: err}
+	}
+	if ws := spec.Workspace; ws != "" {
+		if ws, err = filepath.Abs(ws); err != nil {
+			return setupErrorf("workspace: %w", err)
+		}
+		if strings.Contains(ws, ":") {
+			return setupErrorf("workspace %s: smolvm cannot mount a path with a colon", ws)
+		}
+		if err := checkDir(ws); err != nil {
+			return setupErrorf("workspace: %w", err)
+		}
+		vb.vm.workspace = ws
+	}
+	listen, guestIP, err := vb.cfg.proxyAddrs()
+	if err != nil {
+		return &SetupError{Err: err}
+	}
+	if vb.ln, err = net.Listen("tcp", listen.String()); err != nil {
+		return setupErrorf("smolvm: proxy listener on %s: %w", listen, err)
+	}
+	vb.vm.guestIP = guestIP
+	vb.vm.tty = isTerminal(spec.Stdin) && isTerminal(spec.Stdout)
+	return nil
+}
+
+func (*smolvmSandbox) makeHome(*session) (string, error) {
 	home, err := os.MkdirTemp("", "cork-smolvm-")
 	if err != nil {
-		ln.Close()
-		return 0, fmt.Errorf("sandbox home: %w", err)
+		return "", fmt.Errorf("sandbox home: %w", err)
 	}
-	defer os.RemoveAll(home)
-	if err := WriteFiles(home, spec.Plan.Files); err != nil {
-		ln.Close()
-		return 0, err
-	}
-	ip, err := startInProcess(spec, ln, tokens, auth)
-	if err != nil {
-		ln.Close()
-		return 0, err
-	}
-	defer ip.Close()
-	stopRefresh, err := watchSources(ctx, spec, ip.proxy)
-	if err != nil {
-		return 0, err
-	}
-	defer stopRefresh()
-	spec.progress("proxy listening on %s (the VM's only way out)", ln.Addr())
+	return home, nil
+}
 
-	if _, _, err := writeTrust(home, ip.proxy.CACertPEM()); err != nil {
-		return 0, err
+// startProxy serves the proxy in cork on the listener preflight opened:
+// the VM's only way out.
+func (vb *smolvmSandbox) startProxy(_ context.Context, s *session) (*sessionProxy, error) {
+	auth := sessionAuth()
+	addr := vb.ln.Addr().(*net.TCPAddr)
+	var err error
+	if vb.ip, err = startInProcess(s.spec, vb.ln, s.tokens, auth); err != nil {
+		return nil, err
 	}
+	vb.ln = nil // the proxy's now
+	s.spec.progress("proxy listening on %s (the VM's only way out)", addr)
+	// The session credential is in smolvm's argv (the VM's environment),
+	// which local users can read with ps; it keeps the rest of the
+	// network, which can reach this address, from using the proxy.
+	url := proxyURL(auth, net.JoinHostPort(vb.vm.guestIP.String(), strconv.Itoa(addr.Port)))
+	vb.vm.proxyURL = url
+	return &sessionProxy{url: url, sink: vb.ip.proxy, caPEM: vb.ip.proxy.CACertPEM()}, nil
+}
 
-	run.home = home
-	cmd := exec.Command(bin, smolvmArgs(spec, run)...)
+func (vb *smolvmSandbox) run(ctx context.Context, s *session, env map[string]string) (int, error) {
+	spec := s.spec
+	vb.vm.home = s.home
+	cmd := exec.Command(vb.bin, smolvmArgs(spec, vb.vm, env)...)
 	cmd.Env = smolvmProcessEnv(spec)
 	// Not the caller's directory: smolvm must not pick up a project's
 	// Smolfile, which could widen the VM's mounts or egress.
-	cmd.Dir = home
+	cmd.Dir = s.home
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
-	grouped := !isTerminal(spec.Stdin) // as for local: see Local.Run
+	grouped := !isTerminal(spec.Stdin) // as for local: see localSandbox.run
 	if grouped {
 		ownProcessGroup(cmd)
 	}
@@ -199,11 +199,25 @@ func (s *Smolvm) Run(ctx context.Context, spec *Spec) (int, error) {
 	}
 	spec.progress("starting a %s microVM; running %s", spec.Image, filepath.Base(spec.Command[0]))
 	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start %s: %w", bin, err)
+		return 0, fmt.Errorf("start %s: %w", vb.bin, err)
 	}
 	code, err := waitChild(ctx, cmd, grouped)
 	spec.progress("microVM exited with status %d; tearing down", code)
 	return code, err
+}
+
+func (vb *smolvmSandbox) teardown(s *session) error {
+	var errs []error
+	if vb.ln != nil {
+		errs = append(errs, vb.ln.Close())
+	}
+	if vb.ip != nil {
+		errs = append(errs, vb.ip.Close())
+	}
+	if s.home != "" {
+		errs = append(errs, os.RemoveAll(s.home))
+	}
+	return errors.Join(errs...)
 }
 
 // smolvmRun is what one run adds to the spec to build smolvm's arguments.
@@ -216,8 +230,8 @@ type smolvmRun struct {
 }
 
 // smolvmArgs returns the arguments of `smolvm machine run` for spec, in a
-// fixed order.
-func smolvmArgs(spec *Spec, r smolvmRun) []string {
+// fixed order; env is the VM's environment (the session's sandboxEnv).
+func smolvmArgs(spec *Spec, r smolvmRun, env map[string]string) []string {
 	bits := 32
 	if r.guestIP.Is6() {
 		bits = 128
@@ -244,34 +258,11 @@ func smolvmArgs(spec *Spec, r smolvmRun) []string {
 	if r.tty {
 		args = append(args, "-t")
 	}
-	for _, kv := range envList(smolvmGuestEnvMap(spec, r.proxyURL)) {
+	for _, kv := range envList(env) {
 		args = append(args, "--env", kv)
 	}
 	args = append(args, "--")
 	return append(args, spec.Command...)
-}
-
-// smolvmGuestEnvMap is the VM's environment: locale and terminal from the
-// host, the plan's variables, the proxy and CA variables, Spec.Env, HOME.
-// Paths are as the VM sees them.
-func smolvmGuestEnvMap(spec *Spec, proxyURL string) map[string]string {
-	env := map[string]string{}
-	for _, k := range smolvmGuestEnv {
-		if v, ok := spec.HostEnv[k]; ok {
-			env[k] = v
-		}
-	}
-	for k, v := range sandboxEnvExpand(spec.Plan.Env, SmolvmHome) {
-		env[k] = v
-	}
-	for k, v := range SandboxEnv(proxyURL, SmolvmHome+"/"+SandboxBundleFile, SmolvmHome+"/"+SandboxCAFile) {
-		env[k] = v
-	}
-	for k, v := range sandboxEnvExpand(spec.Env, SmolvmHome) {
-		env[k] = v
-	}
-	env["HOME"] = SmolvmHome
-	return env
 }
 
 // smolvmProcessEnv is the environment of the smolvm process on the host:
@@ -383,27 +374,4 @@ func primaryIPv4() (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("smolvm: the host's primary address %s is unreachable from the VM; set the proxy listen address", ip)
 	}
 	return ip, nil
-}
-
-// checkNoToken refuses arguments that carry a real token (say, one passed
-// with --env by mistake). It names the slot, never the value.
-func checkNoToken(args []string, tokens resolve.Tokens) error {
-	for _, slot := range tokens.Slots() {
-		// Reveal for comparison only: the value goes nowhere.
-		t := tokens[slot].Reveal()
-		if t == "" {
-			continue
-		}
-		for i, a := range args {
-			if !strings.Contains(a, t) {
-				continue
-			}
-			where := fmt.Sprintf("argument %d", i)
-			if key, _, _ := strings.Cut(a, "="); i > 0 && args[i-1] == "--env" && !strings.Contains(key, t) {
-				where = "variable " + key
-			}
-			return fmt.Errorf("smolvm: the real %s credential would be visible in the VM (%s); pass placeholders only", slot, where)
-		}
-	}
-	return nil
 }

@@ -15,8 +15,15 @@ import (
 )
 
 func codexPlan(provisioned map[string]string) provision.Plan {
+	var env resolve.Env
+	if provisioned != nil {
+		env = resolve.Env{}
+		for k, v := range provisioned {
+			env[k] = resolve.NewSecret(v)
+		}
+	}
 	return provision.Plan{
-		ProvisionedEnv: provisioned,
+		ProvisionedEnv: env,
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{provision.CodexSlot: provision.CodexAccessTokenEnv},
 			Slots:       map[string]policy.Slot{provision.CodexSlot: {Placeholder: "eyJ.dummy.sig"}},

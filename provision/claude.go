@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // Claude profile constants.
@@ -144,7 +145,7 @@ func claudeFilePlan(opts Options, path string, data []byte, plan *Plan) error {
 		return fmt.Errorf("read %s: claudeAiOauth.expiresAt: the access token expired at %s; run `claude` on the host once to refresh it",
 			path, c.expiresAt.UTC().Format(time.RFC3339))
 	}
-	plan.ProvisionedEnv[ClaudeAccessTokenEnv] = c.accessToken
+	plan.ProvisionedEnv[ClaudeAccessTokenEnv] = resolve.NewSecret(c.accessToken)
 	plan.Sources = append(plan.Sources, claudeSource(opts, path))
 	return claudeBearerPlan(opts, ClaudeOAuthTokenEnv, ClaudeAccessTokenEnv, c.accessToken, plan)
 }
@@ -153,7 +154,7 @@ func claudeFilePlan(opts Options, path string, data []byte, plan *Plan) error {
 // expired token is passed on as it is: the host's Claude Code refreshes it
 // when next used, and the launcher reads the file again then.
 func claudeSource(opts Options, path string) Source {
-	return Source{Path: path, Read: func() (map[string]string, error) {
+	return Source{Path: path, Read: func() (resolve.Env, error) {
 		data, err := opts.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, unwrapPath(err))
@@ -162,7 +163,7 @@ func claudeSource(opts Options, path string) Source {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, err)
 		}
-		return map[string]string{ClaudeAccessTokenEnv: c.accessToken}, nil
+		return resolve.Env{ClaudeAccessTokenEnv: resolve.NewSecret(c.accessToken)}, nil
 	}}
 }
 

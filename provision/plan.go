@@ -8,14 +8,14 @@ import (
 	"slices"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // Plan is everything a launcher needs to start a sandbox for the selected
 // profiles. Build returns a Plan with non-nil maps. A Plan is a value; it
-// is safe for concurrent reads.
-//
-// Plan formats (fmt, encoding/json) without the values of ProvisionedEnv,
-// which holds real credentials.
+// is safe for concurrent reads. It holds real credentials only in
+// ProvisionedEnv, whose values print as resolve.Redacted: a Plan can be
+// formatted or marshalled as it is.
 type Plan struct {
 	// Files are dummy files to create in the sandbox.
 	Files []File `json:"files"`
@@ -28,7 +28,7 @@ type Plan struct {
 	// (e.g. the Codex access token from the host auth.json), keyed by the
 	// env var that Egress.TokenEnvMap names. It overrides the host
 	// environment in launch.Tokens and never enters the sandbox.
-	ProvisionedEnv map[string]string `json:"-"`
+	ProvisionedEnv resolve.Env `json:"-"`
 	// Egress is the proxy's policy plus the slot → env var map.
 	Egress EgressPlan `json:"egress"`
 	// Sources are the host files provisioning read credentials from, for
@@ -42,9 +42,10 @@ type Source struct {
 	Path string `json:"path"`
 	// Read re-reads the file and returns the provisioned env values it
 	// yields now (e.g. a refreshed access token), to overlay on
-	// Plan.ProvisionedEnv. Its errors, like provisioning's, name the file
-	// and field and never a value. Safe for concurrent use.
-	Read func() (map[string]string, error) `json:"-"`
+	// Plan.ProvisionedEnv: the same shape, resolved the same way. Its
+	// errors, like provisioning's, name the file and field and never a
+	// value. Safe for concurrent use.
+	Read func() (resolve.Env, error) `json:"-"`
 }
 
 // File is a dummy file for the sandbox.
@@ -81,7 +82,7 @@ func (e EgressPlan) Policy() (*policy.Policy, error) {
 func newPlan() Plan {
 	return Plan{
 		Env:            map[string]string{},
-		ProvisionedEnv: map[string]string{},
+		ProvisionedEnv: resolve.Env{},
 		Egress: EgressPlan{
 			TokenEnvMap: map[string]string{},
 			Slots:       map[string]policy.Slot{},
@@ -134,36 +135,6 @@ func (e EgressPlan) validate() []error {
 		errs = append(errs, err)
 	}
 	return errs
-}
-
-// String summarises p by names only: ProvisionedEnv holds real credentials.
-func (p Plan) String() string {
-	paths := make([]string, len(p.Files))
-	for i, f := range p.Files {
-		paths[i] = f.Path
-	}
-	sources := make([]string, len(p.Sources))
-	for i, s := range p.Sources {
-		sources[i] = s.Path
-	}
-	return fmt.Sprintf("provision.Plan{Files:%v Env:%v ProvisionedEnv:%v Slots:%v Routes:%d Allow:%d Block:%d Sources:%v}",
-		paths,
-		slices.Sorted(maps.Keys(p.Env)),
-		slices.Sorted(maps.Keys(p.ProvisionedEnv)),
-		slices.Sorted(maps.Keys(p.Egress.Slots)),
-		len(p.Egress.Routes), len(p.Egress.Allow), len(p.Egress.Block), sources)
-}
-
-// GoString is String, so that %#v redacts too.
-func (p Plan) GoString() string { return p.String() }
-
-// Format implements fmt.Formatter: every verb prints String.
-func (p Plan) Format(f fmt.State, verb rune) {
-	if verb == 'q' {
-		fmt.Fprintf(f, "%q", p.String())
-		return
-	}
-	fmt.Fprint(f, p.String())
 }
 
 // hostKey is the canonical form of host pattern h, for telling whether two

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/resolve"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -86,9 +87,9 @@ func TestPlanDeterministicWithSeededRand(t *testing.T) {
 func TestPlanFormatRedacts(t *testing.T) {
 	const secret = "REALPROVISIONEDSECRET"
 	p := newPlan()
-	p.ProvisionedEnv["CORK_X"] = secret
+	p.ProvisionedEnv["CORK_X"] = resolve.NewSecret(secret)
 	p.Files = []File{{Path: ".x/y", Mode: 0o600, Data: []byte("dummy")}}
-	p.Sources = []Source{{Path: "/h/.x/auth.json", Read: func() (map[string]string, error) { return nil, nil }}}
+	p.Sources = []Source{{Path: "/h/.x/auth.json", Read: func() (resolve.Env, error) { return nil, nil }}}
 	js, err := json.Marshal(p)
 	if err != nil {
 		t.Fatalf("json.Marshal(plan) error = %v", err)
@@ -98,7 +99,7 @@ func TestPlanFormatRedacts(t *testing.T) {
 		if strings.Contains(got, secret) {
 			t.Errorf("Sprintf(%q, plan) = %q, contains the provisioned value", verb, got)
 		}
-		if !strings.Contains(got, "CORK_X") && verb != "%q" {
+		if !strings.Contains(got, "CORK_X") && verb != "%q" && verb != "%x" {
 			t.Errorf("Sprintf(%q, plan) = %q, want the provisioned env name", verb, got)
 		}
 	}
@@ -187,8 +188,8 @@ func TestBuildErrors(t *testing.T) {
 			fakeProfile{name: "b", add: func(p *Plan) { p.Env["SHARED"] = "other" }},
 		}, []string{"b: conflict with profile a: both provide different values for sandbox env SHARED"}},
 		{"provisioned env differs", []Profile{
-			fakeProfile{name: "a", add: func(p *Plan) { p.ProvisionedEnv["K"] = "REALONE" }},
-			fakeProfile{name: "b", add: func(p *Plan) { p.ProvisionedEnv["K"] = "REALTWO" }},
+			fakeProfile{name: "a", add: func(p *Plan) { p.ProvisionedEnv["K"] = resolve.NewSecret("REALONE") }},
+			fakeProfile{name: "b", add: func(p *Plan) { p.ProvisionedEnv["K"] = resolve.NewSecret("REALTWO") }},
 		}, []string{"b: conflict with profile a: both provide different values for provisioned env K"}},
 		{"twice", []Profile{Codex{}, Codex{}}, []string{"codex: profile selected twice"}},
 		{"all failures", []Profile{

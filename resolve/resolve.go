@@ -2,20 +2,31 @@ package resolve
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
 
-// Merge returns a new map holding host overlaid by provisioned: where both
-// name a variable, provisioned wins. Neither input is modified.
-func Merge(host, provisioned map[string]string) map[string]string {
-	out := make(map[string]string, len(host)+len(provisioned))
+// Env is an environment whose values are, or may be, credentials:
+// variable name → Secret. It is the shape of the provisioned environment
+// (values read on the host during provisioning, such as the Codex access
+// token from ~/.codex/auth.json) and of the merged environment that
+// Values resolves. Formatted or marshalled, it shows names only. A nil
+// Env is empty.
+type Env map[string]Secret
+
+// Names returns the variable names in sorted order.
+func (e Env) Names() []string { return slices.Sorted(maps.Keys(e)) }
+
+// Merge returns a new Env holding host overlaid by provisioned: where
+// both name a variable, provisioned wins. Neither input is modified.
+func Merge(host map[string]string, provisioned Env) Env {
+	out := make(Env, len(host)+len(provisioned))
 	for k, v := range host {
-		out[k] = v
+		out[k] = NewSecret(v)
 	}
-	for k, v := range provisioned {
-		out[k] = v
-	}
+	maps.Copy(out, provisioned)
 	return out
 }
 
@@ -52,16 +63,16 @@ func (e *MissingError) Error() string {
 // env. A missing or empty variable is an error that lists every missing
 // variable with its slot, in one message, and no value. There are no
 // special cases: whatever a slot needs must already be in env.
-func Values(tokenEnvMap, env map[string]string) (Tokens, error) {
+func Values(tokenEnvMap map[string]string, env Env) (Tokens, error) {
 	out := make(Tokens, len(tokenEnvMap))
 	var missing []Missing
 	for slot, name := range tokenEnvMap {
 		v := env[name]
-		if name == "" || v == "" {
+		if name == "" || v.IsZero() {
 			missing = append(missing, Missing{Slot: slot, Env: name})
 			continue
 		}
-		out[slot] = NewSecret(v)
+		out[slot] = v
 	}
 	if len(missing) > 0 {
 		sort.Slice(missing, func(i, j int) bool {

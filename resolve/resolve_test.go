@@ -18,12 +18,12 @@ func TestMerge(t *testing.T) {
 	hostCopy := map[string]string{"A": "host-a", "B": "host-b"}
 	provCopy := map[string]string{"B": "prov-b", "C": "prov-c"}
 
-	got := Merge(host, prov)
+	got := Merge(host, envOf(prov))
 	want := map[string]string{"A": "host-a", "B": "prov-b", "C": "prov-c"}
-	if !reflect.DeepEqual(got, want) {
+	if !reflect.DeepEqual(plain(got), want) {
 		t.Errorf("Merge(%v, %v) = %v, want %v", host, prov, got, want)
 	}
-	got["A"], got["D"] = "changed", "new"
+	got["A"], got["D"] = NewSecret("changed"), NewSecret("new")
 	if !reflect.DeepEqual(host, hostCopy) || !reflect.DeepEqual(prov, provCopy) {
 		t.Errorf("Merge modified its inputs or shares a map with them: host = %v, provisioned = %v", host, prov)
 	}
@@ -40,8 +40,8 @@ func TestMerge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Merge(tt.host, tt.prov)
-			if got == nil || !reflect.DeepEqual(got, tt.want) {
+			got := Merge(tt.host, envOf(tt.prov))
+			if got == nil || !reflect.DeepEqual(plain(got), tt.want) {
 				t.Errorf("Merge(%v, %v) = %#v, want %v", tt.host, tt.prov, got, tt.want)
 			}
 		})
@@ -50,7 +50,7 @@ func TestMerge(t *testing.T) {
 
 func TestValues(t *testing.T) {
 	env := map[string]string{"GH_TOKEN": "ghp_real", "CORK_CODEX_ACCESS_TOKEN": "eyJ.real.sig", "UNUSED": "x"}
-	got, err := Values(map[string]string{"github": "GH_TOKEN", "codex": "CORK_CODEX_ACCESS_TOKEN"}, env)
+	got, err := Values(map[string]string{"github": "GH_TOKEN", "codex": "CORK_CODEX_ACCESS_TOKEN"}, envOf(env))
 	if err != nil {
 		t.Fatalf("Values() error = %v", err)
 	}
@@ -61,7 +61,7 @@ func TestValues(t *testing.T) {
 		t.Errorf("Values() revealed wrong values")
 	}
 
-	empty, err := Values(nil, env)
+	empty, err := Values(nil, envOf(env))
 	if err != nil || len(empty) != 0 {
 		t.Errorf("Values(nil, env) = %v, %v; want empty, nil", empty, err)
 	}
@@ -109,7 +109,7 @@ func TestValuesMissing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Values(tt.tokenEnvMap, tt.env)
+			got, err := Values(tt.tokenEnvMap, envOf(tt.env))
 			if got != nil {
 				t.Errorf("Values() tokens = %v, want nil on error", got)
 			}
@@ -141,7 +141,7 @@ func TestValuesAllMissingGolden(t *testing.T) {
 		"anthropic": "ANTHROPIC_API_KEY",
 	}
 	env := map[string]string{"OPENAI_API_KEY": "", "UNRELATED": "sk-REALUNRELATEDVALUE"}
-	_, err := Values(tokenEnvMap, env)
+	_, err := Values(tokenEnvMap, envOf(env))
 	if err == nil {
 		t.Fatal("Values() error = nil, want every slot missing")
 	}
@@ -167,4 +167,25 @@ func TestValuesAllMissingGolden(t *testing.T) {
 	if strings.Contains(got, "REALUNRELATED") {
 		t.Errorf("Values() error = %q, contains a value", got)
 	}
+}
+
+// envOf wraps a plain map's values as secrets.
+func envOf(m map[string]string) Env {
+	if m == nil {
+		return nil
+	}
+	e := make(Env, len(m))
+	for k, v := range m {
+		e[k] = NewSecret(v)
+	}
+	return e
+}
+
+// plain reveals an Env's values, for comparisons.
+func plain(e Env) map[string]string {
+	m := make(map[string]string, len(e))
+	for k, v := range e {
+		m[k] = v.Reveal()
+	}
+	return m
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/rs/zerolog"
 )
@@ -33,6 +34,12 @@ func (s Secret) IsZero() bool { return s.v == "" }
 func (s Secret) Equal(v string) bool {
 	return subtle.ConstantTimeCompare([]byte(s.v), []byte(v)) == 1
 }
+
+// In reports whether text contains the secret: a check that a string
+// bound for the sandbox (an argument, a variable, a file) holds no real
+// credential, without handing the value to the caller. An empty secret is
+// in no text.
+func (s Secret) In(text string) bool { return s.v != "" && strings.Contains(text, s.v) }
 
 // String implements fmt.Stringer.
 func (Secret) String() string { return Redacted }

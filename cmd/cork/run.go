@@ -154,12 +154,16 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	for _, h := range allows {
 		plan.Egress.Allow = append(plan.Egress.Allow, h)
 	}
-	if _, err := launch.Tokens(plan, environ); err != nil {
+	// The run's one resolution: the backend gets these tokens, and a
+	// refresh of the host's credential files resolves the same way.
+	tokens, err := launch.Tokens(plan, environ)
+	if err != nil {
 		return &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
 	}
 	log := opts.logger
 	spec := &launch.Spec{
 		Plan:      plan,
+		Tokens:    tokens,
 		HostEnv:   environ,
 		Command:   command,
 		Workspace: *workspace,

@@ -21,6 +21,7 @@ import (
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/resolve"
 )
 
 const (
@@ -63,7 +64,7 @@ func Run(ctx context.Context, o Options) error {
 	plan := provision.Plan{
 		Files:          []provision.File{{Path: tokenFile, Mode: 0o600, Data: []byte(placeholder + "\n")}},
 		Env:            map[string]string{"LLM_API_URL": "https://" + APIHost + "/v1/chat", "LLM_TOKEN_FILE": "~/" + tokenFile},
-		ProvisionedEnv: map[string]string{tokenEnv: real},
+		ProvisionedEnv: resolve.Env{tokenEnv: resolve.NewSecret(real)},
 		Egress: provision.EgressPlan{
 			TokenEnvMap: map[string]string{slot: tokenEnv},
 			Slots:       map[string]policy.Slot{slot: {Placeholder: placeholder}},
@@ -107,9 +108,15 @@ func Run(ctx context.Context, o Options) error {
 		io.Copy(io.Discard, pr)
 	}()
 
+	hostEnv := map[string]string{"PATH": "/usr/bin:/bin"}
+	tokens, err := launch.Tokens(plan, hostEnv)
+	if err != nil {
+		return err
+	}
 	spec := &launch.Spec{
 		Plan:    plan,
-		HostEnv: map[string]string{"PATH": "/usr/bin:/bin"},
+		Tokens:  tokens,
+		HostEnv: hostEnv,
 		Command: []string{o.Exe, "demo-agent"},
 		Proxy: launch.ProxyOptions{
 			Logger:          &logger,

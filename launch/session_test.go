@@ -1,0 +1,87 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/resolve"
+)
+
+// resolved returns spec with its tokens resolved as `cork run` resolves
+// them (Tokens); a missing credential leaves its slot without a token.
+func resolved(spec *Spec) *Spec {
+	spec.Tokens, _ = Tokens(spec.Plan, spec.HostEnv)
+	return spec
+}
+
+// The one check of what the sandbox gets, for every backend: a real token
+// anywhere in it is refused before anything is created, naming the slot
+// and the place, never the value.
+func TestRefuseTokens(t *testing.T) {
+	t.Parallel()
+	tokens := resolve.Tokens{"api": resolve.NewSecret(testToken)}
+	keep := []string{"TERM"}
+	cases := []struct {
+		name   string
+		change func(*Spec)
+		where  string // "" = accepted
+	}{
+		{"placeholders only", func(*Spec) {}, ""},
+		{"in an --env value", func(s *Spec) { s.Env = map[string]string{"LEAK": "Bearer " + testToken} }, "--env LEAK"},
+		{"in an --env name", func(s *Spec) { s.Env = map[string]string{testToken: "x"} }, "--env variable's name"},
+		{"in the command", func(s *Spec) { s.Command = []string{"sh", "-c", "echo " + testToken} }, "argument 2"},
+		{"in a plan variable", func(s *Spec) { s.Plan.Env["BAD"] = testToken }, "sandbox variable BAD"},
+		{"in a kept host variable", func(s *Spec) { s.HostEnv["TERM"] = testToken }, "host variable TERM"},
+		{"in a host variable the sandbox does not keep", func(s *Spec) { s.HostEnv["OTHER"] = testToken }, ""},
+		{"in a dummy file", func(s *Spec) {
+			s.Plan.Files = append(s.Plan.Files, provision.File{Path: ".x", Data: []byte("key=" + testToken)})
+		}, "sandbox file .x"},
+		{"in the image", func(s *Spec) { s.Image = "img:" + testToken }, "--image"},
+		{"in the workspace", func(s *Spec) { s.Workspace = "/src/" + testToken }, "--workspace"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &Spec{Plan: testPlan(), HostEnv: map[string]string{"TERM": "xterm"}, Command: []string{"sh"}}
+			tc.change(spec)
+			err := refuseTokens(spec, tokens, keep)
+			if tc.where == "" {
+				if err != nil {
+					t.Errorf("refuseTokens = %v, want nil", err)
+				}
+				return
+			}
+			var se *SetupError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.where) || !strings.Contains(err.Error(), "api") {
+				t.Errorf("refuseTokens = %v, want a *SetupError naming slot api and %s", err, tc.where)
+			}
+			if err != nil && strings.Contains(err.Error(), testToken) {
+				t.Errorf("refuseTokens error %q reveals the token", err)
+			}
+		})
+	}
+}
+
+// A spec whose tokens were not resolved is refused before anything is
+// created, naming the slot and its variable; so is a spec without a
+// command. Every backend goes through the same checks.
+func TestSessionCheck(t *testing.T) {
+	t.Parallel()
+	for name, b := range Backends() {
+		t.Run(name, func(t *testing.T) {
+			spec := &Spec{Plan: testPlan(), HostEnv: map[string]string{"API_TOKEN": testToken}, Command: []string{"true"}, Image: "i"}
+			_, err := b.Run(context.Background(), spec)
+			var se *SetupError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), "missing credential: API_TOKEN (slot api)") {
+				t.Errorf("Run without tokens = %v, want a *SetupError naming the slot", err)
+			}
+			spec = resolved(spec)
+			spec.Command = nil
+			if _, err := b.Run(context.Background(), spec); !errors.As(err, &se) || !strings.Contains(err.Error(), "no command") {
+				t.Errorf("Run without a command = %v, want a *SetupError", err)
+			}
+		})
+	}
+}
