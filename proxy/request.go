@@ -114,18 +114,9 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	// Requests inside an intercepted connection come from the inner
 	// server (mitm.go) with their connection's state in the context;
 	// plain-HTTP ones with a state of their own from ServeHTTP.
-	st := connStateOf(req)
-	if st == nil {
-		st = p.newConnState()
-	}
-	mitm := st.mode == modeMITM
-	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL), ts: p.tokens.Load()}
-	rs.abort, _ = req.Context().Value(abortKey{}).(*atomic.Bool)
+	rs := p.newReqState(req)
 	ctx.UserData = rs
-	if mitm && st.conn != nil {
-		rs.busy = st.conn
-		st.conn.busy.Add(1)
-	}
+	st := rs.conn
 
 	t, d := requestTarget(req, st)
 	rs.host, rs.port = t.host, t.port
@@ -164,10 +155,8 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	// its slot's hosts.
 	var buf [4]int
 	found := ps.scan.scanRequest(req, slotSet(buf[:0]))
-	for _, i := range found {
-		if slot := ps.scan.slots[i]; !rules.Binds(slot) {
-			return p.leak(req, rs, ps.scan, slot)
-		}
+	if slot := unboundSlot(ps.scan, found, rules); slot != "" {
+		return p.leak(req, rs, ps.scan, slot)
 	}
 	rs.unbound = ps.scan.unbound(rules)
 
@@ -188,22 +177,56 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		}
 	}
 
-	if req.Body != nil && req.Body != http.NoBody {
-		if rs.unbound != nil {
-			// A small body is scanned before anything is sent; a longer
-			// one, and its trailers, as they stream.
-			slot, done, err := ps.scan.prescan(req, rs.unbound)
-			switch {
-			case err != nil:
-				return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: rs.what, detail: "the request body could not be read"})
-			case slot != "":
-				return p.leak(req, rs, ps.scan, slot)
-			case !done:
-				req.Body = newTripBody(req, ps.scan, rs.unbound, rs)
-			}
-		}
-		req.Body = &countingBody{ReadCloser: req.Body, n: &rs.up}
+	return p.guardBody(req, rs, ps.scan)
+}
+
+// newReqState starts the state of one request: its connection's (inside
+// an intercepted connection, from the inner server; a plain request gets
+// one of its own), which it keeps busy for the idle reaper.
+func (p *Proxy) newReqState(req *http.Request) *reqState {
+	st := connStateOf(req)
+	if st == nil {
+		st = p.newConnState()
 	}
+	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL), ts: p.tokens.Load()}
+	rs.abort, _ = req.Context().Value(abortKey{}).(*atomic.Bool)
+	if st.mode == modeMITM && st.conn != nil {
+		rs.busy = st.conn
+		st.conn.busy.Add(1)
+	}
+	return rs
+}
+
+// unboundSlot returns the first slot among found whose placeholder may not
+// go to a host with rules, or "".
+func unboundSlot(sc *scanner, found []int, rules policy.HostRules) string {
+	for _, i := range found {
+		if slot := sc.slots[i]; !rules.Binds(slot) {
+			return slot
+		}
+	}
+	return ""
+}
+
+// guardBody is the last stage of handleRequest: the tripwire on the
+// request body (a small body is scanned before anything is sent; a longer
+// one, and its trailers, as they stream), and its byte count.
+func (p *Proxy) guardBody(req *http.Request, rs *reqState, sc *scanner) (*http.Request, *http.Response) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req, nil
+	}
+	if rs.unbound != nil {
+		slot, done, err := sc.prescan(req, rs.unbound)
+		switch {
+		case err != nil:
+			return p.refuse(req, rs, deny{reason: ReasonBadRequest, what: rs.what, detail: "the request body could not be read"})
+		case slot != "":
+			return p.leak(req, rs, sc, slot)
+		case !done:
+			req.Body = newTripBody(req, sc, rs.unbound, rs)
+		}
+	}
+	req.Body = &countingBody{ReadCloser: req.Body, n: &rs.up}
 	return req, nil
 }
 
@@ -437,6 +460,15 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		// send both) would make net/http drop them.
 		dropLength(resp)
 	}
+	return p.passResponse(req, resp, rs, ts, scrubbing), nil
+}
+
+// passResponse readies an upstream answer for the client: on a routed
+// host its body decoded and scrubbed of real tokens (or, when it cannot
+// be scrubbed, refused unless the route says pass), and in every case a
+// responseBody that counts it, notices an early end and writes the audit
+// line.
+func (p *Proxy) passResponse(req *http.Request, resp *http.Response, rs *reqState, ts *tokenState, scrubbing bool) *http.Response {
 	var body io.Reader = resp.Body
 	release, decoded := func() {}, false
 	if scrubbing && bodyAllowed(req, resp) {
@@ -451,7 +483,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 				d := deny{reason: ReasonUnscrubbable, what: rs.what}
 				rs.status = d.status()
 				p.finish(rs, d.reason, false)
-				return d.response(req), nil
+				return d.response(req)
 			}
 		default:
 			set := ts.scrub
@@ -477,7 +509,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		rb.ts = ts
 	}
 	resp.Body = rb
-	return resp, nil
+	return resp
 }
 
 // maxDrain bounds what is read past a decoded body's end to reach its
