@@ -143,60 +143,100 @@ var privateDirs = []string{"/tmp", "/run", "/dev", "/proc"}
 // mounts computes the view's steps, and the credential locations hidden.
 // Errors name the flag or path at fault.
 func (v View) mounts() (out []mount, secrets []string, err error) {
-	homes := slices.DeleteFunc(realPaths(v.Homes), func(h string) bool { return h == "/" })
-	hidden := map[string]bool{} // resolved host path → hide it
-	credential := map[string]bool{}
-	userHidden := map[string]bool{} // --hide: may lie in the workspace
-	var watched []string            // directories where credential locations are, or would appear
-	secret := func(p string) {
-		for _, r := range existing(p) {
-			hidden[r], credential[r] = true, true
-		}
+	pl := &viewPlan{
+		homes:      slices.DeleteFunc(realPaths(v.Homes), func(h string) bool { return h == "/" }),
+		hidden:     map[string]bool{},
+		credential: map[string]bool{},
+		userHidden: map[string]bool{},
+		binds:      map[string]mount{},
 	}
-	for _, h := range homes {
-		watched = append(watched, h)
+	if err := pl.hide(v); err != nil {
+		return nil, nil, err
+	}
+	if err := pl.bind(v); err != nil {
+		return nil, nil, err
+	}
+	if v.HideHome {
+		pl.hideHomes(v.Path)
+	}
+	pl.hideSteps()
+	for p := range pl.credential {
+		secrets = append(secrets, p)
+	}
+	slices.Sort(secrets)
+	return pl.steps(), secrets, nil
+}
+
+// viewPlan is what mounts works out, step by step.
+type viewPlan struct {
+	homes      []string
+	hidden     map[string]bool // resolved host path → hide it
+	credential map[string]bool
+	userHidden map[string]bool // --hide: may lie in the workspace
+	watched    []string        // directories where credential locations are, or would appear
+	binds      map[string]mount
+	out        []mount
+}
+
+// secret hides every existing resolution of p as a credential location.
+func (pl *viewPlan) secret(p string) {
+	for _, r := range existing(p) {
+		pl.hidden[r], pl.credential[r] = true, true
+	}
+}
+
+// hide collects what the sandbox does not see: the credential tables'
+// locations in every home and the system, the host's credential
+// variables' files, the sockets, the other users' homes, and --hide.
+func (pl *viewPlan) hide(v View) error {
+	for _, h := range pl.homes {
+		pl.watched = append(pl.watched, h)
 		for _, rel := range HomeSecrets {
 			// The home is a path, not a pattern: only the table's
 			// entries are globs.
 			pat := filepath.Join(escapeGlob(h), rel)
-			watched = append(watched, filepath.Dir(filepath.Join(h, rel)))
+			pl.watched = append(pl.watched, filepath.Dir(filepath.Join(h, rel)))
 			matches, _ := filepath.Glob(pat)
 			for _, m := range matches {
-				secret(m)
+				pl.secret(m)
 			}
 		}
 	}
 	for _, pat := range SystemSecrets {
 		matches, _ := filepath.Glob(pat)
 		for _, m := range matches {
-			secret(m)
+			pl.secret(m)
 		}
 	}
 	for _, p := range v.Secrets {
-		watched = append(watched, filepath.Dir(p))
-		secret(p)
+		pl.watched = append(pl.watched, filepath.Dir(p))
+		pl.secret(p)
 	}
 	for _, p := range v.Sockets {
 		for _, r := range existing(p) {
-			hidden[r] = true
+			pl.hidden[r] = true
 		}
 	}
-	for _, p := range otherHomes(homes) {
-		hidden[p] = true
+	for _, p := range otherHomes(pl.homes) {
+		pl.hidden[p] = true
 	}
 	for _, p := range v.Hide {
 		r, err := realPath(p)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--hide %s: %w", p, err)
+			return fmt.Errorf("--hide %s: %w", p, err)
 		}
 		if r == "/" {
-			return nil, nil, fmt.Errorf("--hide %s: the whole tree cannot be hidden", p)
+			return fmt.Errorf("--hide %s: the whole tree cannot be hidden", p)
 		}
-		hidden[r], credential[r], userHidden[r] = true, true, true
+		pl.hidden[r], pl.credential[r], pl.userHidden[r] = true, true, true
 	}
+	return nil
+}
 
-	binds := map[string]mount{}
-	addBind := func(flag, p string, rw bool) error {
+// bind collects the binds: --read-only, --read-write, the sandbox home and
+// the workspace. An explicit view of a hidden location un-hides it.
+func (pl *viewPlan) bind(v View) error {
+	add := func(flag, p string, rw bool) error {
 		r, err := realPath(p)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", flag, p, err)
@@ -204,71 +244,78 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		if r == "/" {
 			return fmt.Errorf("%s %s: the whole tree cannot be %s", flag, p, map[bool]string{true: "read-write", false: "re-bound"}[rw])
 		}
-		if rw && slices.ContainsFunc(homes, func(h string) bool { return within(h, r) }) {
+		if rw && slices.ContainsFunc(pl.homes, func(h string) bool { return within(h, r) }) {
 			return fmt.Errorf("%s %s: that is or holds your home directory, whose shell start-up files would let the command run code outside the sandbox; give a directory inside it", flag, p)
 		}
 		if slices.Contains(privateDirs, r) || r == "/dev/shm" {
 			return fmt.Errorf("%s %s: the sandbox has its own; give a directory inside it", flag, p)
 		}
-		delete(hidden, r) // an explicit view of a hidden location un-hides it
-		delete(credential, r)
-		binds[r] = mount{Op: opBind, Path: r, Src: r, RW: rw}
+		delete(pl.hidden, r)
+		delete(pl.credential, r)
+		pl.binds[r] = mount{Op: opBind, Path: r, Src: r, RW: rw}
 		return nil
 	}
 	for _, p := range v.ReadOnly {
-		if err := addBind("--read-only", p, false); err != nil {
-			return nil, nil, err
+		if err := add("--read-only", p, false); err != nil {
+			return err
 		}
 	}
 	for _, p := range v.ReadWrite {
-		if err := addBind("--read-write", p, true); err != nil {
-			return nil, nil, err
+		if err := add("--read-write", p, true); err != nil {
+			return err
 		}
 	}
 	if v.SandboxHome != "" {
 		r, err := realPath(v.SandboxHome)
 		if err != nil {
-			return nil, nil, fmt.Errorf("sandbox home: %w", err)
+			return fmt.Errorf("sandbox home: %w", err)
 		}
-		binds[r] = mount{Op: opBind, Path: r, Src: r, RW: true}
+		pl.binds[r] = mount{Op: opBind, Path: r, Src: r, RW: true}
 	}
 	if v.Workspace != "" {
 		ws, err := realPath(v.Workspace)
 		if err != nil {
-			return nil, nil, fmt.Errorf("workspace %s: %w", v.Workspace, err)
+			return fmt.Errorf("workspace %s: %w", v.Workspace, err)
 		}
-		if err := checkWorkspace(ws, homes, credential, userHidden); err != nil {
-			return nil, nil, err
+		if err := checkWorkspace(ws, pl.homes, pl.credential, pl.userHidden); err != nil {
+			return err
 		}
-		binds[ws] = mount{Op: opBind, Path: ws, Src: ws, RW: true}
+		pl.binds[ws] = mount{Op: opBind, Path: ws, Src: ws, RW: true}
 	}
+	return nil
+}
 
-	if v.HideHome {
-		for _, h := range homes {
-			out = append(out, mount{Op: opHideHome, Path: h, Dir: true})
-			for _, d := range keptPathDirs(h, v.Path) {
-				// Never a credential location, nor one inside it (Claude
-				// Code's ~/.claude/local on PATH): it stays hidden.
-				if hidden[d] || hiddenAncestor(d, hidden) {
-					continue
-				}
-				if _, ok := binds[d]; !ok {
-					binds[d] = mount{Op: opBind, Path: d, Src: d}
-				}
+// hideHomes hides every home whole (--hide-home), but for the
+// directories on path inside it.
+func (pl *viewPlan) hideHomes(path []string) {
+	for _, h := range pl.homes {
+		pl.out = append(pl.out, mount{Op: opHideHome, Path: h, Dir: true})
+		for _, d := range keptPathDirs(h, path) {
+			// Never a credential location, nor one inside it (Claude
+			// Code's ~/.claude/local on PATH): it stays hidden.
+			if pl.hidden[d] || hiddenAncestor(d, pl.hidden) {
+				continue
+			}
+			if _, ok := pl.binds[d]; !ok {
+				pl.binds[d] = mount{Op: opBind, Path: d, Src: d}
 			}
 		}
 	}
-	// A hide is a mask of its parent where it can be: an overmount of the
-	// path itself would vanish when the host renames over it (as editors,
-	// bash's history and credential stores write), and a location created
-	// on the host later would show. A masked directory shows only what it
-	// held at the start, minus the hidden names.
+}
+
+// hideSteps turns the hidden locations into steps. A hide is a mask of
+// its parent where it can be: an overmount of the path itself would
+// vanish when the host renames over it (as editors, bash's history and
+// credential stores write), and a location created on the host later
+// would show. A masked directory shows only what it held at the start,
+// minus the hidden names.
+func (pl *viewPlan) hideSteps() {
 	masks := map[string][]string{}
-	for p := range hidden {
-		if _, err := os.Lstat(p); err != nil || hiddenAncestor(p, hidden) {
+	for p := range pl.hidden {
+		if _, err := os.Lstat(p); err != nil || hiddenAncestor(p, pl.hidden) {
 			continue
 		}
-		if d := filepath.Dir(p); maskable(d, binds) {
+		if d := filepath.Dir(p); maskable(d, pl.binds) {
 			masks[d] = append(masks[d], filepath.Base(p))
 			continue
 		}
@@ -276,14 +323,14 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		if err != nil {
 			continue // a dangling link where no mask can drop it: its target is hidden if it appears
 		}
-		out = append(out, mount{Op: opHide, Path: p, Dir: st.IsDir()})
+		pl.out = append(pl.out, mount{Op: opHide, Path: p, Dir: st.IsDir()})
 	}
 	// The directories where a credential location would appear are
 	// masked even when it does not exist yet (a first `codex login`, a
 	// first `gh auth login` during the run): the nearest existing
 	// directory above each, and every home.
-	for _, w := range watched {
-		if d := existingDir(w); d != "" && maskable(d, binds) && !hidden[d] && !hiddenAncestor(d, hidden) {
+	for _, w := range pl.watched {
+		if d := existingDir(w); d != "" && maskable(d, pl.binds) && !pl.hidden[d] && !hiddenAncestor(d, pl.hidden) {
 			if _, ok := masks[d]; !ok {
 				masks[d] = nil
 			}
@@ -291,18 +338,18 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 	}
 	for d, names := range masks {
 		slices.Sort(names)
-		out = append(out, mount{Op: opMask, Path: d, Dir: true, Drop: names})
+		pl.out = append(pl.out, mount{Op: opMask, Path: d, Dir: true, Drop: names})
 	}
-	for p := range credential {
-		secrets = append(secrets, p)
-	}
-	slices.Sort(secrets)
-	for _, b := range binds {
+}
+
+// steps orders the steps: shallow before deep, so that a hide inside a
+// read-write tree wins and a bind inside a hidden one shows; at equal
+// depth a bind comes before a hide of the same path (which then wins).
+func (pl *viewPlan) steps() []mount {
+	out := pl.out
+	for _, b := range pl.binds {
 		out = append(out, b)
 	}
-	// Shallow before deep, so that a hide inside a read-write tree wins
-	// and a bind inside a hidden one shows; at equal depth a bind comes
-	// before a hide of the same path (which then wins).
 	slices.SortStableFunc(out, func(a, b mount) int {
 		if d := depth(a.Path) - depth(b.Path); d != 0 {
 			return d
@@ -312,8 +359,7 @@ func (v View) mounts() (out []mount, secrets []string, err error) {
 		}
 		return strings.Compare(a.Path, b.Path)
 	})
-	out = dropShadowed(out, binds)
-	return out, secrets, nil
+	return dropShadowed(out, pl.binds)
 }
 
 // existingDir is dir, or its nearest existing ancestor, resolved; "" if
