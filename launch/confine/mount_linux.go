@@ -27,48 +27,18 @@ func buildView(ms []mount, emptyFile string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)
 	}
-	// Sources are opened before anything is mounted over them: a bind
-	// of something under /tmp or /dev then still finds it.
-	srcs := make(map[string]int)
-	open := func(p string) error {
-		if _, ok := srcs[p]; ok {
-			return nil
-		}
-		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open %s: %w", p, err)
-		}
-		srcs[p] = fd
-		return nil
-	}
-	defer func() {
-		for _, fd := range srcs {
-			unix.Close(fd)
-		}
-	}()
-	for _, m := range ms {
-		if m.Op == opBind {
-			if err := open(m.Src); err != nil {
-				return err
-			}
-		}
-	}
-	if err := open(emptyFile); err != nil {
+	srcs, err := openSources(ms, emptyFile)
+	if err != nil {
 		return err
 	}
-	for _, d := range devices {
-		if err := open("/dev/" + d); err != nil && d != "tty" {
-			return err
-		}
-	}
-	fdPath := func(p string) string { return "/proc/self/fd/" + strconv.Itoa(srcs[p]) }
+	defer srcs.close()
 
 	if err := readOnlyTree(); err != nil {
 		return err
 	}
 	if err := privateDev(func(d string) (string, bool) {
 		_, ok := srcs["/dev/"+d]
-		return fdPath("/dev/" + d), ok
+		return srcs.path("/dev/" + d), ok
 	}); err != nil {
 		return err
 	}
@@ -82,41 +52,12 @@ func buildView(ms []mount, emptyFile string) error {
 	}
 	var sealed []string // tmpfs hides, made read-only once filled
 	for _, m := range ms {
-		switch m.Op {
-		case opHideHome:
-			if err := unix.Mount("tmpfs", m.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
-				return fmt.Errorf("hide %s: %w", m.Path, err)
-			}
+		seal, err := applyStep(m, srcs, emptyFile)
+		if err != nil {
+			return err
+		}
+		if seal {
 			sealed = append(sealed, m.Path)
-		case opMask:
-			done, err := mask(m.Path, m.Drop, fdPath(emptyFile))
-			if err != nil {
-				return fmt.Errorf("hide in %s: %w", m.Path, err)
-			}
-			if done {
-				sealed = append(sealed, m.Path)
-			}
-		case opHide:
-			if _, err := os.Lstat(m.Path); err != nil {
-				continue // under a hidden home already
-			}
-			if m.Dir {
-				if err := unix.Mount("tmpfs", m.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=16k"); err != nil {
-					return fmt.Errorf("hide %s: %w", m.Path, err)
-				}
-				sealed = append(sealed, m.Path)
-				continue
-			}
-			if err := bind(fdPath(emptyFile), m.Path, false); err != nil {
-				return fmt.Errorf("hide %s: %w", m.Path, err)
-			}
-		case opBind:
-			if err := mountPoint(m.Path, srcs[m.Src]); err != nil {
-				return fmt.Errorf("bind %s: %w", m.Path, err)
-			}
-			if err := bind(fdPath(m.Src), m.Path, m.RW); err != nil {
-				return fmt.Errorf("bind %s: %w", m.Path, err)
-			}
 		}
 	}
 	for _, p := range sealed {
@@ -127,7 +68,94 @@ func buildView(ms []mount, emptyFile string) error {
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc for the PID namespace: %w", err)
 	}
-	return guardProc(fdPath(emptyFile))
+	return guardProc(srcs.path(emptyFile))
+}
+
+// sources are O_PATH descriptors of every bind's source, the empty file
+// and the devices, opened before anything is mounted over them: a bind of
+// something under /tmp or /dev then still finds it.
+type sources map[string]int
+
+func openSources(ms []mount, emptyFile string) (sources, error) {
+	srcs := sources{}
+	open := func(p string) error {
+		if _, ok := srcs[p]; ok {
+			return nil
+		}
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", p, err)
+		}
+		srcs[p] = fd
+		return nil
+	}
+	for _, m := range ms {
+		if m.Op == opBind {
+			if err := open(m.Src); err != nil {
+				srcs.close()
+				return nil, err
+			}
+		}
+	}
+	if err := open(emptyFile); err != nil {
+		srcs.close()
+		return nil, err
+	}
+	for _, d := range devices {
+		if err := open("/dev/" + d); err != nil && d != "tty" {
+			srcs.close()
+			return nil, err
+		}
+	}
+	return srcs, nil
+}
+
+// path is p through its descriptor.
+func (s sources) path(p string) string { return "/proc/self/fd/" + strconv.Itoa(s[p]) }
+
+func (s sources) close() {
+	for _, fd := range s {
+		unix.Close(fd)
+	}
+}
+
+// applyStep performs one step of the view; seal reports a tmpfs to make
+// read-only once every step is done.
+func applyStep(m mount, srcs sources, emptyFile string) (seal bool, err error) {
+	switch m.Op {
+	case opHideHome:
+		if err := unix.Mount("tmpfs", m.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
+			return false, fmt.Errorf("hide %s: %w", m.Path, err)
+		}
+		return true, nil
+	case opMask:
+		done, err := mask(m.Path, m.Drop, srcs.path(emptyFile))
+		if err != nil {
+			return false, fmt.Errorf("hide in %s: %w", m.Path, err)
+		}
+		return done, nil
+	case opHide:
+		if _, err := os.Lstat(m.Path); err != nil {
+			return false, nil // under a hidden home already
+		}
+		if m.Dir {
+			if err := unix.Mount("tmpfs", m.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=16k"); err != nil {
+				return false, fmt.Errorf("hide %s: %w", m.Path, err)
+			}
+			return true, nil
+		}
+		if err := bind(srcs.path(emptyFile), m.Path, false); err != nil {
+			return false, fmt.Errorf("hide %s: %w", m.Path, err)
+		}
+	case opBind:
+		if err := mountPoint(m.Path, srcs[m.Src]); err != nil {
+			return false, fmt.Errorf("bind %s: %w", m.Path, err)
+		}
+		if err := bind(srcs.path(m.Src), m.Path, m.RW); err != nil {
+			return false, fmt.Errorf("bind %s: %w", m.Path, err)
+		}
+	}
+	return false, nil
 }
 
 // procReadOnly are the parts of /proc that write to the kernel itself
