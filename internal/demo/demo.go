@@ -61,16 +61,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer api.close()
 
-	plan := provision.Plan{
-		Files:          []provision.File{{Path: tokenFile, Mode: 0o600, Data: []byte(placeholder + "\n")}},
-		Env:            map[string]string{"LLM_API_URL": "https://" + APIHost + "/v1/chat", "LLM_TOKEN_FILE": "~/" + tokenFile},
-		ProvisionedEnv: resolve.Env{tokenEnv: resolve.NewSecret(real)},
-		Egress: provision.EgressPlan{
-			TokenEnvMap: map[string]string{slot: tokenEnv},
-			Slots:       map[string]policy.Slot{slot: {Placeholder: placeholder}},
-			Routes:      []policy.Route{{Host: APIHost, Slot: slot, Header: "Authorization", Scheme: "bearer"}},
-		},
-	}
+	plan := demoPlan(real, placeholder)
 	logw := o.Log
 	if logw == nil {
 		logw = io.Discard
@@ -92,20 +83,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if rest, ok := strings.CutPrefix(line, inventoryPrefix); ok {
-				if b, err := base64.StdEncoding.DecodeString(rest); err == nil {
-					json.Unmarshal(b, &inv)
-				}
-				continue
-			}
-			agentOut.WriteString(line + "\n")
-			fmt.Fprintf(w, "  sandbox ▸ %s\n", line)
-		}
-		io.Copy(io.Discard, pr)
+		relayAgent(pr, w, &agentOut, &inv)
 	}()
 
 	hostEnv := map[string]string{"PATH": "/usr/bin:/bin"}
@@ -144,17 +122,58 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fmt.Fprintf(w, "\n  api     ◂ received Authorization: Bearer %s\n\n", received)
 
-	checks := []struct {
-		name string
-		ok   bool
-	}{
+	return printChecks(w, []check{
 		{"the sandbox exited 0", code == 0},
 		{"the sandbox held the placeholder, and the real token nowhere in its files, environment or arguments", inv.holds(placeholder) && !inv.holds(real) && len(inv.Files) > 0},
 		{"the API received the real token, not the placeholder", len(gotAuth) == 1 && gotAuth[0] == "Bearer "+real},
 		{fmt.Sprintf("the answer streamed event by event (%d/%d events)", streamed, len(answer)), streamed == len(answer) && strings.Contains(agentOut.String(), strings.Join(answer, ""))},
 		{"the unlisted host was denied with a reason", strings.Contains(agentOut.String(), "403 not_allowed") && audit.has("deny", deniedHost)},
 		{"the audit log recorded the injection without the token", audit.has("inject", APIHost) && !audit.contains(real) && !audit.contains(placeholder)},
+	})
+}
+
+// demoPlan is the demo's plan: one slot whose real value is provisioned,
+// bound to the fake API; the sandbox gets the placeholder in a file.
+func demoPlan(real, placeholder string) provision.Plan {
+	return provision.Plan{
+		Files:          []provision.File{{Path: tokenFile, Mode: 0o600, Data: []byte(placeholder + "\n")}},
+		Env:            map[string]string{"LLM_API_URL": "https://" + APIHost + "/v1/chat", "LLM_TOKEN_FILE": "~/" + tokenFile},
+		ProvisionedEnv: resolve.Env{tokenEnv: resolve.NewSecret(real)},
+		Egress: provision.EgressPlan{
+			TokenEnvMap: map[string]string{slot: tokenEnv},
+			Slots:       map[string]policy.Slot{slot: {Placeholder: placeholder}},
+			Routes:      []policy.Route{{Host: APIHost, Slot: slot, Header: "Authorization", Scheme: "bearer"}},
+		},
 	}
+}
+
+// relayAgent shows the agent's lines on w as they come, keeps them in out,
+// and decodes its inventory line into inv.
+func relayAgent(r io.Reader, w io.Writer, out *bytes.Buffer, inv *inventory) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, inventoryPrefix); ok {
+			if b, err := base64.StdEncoding.DecodeString(rest); err == nil {
+				json.Unmarshal(b, inv)
+			}
+			continue
+		}
+		out.WriteString(line + "\n")
+		fmt.Fprintf(w, "  sandbox ▸ %s\n", line)
+	}
+	io.Copy(io.Discard, r)
+}
+
+// check is one of the demo's verdicts.
+type check struct {
+	name string
+	ok   bool
+}
+
+// printChecks prints each check and fails when one did.
+func printChecks(w io.Writer, checks []check) error {
 	failed := 0
 	fmt.Fprintln(w, "  checks:")
 	for _, c := range checks {
