@@ -172,43 +172,10 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 		plan.ProvisionedEnv[CodexAccessTokenEnv] = resolve.NewSecret(host.accessToken)
 	}
 
-	// id_token: only the copied non-secret claims, plus iat and exp.
-	idClaims := map[string]any{"iat": now.Unix(), "exp": exp}
-	if id.email != "" {
-		idClaims["email"] = id.email
-	}
-	if auth := id.authClaims(); len(auth) > 0 {
-		idClaims[codexAuthClaim] = auth
-	}
-	idToken, err := fakejwt.Mint(idClaims, opts.Rand)
+	idToken, accessToken, err := codexDummyJWTs(opts, id, now, exp)
 	if err != nil {
 		return err
 	}
-
-	// access_token: the slot's placeholder; a random jti makes it unique.
-	jti, err := randomUUID(opts.Rand)
-	if err != nil {
-		return err
-	}
-	accessClaims := map[string]any{
-		"aud": []string{"https://api.openai.com/v1"},
-		"iss": "https://auth.openai.com",
-		"iat": now.Unix(),
-		"nbf": now.Unix(),
-		"exp": exp,
-		"jti": jti,
-	}
-	if auth := id.authClaims(); len(auth) > 0 {
-		accessClaims[codexAuthClaim] = auth
-	}
-	if id.email != "" {
-		accessClaims["https://api.openai.com/profile"] = map[string]any{"email": id.email}
-	}
-	accessToken, err := fakejwt.Mint(accessClaims, opts.Rand)
-	if err != nil {
-		return err
-	}
-
 	refresh, err := placeholderOr(opts.Rand, realRefresh, refreshPrefixes, "rt_", defaultRefreshLen)
 	if err != nil {
 		return err
@@ -247,6 +214,44 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 		Reason: "token refresh happens on the host; cork keeps the sandbox's token fresh",
 	})
 	return nil
+}
+
+// codexDummyJWTs mints the dummy id_token (only the copied non-secret
+// claims, plus iat and exp) and access_token (the slot's placeholder; a
+// random jti makes it unique), unsigned.
+func codexDummyJWTs(opts Options, id codexIdentity, now time.Time, exp int64) (idToken, accessToken string, err error) {
+	idClaims := map[string]any{"iat": now.Unix(), "exp": exp}
+	if id.email != "" {
+		idClaims["email"] = id.email
+	}
+	if auth := id.authClaims(); len(auth) > 0 {
+		idClaims[codexAuthClaim] = auth
+	}
+	if idToken, err = fakejwt.Mint(idClaims, opts.Rand); err != nil {
+		return "", "", err
+	}
+	jti, err := randomUUID(opts.Rand)
+	if err != nil {
+		return "", "", err
+	}
+	accessClaims := map[string]any{
+		"aud": []string{"https://api.openai.com/v1"},
+		"iss": "https://auth.openai.com",
+		"iat": now.Unix(),
+		"nbf": now.Unix(),
+		"exp": exp,
+		"jti": jti,
+	}
+	if auth := id.authClaims(); len(auth) > 0 {
+		accessClaims[codexAuthClaim] = auth
+	}
+	if id.email != "" {
+		accessClaims["https://api.openai.com/profile"] = map[string]any{"email": id.email}
+	}
+	if accessToken, err = fakejwt.Mint(accessClaims, opts.Rand); err != nil {
+		return "", "", err
+	}
+	return idToken, accessToken, nil
 }
 
 // authClaims is the copied https://api.openai.com/auth object.
