@@ -86,43 +86,9 @@ func parseCodexAuth(data []byte) (codexAuth, error) {
 		return a, nil
 	}
 
-	tokens, err := requiredObject(top, "tokens", "sign in again with `codex login` on the host")
-	if err != nil {
+	if err := a.parseTokens(top); err != nil {
 		return codexAuth{}, err
 	}
-	idToken, err := requiredString(tokens, "id_token", "tokens.id_token")
-	if err != nil {
-		return codexAuth{}, err
-	}
-	claims, err := fakejwt.Parse(idToken)
-	if err != nil {
-		return codexAuth{}, fmt.Errorf("tokens.id_token: %w", err)
-	}
-	if a.identity, err = identityFromClaims(claims); err != nil {
-		return codexAuth{}, fmt.Errorf("tokens.id_token: %w", err)
-	}
-	if a.accessToken, err = requiredString(tokens, "access_token", "tokens.access_token"); err != nil {
-		return codexAuth{}, err
-	}
-	if _, err := fakejwt.Parse(a.accessToken); err != nil {
-		return codexAuth{}, fmt.Errorf("tokens.access_token: %w", err)
-	}
-	refresh, hasRefresh, err := jsonString(tokens, "refresh_token", "tokens.refresh_token")
-	if err != nil {
-		return codexAuth{}, err
-	}
-	if !hasRefresh {
-		return codexAuth{}, errors.New("tokens.refresh_token: missing")
-	}
-	a.refreshToken = refresh
-	account, hasAccount, err := jsonString(tokens, "account_id", "tokens.account_id")
-	if err != nil {
-		return codexAuth{}, err
-	}
-	if hasAccount {
-		a.accountID = &account
-	}
-
 	last, err := requiredString(top, "last_refresh", "last_refresh")
 	if err != nil {
 		return codexAuth{}, err
@@ -131,6 +97,47 @@ func parseCodexAuth(data []byte) (codexAuth, error) {
 		return codexAuth{}, errors.New("last_refresh: want an RFC 3339 time")
 	}
 	return a, nil
+}
+
+// parseTokens reads ChatGPT mode's "tokens" object into a.
+func (a *codexAuth) parseTokens(top map[string]json.RawMessage) error {
+	tokens, err := requiredObject(top, "tokens", "sign in again with `codex login` on the host")
+	if err != nil {
+		return err
+	}
+	idToken, err := requiredString(tokens, "id_token", "tokens.id_token")
+	if err != nil {
+		return err
+	}
+	claims, err := fakejwt.Parse(idToken)
+	if err != nil {
+		return fmt.Errorf("tokens.id_token: %w", err)
+	}
+	if a.identity, err = identityFromClaims(claims); err != nil {
+		return fmt.Errorf("tokens.id_token: %w", err)
+	}
+	if a.accessToken, err = requiredString(tokens, "access_token", "tokens.access_token"); err != nil {
+		return err
+	}
+	if _, err := fakejwt.Parse(a.accessToken); err != nil {
+		return fmt.Errorf("tokens.access_token: %w", err)
+	}
+	refresh, hasRefresh, err := jsonString(tokens, "refresh_token", "tokens.refresh_token")
+	if err != nil {
+		return err
+	}
+	if !hasRefresh {
+		return errors.New("tokens.refresh_token: missing")
+	}
+	a.refreshToken = refresh
+	account, hasAccount, err := jsonString(tokens, "account_id", "tokens.account_id")
+	if err != nil {
+		return err
+	}
+	if hasAccount {
+		a.accountID = &account
+	}
+	return nil
 }
 
 // identityFromClaims copies the non-secret claims. A claim that is present
