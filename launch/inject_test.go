@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
+	"github.com/cork-sh/cork/internal/localca"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
@@ -40,7 +40,7 @@ func TestInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ca, err := testcert.NewCA("upstream")
+	ca, err := localca.New("upstream")
 	if err != nil {
 		t.Fatal(err)
 	}

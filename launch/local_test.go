@@ -27,9 +27,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/smolvmstandin"
-	"github.com/cork-sh/cork/internal/testcert"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/localca"
+	"github.com/cork-sh/cork/internal/testing/smolvmstandin"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/launch/confine"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
@@ -298,7 +298,7 @@ func (u *upstream) got() []string {
 
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
-	ca, err := testcert.NewCA("launch test upstream CA")
+	ca, err := localca.New("launch test upstream CA")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/smolvmstandin"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/smolvmstandin"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/resolve"
 )
 

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/cork-sh/cork/internal/fakejwt"
+	"github.com/cork-sh/cork/internal/dummyjwt"
 	"github.com/cork-sh/cork/policy"
 )
 
@@ -179,7 +179,7 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 	if auth := id.authClaims(); len(auth) > 0 {
 		idClaims[codexAuthClaim] = auth
 	}
-	idToken, err := fakejwt.Mint(idClaims, opts.Rand)
+	idToken, err := dummyjwt.Mint(idClaims, opts.Rand)
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func codexChatGPTPlan(opts Options, host *codexAuth, plan *Plan) error {
 	if id.email != "" {
 		accessClaims["https://api.openai.com/profile"] = map[string]any{"email": id.email}
 	}
-	accessToken, err := fakejwt.Mint(accessClaims, opts.Rand)
+	accessToken, err := dummyjwt.Mint(accessClaims, opts.Rand)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cork-sh/cork/internal/fakejwt"
+	"github.com/cork-sh/cork/internal/dummyjwt"
 )
 
 // codexMode is how the host's Codex signed in.
@@ -94,7 +94,7 @@ func parseCodexAuth(data []byte) (codexAuth, error) {
 	if err != nil {
 		return codexAuth{}, err
 	}
-	claims, err := fakejwt.Parse(idToken)
+	claims, err := dummyjwt.Parse(idToken)
 	if err != nil {
 		return codexAuth{}, fmt.Errorf("tokens.id_token: %w", err)
 	}
@@ -104,7 +104,7 @@ func parseCodexAuth(data []byte) (codexAuth, error) {
 	if a.accessToken, err = requiredString(tokens, "access_token", "tokens.access_token"); err != nil {
 		return codexAuth{}, err
 	}
-	if _, err := fakejwt.Parse(a.accessToken); err != nil {
+	if _, err := dummyjwt.Parse(a.accessToken); err != nil {
 		return codexAuth{}, fmt.Errorf("tokens.access_token: %w", err)
 	}
 	refresh, hasRefresh, err := jsonString(tokens, "refresh_token", "tokens.refresh_token")

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 func TestConnectDenied(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/localca"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // requireTool returns the path of a client; a missing one is
@@ -48,7 +48,7 @@ const (
 // git http-backend that accepts only the real token in Basic auth) and
 // open.test (allowed, no credential).
 type upstreams struct {
-	ca      *testcert.CA
+	ca      *localca.CA
 	caFile  string
 	addr    string
 	repoDir string
@@ -60,7 +60,7 @@ type upstreams struct {
 
 func startUpstreams(t *testing.T) *upstreams {
 	t.Helper()
-	ca, err := testcert.NewCA("fake upstream CA")
+	ca, err := localca.New("fake upstream CA")
 	if err != nil {
 		t.Fatal(err)
 	}
