@@ -17,4 +17,4 @@ clean:
 	rm -rf bin
 
 bench:
-	$(GO) run ./internal/bench
+	$(GO) run ./cmd/corkbench

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/fakeupstream"
+	"github.com/cork-sh/cork/internal/testing/fakeupstream"
 	"github.com/cork-sh/cork/provision"
 )
 

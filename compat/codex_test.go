@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/fakeupstream"
+	"github.com/cork-sh/cork/internal/testing/fakeupstream"
 	"github.com/cork-sh/cork/provision"
 )
 

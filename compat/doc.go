@@ -1,8 +1,8 @@
 // Package compat is cork's compatibility suite: it runs the real agent CLIs
 // (Codex CLI, Claude Code) and common HTTP clients inside a `local`
 // sandbox through cork, against the in-process fakes of
-// internal/fakeupstream, and checks that each one works with the dummy
-// credentials while the real token reaches only the fake upstream.
+// internal/testing/fakeupstream, and checks that each one works with the
+// dummy credentials while the real token reaches only the fake upstream.
 //
 // The package holds only tests. The CLIs are installed at pinned versions
 // by .ci/npm-install.sh; `go test ./compat -update` rewrites

@@ -17,8 +17,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cork-sh/cork/internal/fakeupstream"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/fakeupstream"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/launch/confine"
 	"github.com/cork-sh/cork/provision"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // deadPID returns the pid of a process that has ended and been reaped.

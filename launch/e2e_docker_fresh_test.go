@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/resolve"
 )

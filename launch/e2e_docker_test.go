@@ -2,8 +2,9 @@ package launch_test
 
 // End-to-end tests of the docker backend against a real engine. They build
 // their own FROM-scratch images: the cork sidecar (this repo's Dockerfile),
-// internal/e2e/fakeapi and internal/e2e/fakeagent. Outside CI they skip
-// when there is no engine or no root; under CI=true they fail instead.
+// internal/testing/e2e/fakeapi and internal/testing/e2e/fakeagent. Outside
+// CI they skip when there is no engine or no root; under CI=true they fail
+// instead.
 //
 // Traffic stays on loopback and on networks these tests create.
 
@@ -37,7 +38,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
@@ -117,8 +118,8 @@ func buildImages() error {
 	bins := filepath.Join(dir, "bins") + string(filepath.Separator)
 	build := exec.Command("go", "build", "-trimpath", "-o", bins,
 		"github.com/cork-sh/cork/cmd/cork",
-		"github.com/cork-sh/cork/internal/e2e/fakeapi",
-		"github.com/cork-sh/cork/internal/e2e/fakeagent")
+		"github.com/cork-sh/cork/internal/testing/e2e/fakeapi",
+		"github.com/cork-sh/cork/internal/testing/e2e/fakeagent")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

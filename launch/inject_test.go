@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
@@ -40,23 +40,11 @@ func TestInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ca, err := testcert.NewCA("upstream")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hosts := []string{"api.github.com", "github.com", "api.anthropic.com", "api.acme.test"}
-	got := make(chan http.Header, 1)
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- r.Header.Clone()
-	}))
-	if up.TLS, err = ca.ServerConfig(hosts...); err != nil {
-		t.Fatal(err)
-	}
-	up.StartTLS()
-	t.Cleanup(up.Close)
+	up := upstreamtest.New(t, upstreamtest.Config{Hosts: hosts})
 	resolveMap := map[string]string{}
 	for _, h := range hosts {
-		resolveMap[h+":443"] = up.Listener.Addr().String()
+		resolveMap[h+":443"] = up.Addr()
 	}
 	pol, err := plan.Egress.Policy()
 	if err != nil {
@@ -65,7 +53,7 @@ func TestInjection(t *testing.T) {
 	p, err := proxy.New(proxy.Config{
 		Policy:          pol,
 		Tokens:          tokens,
-		UpstreamRootCAs: ca.Pool(),
+		UpstreamRootCAs: up.Roots(),
 		AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Resolve:         resolveMap,
 	})
@@ -116,7 +104,7 @@ func TestInjection(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("GET %s = %d %q (%s), want 200", tt.url, resp.StatusCode, body, resp.Header.Get("X-Cork-Deny-Reason"))
 			}
-			if v := (<-got).Get(tt.header); v != tt.want {
+			if v := up.Last(t).Header.Get(tt.header); v != tt.want {
 				t.Errorf("upstream %s = %q, want the real credential %s", tt.header, redact(v), redact(tt.want))
 			}
 		})

@@ -27,9 +27,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/smolvmstandin"
-	"github.com/cork-sh/cork/internal/testcert"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/smolvmstandin"
+	"github.com/cork-sh/cork/internal/testing/testenv"
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 	"github.com/cork-sh/cork/launch/confine"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
@@ -281,56 +281,34 @@ func testPlan() provision.Plan {
 	}
 }
 
-// upstream is a fake HTTPS API for testHost on 127.0.0.1 that records the
-// Authorization headers it gets.
-type upstream struct {
-	addr  string
-	roots *x509.CertPool
-	mu    sync.Mutex
-	auths []string
-}
-
-func (u *upstream) got() []string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return slices.Clone(u.auths)
-}
+// upstream is a recording fake HTTPS API for testHost on 127.0.0.1.
+type upstream struct{ *upstreamtest.Server }
 
 func startUpstream(t *testing.T) *upstream {
 	t.Helper()
-	ca, err := testcert.NewCA("launch test upstream CA")
-	if err != nil {
-		t.Fatal(err)
+	return &upstream{upstreamtest.New(t, upstreamtest.Config{
+		Hosts: []string{testHost},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "hello from %s", testHost)
+		}),
+	})}
+}
+
+// got is the Authorization header of every request, in order.
+func (u *upstream) got() []string {
+	var auths []string
+	for _, r := range u.Requests() {
+		auths = append(auths, r.Header.Get("Authorization"))
 	}
-	serverTLS, err := ca.ServerConfig(testHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{roots: ca.Pool()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.addr = ln.Addr().String()
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		u.mu.Lock()
-		u.auths = append(u.auths, auth)
-		u.mu.Unlock()
-		fmt.Fprintf(w, "hello from %s", testHost)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	tl := tls.NewListener(ln, serverTLS)
-	go srv.Serve(tl)
-	t.Cleanup(func() { srv.Close() })
-	return u
+	return auths
 }
 
 // proxyOptions route testHost to the upstream and trust its certificate.
 func (u *upstream) proxyOptions() ProxyOptions {
 	return ProxyOptions{
-		UpstreamRootCAs: u.roots,
+		UpstreamRootCAs: u.Roots(),
 		AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		Resolve:         map[string]string{testHost + ":443": u.addr},
+		Resolve:         map[string]string{testHost + ":443": u.Addr()},
 	}
 }
 
@@ -622,7 +600,7 @@ func TestLocalIsolateNet(t *testing.T) {
 		}
 	}()
 	port := strconv.Itoa(srv.Addr().(*net.TCPAddr).Port)
-	targets := []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port), up.addr}
+	targets := []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port), up.Addr()}
 	for _, ip := range hostAddrs(t) {
 		targets = append(targets, net.JoinHostPort(ip.String(), port))
 	}

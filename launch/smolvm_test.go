@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/smolvmstandin"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/smolvmstandin"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 func TestSmolvmRegistered(t *testing.T) {
@@ -384,9 +384,9 @@ func TestSmolvmStandIn(t *testing.T) {
 		// A service on every host address, and one on host loopback only.
 		wild := startCounting(t, "0.0.0.0:0")
 		local := startCounting(t, "127.0.0.1:0")
-		upHost, upPort, _ := net.SplitHostPort(up.addr)
+		upHost, upPort, _ := net.SplitHostPort(up.Addr())
 		dials := map[string]string{
-			up.addr:                                "ECONNREFUSED", // the VM's own loopback
+			up.Addr():                              "ECONNREFUSED", // the VM's own loopback
 			net.JoinHostPort(host, upPort):         "ECONNREFUSED", // the upstream listens on host loopback only
 			net.JoinHostPort(host, local.port()):   "ECONNREFUSED",
 			net.JoinHostPort(upHost, local.port()): "ECONNREFUSED",

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"time"
 
-	"github.com/cork-sh/cork/internal/fakejwt"
+	"github.com/cork-sh/cork/internal/dummyjwt"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -227,7 +227,7 @@ func codexDummyJWTs(opts Options, id codexIdentity, now time.Time, exp int64) (i
 	if auth := id.authClaims(); len(auth) > 0 {
 		idClaims[codexAuthClaim] = auth
 	}
-	if idToken, err = fakejwt.Mint(idClaims, opts.Rand); err != nil {
+	if idToken, err = dummyjwt.Mint(idClaims, opts.Rand); err != nil {
 		return "", "", err
 	}
 	jti, err := randomUUID(opts.Rand)
@@ -248,7 +248,7 @@ func codexDummyJWTs(opts Options, id codexIdentity, now time.Time, exp int64) (i
 	if id.email != "" {
 		accessClaims["https://api.openai.com/profile"] = map[string]any{"email": id.email}
 	}
-	if accessToken, err = fakejwt.Mint(accessClaims, opts.Rand); err != nil {
+	if accessToken, err = dummyjwt.Mint(accessClaims, opts.Rand); err != nil {
 		return "", "", err
 	}
 	return idToken, accessToken, nil

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cork-sh/cork/internal/fakejwt"
+	"github.com/cork-sh/cork/internal/dummyjwt"
 )
 
 // codexMode is how the host's Codex signed in.
@@ -109,7 +109,7 @@ func (a *codexAuth) parseTokens(top map[string]json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	claims, err := fakejwt.Parse(idToken)
+	claims, err := dummyjwt.Parse(idToken)
 	if err != nil {
 		return fmt.Errorf("tokens.id_token: %w", err)
 	}
@@ -119,7 +119,7 @@ func (a *codexAuth) parseTokens(top map[string]json.RawMessage) error {
 	if a.accessToken, err = requiredString(tokens, "access_token", "tokens.access_token"); err != nil {
 		return err
 	}
-	if _, err := fakejwt.Parse(a.accessToken); err != nil {
+	if _, err := dummyjwt.Parse(a.accessToken); err != nil {
 		return fmt.Errorf("tokens.access_token: %w", err)
 	}
 	refresh, hasRefresh, err := jsonString(tokens, "refresh_token", "tokens.refresh_token")

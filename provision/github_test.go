@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/policy"
 )
 

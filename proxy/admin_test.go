@@ -111,7 +111,7 @@ func TestSetTokensWhileServing(t *testing.T) {
 		}
 	})
 	up := newUpstream(t, true, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -177,7 +177,7 @@ allow: [ api.example.test ]
 	// old placeholder is now a leak (its slot is gone, so it is just bytes).
 	resp := rawRequest(t, c, bufio.NewReader(c), "GET / HTTP/1.1\r\nHost: api.example.test\r\nAuthorization: Bearer sk-own\r\n\r\n")
 	_ = readBody(t, resp)
-	if got := e.api.last(t).header.Get("Authorization"); got != "Bearer sk-own" {
+	if got := e.api.Last(t).Header.Get("Authorization"); got != "Bearer sk-own" {
 		t.Errorf("after SetPolicy: Authorization %q, want untouched", got)
 	}
 	// New CONNECTs follow the new policy: a blind tunnel now.

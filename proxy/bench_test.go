@@ -39,7 +39,7 @@ func BenchmarkMITMRequest(b *testing.B) {
 	up := newUpstream(b, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}))
-	tp := startProxy(b, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()},
+	tp := startProxy(b, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()},
 		func(c *Config) { lg := zerolog.New(io.Discard); c.Logger = &lg })
 	cl := tp.client()
 	req, _ := http.NewRequest("GET", "https://api.example.test/v1/models", nil)

@@ -27,8 +27,8 @@ func TestClientAuth(t *testing.T) {
 	}))
 	plain := newUpstream(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "plain") }))
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":    up.addr(),
-		"allowed.example.test:80": plain.addr(),
+		"api.example.test:443":    up.Addr(),
+		"allowed.example.test:80": plain.Addr(),
 	}, func(c *Config) { c.ClientAuth = resolve.NewSecret(sessionAuth) })
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sessionAuth))
@@ -124,7 +124,7 @@ func TestTraceRefusedOnRoutes(t *testing.T) {
 		mu.Unlock()
 		_, _ = io.WriteString(w, "auth="+r.Header.Get("Authorization"))
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	for _, method := range []string{"TRACE", "TRACK", "trace"} {
 		req, _ := http.NewRequest(method, "https://api.example.test/", nil)
 		req.Header.Set("Authorization", "Bearer "+phAPI)
@@ -158,8 +158,8 @@ func TestInjectedTokenNotEchoed(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443": up.addr(),
-		"gh.example.test:443":  up.addr(),
+		"api.example.test:443": up.Addr(),
+		"gh.example.test:443":  up.Addr(),
 	})
 	basic := func(user, pass string) string {
 		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 )
 
 // Keep-alive inside MITM: one client connection, one upstream connection.
@@ -36,7 +38,7 @@ func TestKeepAliveMITM(t *testing.T) {
 	if reused != 9 {
 		t.Errorf("client reused its proxy connection %d times, want 9", reused)
 	}
-	if n := e.apiSrv.conns.Load(); n != 1 {
+	if n := e.apiSrv.Conns(); n != 1 {
 		t.Errorf("upstream saw %d connections, want 1 (pooled)", n)
 	}
 }
@@ -52,7 +54,7 @@ func TestConnectionClose(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	up := newUpstream(t, true, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 
 	for _, tc := range []struct{ name, path, hdr string }{
 		{"client", "/client-close", "Connection: close\r\n"},
@@ -100,8 +102,8 @@ func TestIdleReaping(t *testing.T) {
 	})
 	up := newUpstream(t, true, stream)
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443": up.addr(),
-		"b.example.test:443":   up.addr(),
+		"api.example.test:443": up.Addr(),
+		"b.example.test:443":   up.Addr(),
 	}, func(c *Config) { c.TunnelIdleTimeout = idle })
 
 	for _, tc := range []struct{ name, target string }{{"tunnel", "b.example.test:443"}, {"MITM", "api.example.test:443"}} {
@@ -227,12 +229,12 @@ func TestGoroutinesBaseline(t *testing.T) {
 // config, while the client side stays HTTP/1.1.
 func TestUpstreamHTTP2(t *testing.T) {
 	var proto atomic.Int32
-	rec := &recorder{}
+	rec := &upstreamtest.Recorder{}
 	u := newH2Upstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		proto.Store(int32(r.ProtoMajor))
 		rec.ServeHTTP(w, r)
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.Addr()})
 	req, _ := http.NewRequest("GET", "https://api.example.test/h2", nil)
 	req.Header.Set("Authorization", "Bearer "+phAPI)
 	resp := do(t, tp.client(), req)
@@ -243,7 +245,7 @@ func TestUpstreamHTTP2(t *testing.T) {
 	if proto.Load() != 2 {
 		t.Errorf("upstream saw HTTP/%d, want 2", proto.Load())
 	}
-	if rec.last(t).header.Get("Authorization") != "Bearer "+tokAPI {
+	if rec.Last(t).Header.Get("Authorization") != "Bearer "+tokAPI {
 		t.Error("token not injected over h2")
 	}
 }
@@ -253,7 +255,7 @@ func TestUpstreamHTTP2(t *testing.T) {
 // shares the proxy's session ticket keys.
 func TestMITMSessionResumption(t *testing.T) {
 	up := newUpstream(t, true, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	cache := tls.NewLRUClientSessionCache(8)
 	for i := range 3 {
 		resp, c, _ := tp.connect(t, "api.example.test:443")

@@ -8,7 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 )
 
 func TestConnectDenied(t *testing.T) {
@@ -37,7 +38,7 @@ func TestConnectDenied(t *testing.T) {
 			}
 		})
 	}
-	if got := e.api.all(); len(got) != 0 {
+	if got := e.api.Requests(); len(got) != 0 {
 		t.Errorf("upstream saw %d requests, want 0", len(got))
 	}
 	logs := e.tp.logs.String()
@@ -62,10 +63,10 @@ func TestHostConfusionInsideMITM(t *testing.T) {
 			assertDeny(t, resp, 403, ReasonHostMismatch)
 		})
 	}
-	if n := len(e.b.all()); n != 0 {
+	if n := len(e.b.Requests()); n != 0 {
 		t.Errorf("host B saw %d requests, want 0", n)
 	}
-	if n := len(e.api.all()); n != 0 {
+	if n := len(e.api.Requests()); n != 0 {
 		t.Errorf("host A saw %d requests, want 0", n)
 	}
 	// RFC 9112 §3.2.2: an absolute-form target overrides Host, so this one
@@ -73,10 +74,10 @@ func TestHostConfusionInsideMITM(t *testing.T) {
 	c := e.tp.mitm(t, "api.example.test:443", "api.example.test")
 	resp := rawRequest(t, c, bufio.NewReader(c), "GET https://api.example.test/ HTTP/1.1\r\nHost: b.example.test\r\n\r\n")
 	_ = readBody(t, resp)
-	if got := e.api.last(t).host; got != "api.example.test" {
+	if got := e.api.Last(t).Host; got != "api.example.test" {
 		t.Errorf("upstream A saw Host %q, want api.example.test", got)
 	}
-	if n := len(e.b.all()); n != 0 {
+	if n := len(e.b.Requests()); n != 0 {
 		t.Errorf("host B saw %d requests, want 0", n)
 	}
 }
@@ -91,7 +92,7 @@ func TestConnectHostNormalisation(t *testing.T) {
 			if body := readBody(t, resp); resp.StatusCode != 200 {
 				t.Fatalf("status %d body %q", resp.StatusCode, body)
 			}
-			if got := e.api.last(t).header.Get("Authorization"); got != "Bearer "+tokAPI {
+			if got := e.api.Last(t).Header.Get("Authorization"); got != "Bearer "+tokAPI {
 				t.Errorf("upstream Authorization wrong (len %d)", len(got))
 			}
 		})
@@ -108,11 +109,11 @@ func TestConnectHostNormalisation(t *testing.T) {
 
 // IPv6 targets: a route on ::1 with AllowPrivate ::1/128.
 func TestIPv6Target(t *testing.T) {
-	rec := &recorder{}
+	rec := &upstreamtest.Recorder{}
 	up := newUpstream(t, true, rec)
-	_, port, _ := strings.Cut(up.addr(), ":")
-	if strings.HasPrefix(up.addr(), "[") {
-		testenv.Missing(t, "an IPv4 loopback for the upstream (it listens on %s)", up.addr())
+	_, port, _ := strings.Cut(up.Addr(), ":")
+	if strings.HasPrefix(up.Addr(), "[") {
+		testenv.Missing(t, "an IPv4 loopback for the upstream (it listens on %s)", up.Addr())
 	}
 	policy := `
 slots: { v6: { placeholder: "PH-v6-00000000000" } }
@@ -132,7 +133,7 @@ allow: [ "[::1]:9443" ]
 		if body := readBody(t, resp); resp.StatusCode != 200 {
 			t.Fatalf("%s: status %d body %q", target, resp.StatusCode, body)
 		}
-		if got := rec.last(t).header.Get("Authorization"); got != "Bearer "+tokAPI {
+		if got := rec.Last(t).Header.Get("Authorization"); got != "Bearer "+tokAPI {
 			t.Errorf("%s: token not injected", target)
 		}
 	}

@@ -76,8 +76,8 @@ func TestUpstreamTimeout(t *testing.T) {
 	plain := newUpstream(t, false, slow)
 	defer close(release)
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":    up.addr(),
-		"allowed.example.test:80": plain.addr(),
+		"api.example.test:443":    up.Addr(),
+		"allowed.example.test:80": plain.Addr(),
 	}, func(c *Config) { c.ResponseHeaderTimeout = 150 * time.Millisecond })
 
 	c := tp.mitm(t, "api.example.test:443", "api.example.test")

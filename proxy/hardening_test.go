@@ -193,7 +193,7 @@ func TestCanonicalHost(t *testing.T) {
 	e := newStdEnv(t)
 	tc := e.tp.mitm(t, "api.example.test:443", "api.example.test")
 	readBody(t, rawRequest(t, tc, bufio.NewReader(tc), "GET / HTTP/1.1\r\nHost: API.Example.TEST.:443\r\n\r\n"))
-	if h := e.api.last(t).host; h != "api.example.test" {
+	if h := e.api.Last(t).Host; h != "api.example.test" {
 		t.Errorf("upstream Host = %q, want api.example.test", h)
 	}
 }
@@ -206,7 +206,7 @@ func TestTrailersOverHTTP2(t *testing.T) {
 		_, _ = io.WriteString(w, "body")
 		w.Header().Set("X-Sum", "42 "+r.Header.Get("Authorization"))
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.Addr()})
 	req, _ := http.NewRequest("GET", "https://api.example.test/t", nil)
 	req.Header.Set("Authorization", "Bearer "+phAPI)
 	resp := do(t, tp.client(), req)
@@ -319,8 +319,8 @@ func TestUpgrades(t *testing.T) {
 		if !closedWithin(tc, 5*time.Second) {
 			t.Error("connection open after raw HTTP bytes on a WebSocket")
 		}
-		for _, r := range e.api.all() {
-			if r.path == "/oauth/token" {
+		for _, r := range e.api.Requests() {
+			if r.Path == "/oauth/token" {
 				t.Error("the blocked path reached the upstream through the upgraded connection")
 			}
 		}
@@ -347,7 +347,7 @@ func TestWebSocketScrubAndTripwire(t *testing.T) {
 			_ = c.Write(ctx, typ, msg)
 		}
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	for _, mode := range []websocket.CompressionMode{websocket.CompressionDisabled, websocket.CompressionContextTakeover} {
 		t.Run(strconv.Itoa(int(mode)), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -2,13 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,13 +11,14 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/localca"
+	"github.com/cork-sh/cork/internal/testing/testenv"
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -90,84 +86,29 @@ func testTokens() resolve.Tokens {
 // syncBuffer is a goroutine-safe log sink.
 type syncBuffer = testenv.Buffer
 
-// upstreamCert is one certificate for every fake upstream: *.example.test,
-// example.test, 127.0.0.1 and ::1, signed by upstreamRoots.
-var upstreamCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "cork test upstream CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+// upstreamHosts are the names every fake upstream's certificate covers.
+var upstreamHosts = []string{"*.example.test", "example.test", "127.0.0.1", "::1"}
+
+// upstreamCA signs every fake upstream's certificate; the proxy trusts it.
+var upstreamCA = sync.OnceValue(func() *localca.CA {
+	ca, err := localca.New("cork test upstream CA")
 	if err != nil {
 		panic(err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "upstream"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		DNSNames:     []string{"*.example.test", "example.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		panic(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+	return ca
 })
 
-// upstream is a fake origin server that counts its connections.
-type upstream struct {
-	*httptest.Server
-	conns atomic.Int32
+// newUpstream starts a recording fake origin; tls selects HTTPS with a
+// certificate from upstreamCA.
+func newUpstream(t testing.TB, useTLS bool, h http.Handler) *upstreamtest.Server {
+	t.Helper()
+	return upstreamtest.New(t, upstreamtest.Config{Handler: h, Plain: !useTLS, CA: upstreamCA(), Hosts: upstreamHosts})
 }
 
-// newUpstream starts a fake origin; tls selects HTTPS with upstreamCert.
-func newUpstream(t testing.TB, useTLS bool, h http.Handler) *upstream {
+// newH2Upstream starts a recording fake HTTPS origin that speaks HTTP/2.
+func newH2Upstream(t testing.TB, h http.Handler) *upstreamtest.Server {
 	t.Helper()
-	u := &upstream{Server: httptest.NewUnstartedServer(h)}
-	u.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			u.conns.Add(1)
-		}
-	}
-	u.Config.ErrorLog = nil
-	if useTLS {
-		cert, _ := upstreamCert()
-		u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-		u.StartTLS()
-	} else {
-		u.Start()
-	}
-	t.Cleanup(u.Close)
-	return u
-}
-
-// addr is the upstream's listener address, for Config.Resolve.
-func (u *upstream) addr() string { return u.Listener.Addr().String() }
-
-// newH2Upstream starts a fake HTTPS origin that speaks HTTP/2.
-func newH2Upstream(t testing.TB, h http.Handler) *upstream {
-	t.Helper()
-	u := &upstream{Server: httptest.NewUnstartedServer(h)}
-	cert, _ := upstreamCert()
-	u.EnableHTTP2 = true
-	u.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	u.StartTLS()
-	t.Cleanup(u.Close)
-	return u
+	return upstreamtest.New(t, upstreamtest.Config{Handler: h, HTTP2: true, CA: upstreamCA(), Hosts: upstreamHosts})
 }
 
 // testProxy is a Proxy served by an httptest.Server, with its logs.
@@ -189,12 +130,11 @@ func startProxy(t testing.TB, src string, tokens resolve.Tokens, resolveMap map[
 	}
 	logs := &syncBuffer{}
 	lg := zerolog.New(logs).Level(zerolog.DebugLevel)
-	_, roots := upstreamCert()
 	cfg := Config{
 		Policy:          pol,
 		Tokens:          tokens,
 		Logger:          &lg,
-		UpstreamRootCAs: roots,
+		UpstreamRootCAs: upstreamCA().Pool(),
 		AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		Resolve:         resolveMap,
 	}
@@ -235,10 +175,9 @@ func (tp *testProxy) client() *http.Client {
 // upstream's own root, as a sandbox trusts the system roots.
 func (tp *testProxy) tunnelClient() *http.Client {
 	u, _ := url.Parse(tp.srv.URL)
-	_, roots := upstreamCert()
 	return &http.Client{Transport: &http.Transport{
 		Proxy:              http.ProxyURL(u),
-		TLSClientConfig:    &tls.Config{RootCAs: roots},
+		TLSClientConfig:    &tls.Config{RootCAs: upstreamCA().Pool()},
 		DisableCompression: true,
 	}}
 }
@@ -327,42 +266,6 @@ func readBody(t *testing.T, resp *http.Response) string {
 	return b.String()
 }
 
-// recorder is a handler that records what the upstream saw.
-type recorder struct {
-	mu   sync.Mutex
-	reqs []recorded
-}
-
-type recorded struct {
-	host   string
-	path   string
-	query  string
-	header http.Header
-}
-
-func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r.mu.Lock()
-	r.reqs = append(r.reqs, recorded{host: req.Host, path: req.URL.Path, query: req.URL.RawQuery, header: req.Header.Clone()})
-	r.mu.Unlock()
-	w.Header().Set("Content-Type", "text/plain")
-	_, _ = w.Write([]byte("ok from " + req.Host))
-}
-
-func (r *recorder) all() []recorded {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]recorded(nil), r.reqs...)
-}
-
-func (r *recorder) last(t *testing.T) recorded {
-	t.Helper()
-	all := r.all()
-	if len(all) == 0 {
-		t.Fatal("upstream saw no request")
-	}
-	return all[len(all)-1]
-}
-
 // assertNoSecrets fails if any real token appears in s.
 func assertNoSecrets(t *testing.T, where, s string) {
 	t.Helper()
@@ -392,31 +295,31 @@ func assertDeny(t *testing.T, resp *http.Response, status int, reason string) st
 // hosts, all mapped with Resolve.
 type stdEnv struct {
 	tp       *testProxy
-	api      *recorder // api.example.test and the other routed hosts
-	b        *recorder // b.example.test (allowed, unbound)
-	apiSrv   *upstream
-	bSrv     *upstream
-	plainSrv *upstream // plain HTTP for allowed.example.test:80 and insecure.example.test:80
+	api      *upstreamtest.Recorder // api.example.test and the other routed hosts
+	b        *upstreamtest.Recorder // b.example.test (allowed, unbound)
+	apiSrv   *upstreamtest.Server
+	bSrv     *upstreamtest.Server
+	plainSrv *upstreamtest.Server // plain HTTP for allowed.example.test:80 and insecure.example.test:80
 }
 
 func newStdEnv(t *testing.T, mods ...func(*Config)) *stdEnv {
 	t.Helper()
-	e := &stdEnv{api: &recorder{}, b: &recorder{}}
+	e := &stdEnv{api: &upstreamtest.Recorder{}, b: &upstreamtest.Recorder{}}
 	e.apiSrv = newUpstream(t, true, e.api)
 	e.bSrv = newUpstream(t, true, e.b)
 	e.plainSrv = newUpstream(t, false, e.b)
 	res := map[string]string{
-		"b.example.test:443":       e.bSrv.addr(),
-		"allowed.example.test:443": e.bSrv.addr(),
-		"allowed.example.test:80":  e.plainSrv.addr(),
-		"insecure.example.test:80": e.plainSrv.addr(),
-		"api.example.test:80":      e.plainSrv.addr(),
-		"other.example.test:80":    e.plainSrv.addr(),
-		"b.example.test:80":        e.plainSrv.addr(),
+		"b.example.test:443":       e.bSrv.Addr(),
+		"allowed.example.test:443": e.bSrv.Addr(),
+		"allowed.example.test:80":  e.plainSrv.Addr(),
+		"insecure.example.test:80": e.plainSrv.Addr(),
+		"api.example.test:80":      e.plainSrv.Addr(),
+		"other.example.test:80":    e.plainSrv.Addr(),
+		"b.example.test:80":        e.plainSrv.Addr(),
 		"down.example.test:443":    "127.0.0.1:1", // nothing listens
 	}
 	for _, h := range []string{"api", "gh", "tok", "raw", "add", "other"} {
-		res[h+".example.test:443"] = e.apiSrv.addr()
+		res[h+".example.test:443"] = e.apiSrv.Addr()
 	}
 	e.tp = startProxy(t, testPolicy, testTokens(), res, mods...)
 	return e

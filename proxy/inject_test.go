@@ -148,7 +148,7 @@ func TestInjectThroughMITM(t *testing.T) {
 			if body := readBody(t, resp); resp.StatusCode != 200 {
 				t.Fatalf("status %d body %q", resp.StatusCode, body)
 			}
-			tc.check(t, e.api.last(t).header)
+			tc.check(t, e.api.Last(t).Header)
 		})
 	}
 	if !eventually(t, func() bool {
@@ -168,7 +168,7 @@ func TestTokenUnavailable(t *testing.T) {
 	if !strings.Contains(body, `"api"`) {
 		t.Errorf("body %q does not name the slot", body)
 	}
-	if n := len(e.api.all()); n != 0 {
+	if n := len(e.api.Requests()); n != 0 {
 		t.Errorf("upstream saw %d requests (with the placeholder), want 0", n)
 	}
 }
@@ -232,10 +232,10 @@ func TestTripwire(t *testing.T) {
 			}
 		})
 	}
-	if n := len(e.b.all()); n != 0 {
+	if n := len(e.b.Requests()); n != 0 {
 		t.Errorf("unbound upstream saw %d requests, want 0", n)
 	}
-	if n := len(e.api.all()); n != 0 {
+	if n := len(e.api.Requests()); n != 0 {
 		t.Errorf("routed upstream saw %d requests, want 0", n)
 	}
 	var warns int
@@ -273,7 +273,7 @@ func TestPlainHTTP(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 200 {
 		t.Errorf("insecure_http route: %d %q", resp.StatusCode, body)
 	}
-	if got := e.b.last(t).header.Get("Authorization"); got != "Bearer "+tokAPI {
+	if got := e.b.Last(t).Header.Get("Authorization"); got != "Bearer "+tokAPI {
 		t.Errorf("insecure_http route: token not injected")
 	}
 	resp, err = cl.Get("http://evil.test/")

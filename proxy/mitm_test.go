@@ -34,7 +34,7 @@ func TestMITMEarlyClientHello(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("GET = %d %q", resp.StatusCode, body)
 	}
-	if got := e.api.last(t).header.Get("Authorization"); got != "Bearer "+tokAPI {
+	if got := e.api.Last(t).Header.Get("Authorization"); got != "Bearer "+tokAPI {
 		t.Errorf("upstream Authorization is not the real token (%d bytes)", len(got))
 	}
 }
@@ -90,7 +90,7 @@ func TestNestedConnectRefused(t *testing.T) {
 	if _, err := br.ReadByte(); err == nil || strings.Contains(err.Error(), "timeout") {
 		t.Errorf("connection not closed after a nested CONNECT: %v", err)
 	}
-	if n := len(e.b.all()); n != 0 {
+	if n := len(e.b.Requests()); n != 0 {
 		t.Errorf("b.example.test saw %d requests", n)
 	}
 }
@@ -140,7 +140,7 @@ func TestMITMResponseRecords(t *testing.T) {
 		_, _ = w.Write(make([]byte, 1024))
 	})
 	up := newUpstream(t, true, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 
 	resp, raw, br := tp.connect(t, "api.example.test:443")
 	if resp.StatusCode != 200 {
@@ -312,7 +312,7 @@ func TestKnownLengthNotHeld(t *testing.T) {
 		_, _ = w.Write(make([]byte, 100))
 	})
 	up := newUpstream(t, true, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	c := tp.mitm(t, "api.example.test:443", "api.example.test")
 	br := bufio.NewReader(c)
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
@@ -351,8 +351,8 @@ func TestInnerRequestForms(t *testing.T) {
 	if body := readBody(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("HTTP/1.0 without Host = %d %q", resp.StatusCode, body)
 	}
-	if got := e.api.last(t); got.path != "/old" || got.header.Get("Authorization") != "Bearer "+tokAPI {
-		t.Errorf("upstream saw %s without the real token", got.path)
+	if got := e.api.Last(t); got.Path != "/old" || got.Header.Get("Authorization") != "Bearer "+tokAPI {
+		t.Errorf("upstream saw %s without the real token", got.Path)
 	}
 }
 
@@ -365,7 +365,7 @@ func TestInjectedTokenNotEchoedInTrailer(t *testing.T) {
 		w.(http.Flusher).Flush()
 		w.Header().Set("X-Echo", r.Header.Get("Authorization"))
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	req, _ := http.NewRequest(http.MethodGet, "https://api.example.test/x", nil)
 	req.Header.Set("Authorization", "Bearer "+phAPI)
 	resp := do(t, tp.client(), req)
@@ -392,7 +392,7 @@ func TestClientGoneAudited(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	c := tp.mitm(t, "api.example.test:443", "api.example.test")
 	if _, err := io.WriteString(c, "GET /think HTTP/1.1\r\nHost: api.example.test\r\nAuthorization: Bearer "+phAPI+"\r\n\r\n"); err != nil {
 		t.Fatal(err)
@@ -418,8 +418,8 @@ func startBothPaths(t *testing.T, h http.Handler) *testProxy {
 	t.Helper()
 	tlsUp, plainUp := newUpstream(t, true, h), newUpstream(t, false, h)
 	return startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":    tlsUp.addr(),
-		"allowed.example.test:80": plainUp.addr(),
+		"api.example.test:443":    tlsUp.Addr(),
+		"allowed.example.test:80": plainUp.Addr(),
 	})
 }
 

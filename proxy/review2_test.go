@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 	"github.com/cork-sh/cork/proxy/wsrelay"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -93,7 +94,7 @@ func TestRelayEndsWhenUpstreamStopsReading(t *testing.T) {
 		defer c.Close()
 		<-release // never reads, never writes
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()},
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()},
 		func(c *Config) { c.TunnelIdleTimeout = 300 * time.Millisecond })
 	tc := tp.mitm(t, "api.example.test:443", "api.example.test")
 	if resp := rawRequest(t, tc, bufio.NewReader(tc), r2Handshake+"\r\n"); resp.StatusCode != 101 {
@@ -218,7 +219,7 @@ func TestWebSocketRotation(t *testing.T) {
 			_ = c.Write(r.Context(), websocket.MessageText, []byte("seen elsewhere: "+string(msg)))
 		}
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c := tp.wsDial(t, ctx, websocket.CompressionDisabled)
@@ -238,7 +239,7 @@ func TestWebSocketRotation(t *testing.T) {
 
 // A placeholder as a DNS label under a wildcard is refused at CONNECT.
 func TestPlaceholderInHostname(t *testing.T) {
-	up := newUpstream(t, true, &recorder{})
+	up := newUpstream(t, true, &upstreamtest.Recorder{})
 	pol := `
 slots:
   api:   { placeholder: "` + phAPI + `" }
@@ -253,7 +254,7 @@ allow:
 `
 	label := strings.ToLower(phOther)
 	tp := startProxy(t, pol, testTokens(), map[string]string{
-		label + ".example.test:443": up.addr(), label + ".wild.test:443": up.addr()})
+		label + ".example.test:443": up.Addr(), label + ".wild.test:443": up.Addr()})
 	for _, host := range []string{label + ".example.test", label + ".wild.test"} {
 		resp, _, _ := tp.connect(t, host+":443")
 		assertDeny(t, resp, http.StatusForbidden, ReasonPlaceholderLeak)
@@ -267,7 +268,7 @@ allow:
 // request's deadlines end with the upgrade.
 func TestActiveWebSocketOutlivesIdleTimeout(t *testing.T) {
 	up := newUpstream(t, true, wsEcho(t, ""))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()},
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()},
 		func(c *Config) { c.TunnelIdleTimeout = 300 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

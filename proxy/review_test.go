@@ -32,7 +32,7 @@ func TestTrailerNameScrubbed(t *testing.T) {
 		}))
 		toks := testTokens()
 		toks["api"] = resolve.NewSecret(tok)
-		tp := startProxy(t, testPolicy, toks, map[string]string{"api.example.test:443": up.addr()})
+		tp := startProxy(t, testPolicy, toks, map[string]string{"api.example.test:443": up.Addr()})
 		req, _ := http.NewRequest("GET", "https://api.example.test/x", nil)
 		req.Header.Set("Authorization", "Bearer "+phAPI)
 		resp := do(t, tp.client(), req)
@@ -126,7 +126,7 @@ func TestTripwireMethodOpaqueBody(t *testing.T) {
 			assertDeny(t, rawRequest(t, c, bufio.NewReader(c), tc.raw), tc.status, tc.reason)
 		})
 	}
-	if n := len(e.api.all()); n != 0 {
+	if n := len(e.api.Requests()); n != 0 {
 		t.Errorf("the upstream saw %d requests, want 0", n)
 	}
 }
@@ -134,8 +134,11 @@ func TestTripwireMethodOpaqueBody(t *testing.T) {
 // Go quotes a malformed response head in its error: the debug log must not
 // carry the token it echoes.
 func TestUpstreamErrorScrubbedInLog(t *testing.T) {
-	cert, _ := upstreamCert()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	conf, err := upstreamCA().ServerConfig(upstreamHosts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +183,7 @@ func TestDecodedTrailersOverHTTP2(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		w.Header().Set("X-Sum", r.Header.Get("Authorization"))
 	}))
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": u.Addr()})
 	for i := range 20 {
 		req, _ := http.NewRequest("GET", "https://api.example.test/t", nil)
 		req.Header.Set("Authorization", "Bearer "+phAPI)

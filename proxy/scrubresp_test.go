@@ -205,7 +205,7 @@ func TestResponseScrubbing(t *testing.T) {
 func TestResponseUnscrubbable(t *testing.T) {
 	pass := strings.Replace(testPolicy, "  - host: tok.example.test\n    slot: gh\n", "  - host: tok.example.test\n    slot: gh\n    unscrubbable: pass\n", 1)
 	up := newUpstream(t, true, http.HandlerFunc(echoHandler))
-	tp := startProxy(t, pass, testTokens(), map[string]string{"api.example.test:443": up.addr(), "tok.example.test:443": up.addr()})
+	tp := startProxy(t, pass, testTokens(), map[string]string{"api.example.test:443": up.Addr(), "tok.example.test:443": up.Addr()})
 	get := func(host, auth string) *http.Response {
 		req, _ := http.NewRequest("GET", "https://"+host+"/unknown-encoding", nil)
 		req.Header.Set("Authorization", auth)

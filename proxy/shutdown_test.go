@@ -46,7 +46,7 @@ func TestShutdown(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newUpstream(t, true, h)
-			tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+			tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 			c := tp.mitm(t, "api.example.test:443", "api.example.test")
 			br := bufio.NewReader(c)
 			if _, err := io.WriteString(c, "GET "+tc.path+" HTTP/1.1\r\nHost: api.example.test\r\n\r\n"); err != nil {

@@ -58,9 +58,9 @@ func TestStreaming(t *testing.T) {
 				tlsUp := newUpstream(t, true, h)
 				plainUp := newUpstream(t, false, h)
 				tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-					"api.example.test:443":    tlsUp.addr(),
-					"b.example.test:443":      tlsUp.addr(),
-					"allowed.example.test:80": plainUp.addr(),
+					"api.example.test:443":    tlsUp.Addr(),
+					"b.example.test:443":      tlsUp.Addr(),
+					"allowed.example.test:80": plainUp.Addr(),
 				})
 				var cl *http.Client
 				var u string
@@ -141,7 +141,7 @@ func TestBodiesUntouched(t *testing.T) {
 	})
 	up := newUpstream(t, true, h)
 	plain := newUpstream(t, false, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr(), "allowed.example.test:80": plain.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr(), "allowed.example.test:80": plain.Addr()})
 	for _, tc := range []struct {
 		url, wantEncoding string
 		want              []byte
@@ -270,7 +270,7 @@ func TestLargeBodiesMITM(t *testing.T) {
 		}
 	})
 	up := newUpstream(t, true, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	cl := tp.client()
 
 	runtime.GC()
@@ -327,7 +327,7 @@ func TestExpectContinue(t *testing.T) {
 	})
 	up := newUpstream(t, true, h)
 	plain := newUpstream(t, false, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr(), "allowed.example.test:80": plain.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr(), "allowed.example.test:80": plain.Addr()})
 	cl := tp.client()
 	cl.Transport.(*http.Transport).ExpectContinueTimeout = 10 * time.Second // a lost 100 would stall
 	for _, u := range []string{"https://api.example.test/up", "http://allowed.example.test/up2"} {
@@ -371,7 +371,7 @@ func TestChunkedUpload(t *testing.T) {
 		}
 	})
 	up := newUpstream(t, true, h)
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.addr()})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"api.example.test:443": up.Addr()})
 	req, _ := http.NewRequest("POST", "https://api.example.test/c", io.MultiReader(strings.NewReader(want)))
 	req.ContentLength = -1
 	resp := do(t, tp.client(), req)

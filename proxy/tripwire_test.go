@@ -85,11 +85,11 @@ func TestTripwireSpellings(t *testing.T) {
 			assertDeny(t, tc.send(t), 403, ReasonPlaceholderLeak)
 		})
 	}
-	for _, r := range append(e.api.all(), e.b.all()...) {
+	for _, r := range append(e.api.Requests(), e.b.Requests()...) {
 		// A long body's head may reach the upstream before the tripwire
 		// fires at its end; the placeholder itself never does.
-		if r.path != "/up" {
-			t.Errorf("an upstream saw %s %s: want every request refused", r.host, r.path)
+		if r.Path != "/up" {
+			t.Errorf("an upstream saw %s %s: want every request refused", r.Host, r.Path)
 		}
 	}
 }

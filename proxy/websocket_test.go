@@ -46,9 +46,9 @@ func TestWebSocket(t *testing.T) {
 	tunnelUp := newUpstream(t, true, wsEcho(t, "Bearer "+phAPI)) // a blind tunnel touches nothing: but the tripwire can't see it either
 	plainUp := newUpstream(t, false, wsEcho(t, ""))
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
-		"api.example.test:443":    mitmUp.addr(),
-		"b.example.test:443":      tunnelUp.addr(),
-		"allowed.example.test:80": plainUp.addr(),
+		"api.example.test:443":    mitmUp.Addr(),
+		"b.example.test:443":      tunnelUp.Addr(),
+		"allowed.example.test:80": plainUp.Addr(),
 	})
 	big := bytes.Repeat([]byte("0123456789abcdef"), 4096) // 64 KiB frame
 	for _, tc := range []struct {

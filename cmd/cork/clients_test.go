@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -20,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
+	"github.com/cork-sh/cork/internal/testing/upstreamtest"
 )
 
 // requireTool returns the path of a client; a missing one is
@@ -48,43 +47,41 @@ const (
 // git http-backend that accepts only the real token in Basic auth) and
 // open.test (allowed, no credential).
 type upstreams struct {
-	ca      *testcert.CA
+	*upstreamtest.Server
 	caFile  string
-	addr    string
 	repoDir string
+}
 
-	mu       sync.Mutex
-	apiAuth  []string
-	openSeen []http.Header
+// hostOf is hostport without its port.
+func hostOf(hostport string) string {
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		return host
+	}
+	return hostport
+}
+
+// seen is every request that reached host, in order.
+func (u *upstreams) seen(host string) []upstreamtest.Request {
+	var out []upstreamtest.Request
+	for _, r := range u.Requests() {
+		if hostOf(r.Host) == host {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func startUpstreams(t *testing.T) *upstreams {
 	t.Helper()
-	ca, err := testcert.NewCA("fake upstream CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstreams{ca: ca}
+	u := &upstreams{}
 	dir := t.TempDir()
-	u.caFile = filepath.Join(dir, "upstream-ca.pem")
-	if err := os.WriteFile(u.caFile, ca.PEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	u.repoDir = filepath.Join(dir, "git")
 	gitInit(t, u.repoDir)
 
 	gitPath, _ := exec.LookPath("git")
-	mux := http.NewServeMux()
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.Host)
-		if host == "" {
-			host = r.Host
-		}
-		switch host {
+		switch hostOf(r.Host) {
 		case "api.test":
-			u.mu.Lock()
-			u.apiAuth = append(u.apiAuth, r.Header.Get("Authorization"))
-			u.mu.Unlock()
 			if r.Header.Get("Authorization") != "Bearer "+apiReal && r.Header.Get("Authorization") != "Bearer "+apiRealNext {
 				http.Error(w, "bad token", http.StatusUnauthorized)
 				return
@@ -92,9 +89,6 @@ func startUpstreams(t *testing.T) *upstreams {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprintf(w, `{"ok":true,"path":%q}`+"\n", r.URL.Path)
 		case "open.test":
-			u.mu.Lock()
-			u.openSeen = append(u.openSeen, r.Header.Clone())
-			u.mu.Unlock()
 			fmt.Fprintln(w, "open")
 		case "git.test":
 			user, pass, ok := r.BasicAuth()
@@ -113,19 +107,11 @@ func startUpstreams(t *testing.T) *upstreams {
 			http.Error(w, "unknown host", http.StatusMisdirectedRequest)
 		}
 	})
-	mux.Handle("/", handler)
-	conf, err := ca.ServerConfig("api.test", "git.test", "open.test")
-	if err != nil {
+	u.Server = upstreamtest.New(t, upstreamtest.Config{Handler: handler, Hosts: []string{"api.test", "git.test", "open.test"}})
+	u.caFile = filepath.Join(dir, "upstream-ca.pem")
+	if err := os.WriteFile(u.caFile, u.CA().PEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	u.addr = ln.Addr().String()
 	return u
 }
 
@@ -177,7 +163,7 @@ func startCorkProxy(t *testing.T, u *upstreams, policy string) *corkProxy {
 	p := launchCorkProxy(t, policy, true,
 		"CORK_UPSTREAM_CA_FILE="+u.caFile,
 		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
-		"CORK_RESOLVE=api.test:443="+u.addr+",git.test:443="+u.addr+",open.test:443="+u.addr,
+		"CORK_RESOLVE=api.test:443="+u.Addr()+",git.test:443="+u.Addr()+",open.test:443="+u.Addr(),
 		// cork must ignore the environment's proxy (docs/DESIGN.md, trap 6).
 		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9",
 	)
@@ -392,10 +378,8 @@ print(urllib.request.urlopen(req, context=ctx).read().decode())
 		if out, err := run(t, curl, "-sS", "--fail-with-body", "-H", "Authorization: Bearer "+apiPlaceholder, "https://api.test/again"); err != nil {
 			t.Fatalf("curl after refresh = %q, %v", out, err)
 		}
-		u.mu.Lock()
-		last := u.apiAuth[len(u.apiAuth)-1]
-		u.mu.Unlock()
-		if last != "Bearer "+apiRealNext {
+		api := u.seen("api.test")
+		if last := api[len(api)-1].Header.Get("Authorization"); last != "Bearer "+apiRealNext {
 			t.Errorf("upstream got %q after refresh, want the rotated token", last)
 		}
 	})
@@ -428,15 +412,13 @@ print(urllib.request.urlopen(req, context=ctx).read().decode())
 	})
 
 	t.Run("upstreams saw only real tokens", func(t *testing.T) {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		for _, a := range u.apiAuth {
-			if strings.Contains(a, apiPlaceholder) {
+		for _, r := range u.seen("api.test") {
+			if a := r.Header.Get("Authorization"); strings.Contains(a, apiPlaceholder) {
 				t.Errorf("api.test received the placeholder: %q", a)
 			}
 		}
-		for _, h := range u.openSeen {
-			for k, v := range h {
+		for _, r := range u.seen("open.test") {
+			for k, v := range r.Header {
 				if strings.Contains(strings.Join(v, ","), "REAL") {
 					t.Errorf("open.test received a real token in %s", k)
 				}

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/echoupstream"
+	"github.com/cork-sh/cork/internal/testing/echoupstream"
 )
 
 // Fixtures of the hardening suite (docs/SECURITY.md). The real tokens differ from

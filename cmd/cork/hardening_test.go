@@ -2,8 +2,8 @@ package main
 
 // The hardening suite (docs/SECURITY.md): no real token back into the
 // sandbox by any echo, and no connection held forever. Each test runs `cork proxy`
-// as a separate process in front of internal/echoupstream, an API that
-// echoes the injected token back in every shape it can, and checks at
+// as a separate process in front of internal/testing/echoupstream, an API
+// that echoes the injected token back in every shape it can, and checks at
 // cleanup that cork's log never held the token (startHardProxy).
 
 import (
@@ -25,7 +25,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/cork-sh/cork/internal/echoupstream"
+	"github.com/cork-sh/cork/internal/testing/echoupstream"
 )
 
 // scrubAuth is one way a client sends the svc placeholder, with what the

@@ -15,7 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 )

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // Helpers of the escape suite (sandbox_test.go): the accounts cork and the

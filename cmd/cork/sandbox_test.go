@@ -25,8 +25,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/echoupstream"
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/echoupstream"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // sandboxMode is one way of starting cork.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
+	"github.com/cork-sh/cork/internal/localca"
 )
 
 // APIHost is the fake LLM API's name; the proxy's resolve override points
@@ -33,7 +33,7 @@ type fakeAPI struct {
 }
 
 func startFakeAPI(expect string) (*fakeAPI, error) {
-	ca, err := testcert.NewCA("cork demo upstream CA")
+	ca, err := localca.New("cork demo upstream CA")
 	if err != nil {
 		return nil, err
 	}

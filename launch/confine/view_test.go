@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cork-sh/cork/internal/testenv"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // hostDir is a new directory outside /tmp, which the sandbox replaces

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
+	"github.com/cork-sh/cork/internal/localca"
 )
 
 // DefaultHosts are the names a Server's certificate covers when
@@ -53,7 +53,7 @@ type Message struct {
 // Server is a running echo upstream. Its methods are safe for concurrent
 // use.
 type Server struct {
-	ca    *testcert.CA
+	ca    *localca.CA
 	h1    *http.Server
 	h2    *http.Server
 	plain *http.Server
@@ -71,7 +71,7 @@ func New(cfg Config) (*Server, error) {
 	if len(hosts) == 0 {
 		hosts = DefaultHosts
 	}
-	ca, err := testcert.NewCA("echo upstream CA")
+	ca, err := localca.New("echo upstream CA")
 	if err != nil {
 		return nil, fmt.Errorf("echo upstream CA: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
+	"github.com/cork-sh/cork/internal/localca"
 )
 
 // The hosts a Server answers for, as the proxy's Resolve keys name them
@@ -99,7 +99,7 @@ type WSMessage struct {
 // Server is a running set of fakes. Close it when done.
 type Server struct {
 	cfg Config
-	ca  *testcert.CA
+	ca  *localca.CA
 	ln  net.Listener
 	srv *http.Server
 
@@ -116,7 +116,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.ClaudeSettingsStatus == 0 {
 		cfg.ClaudeSettingsStatus = http.StatusNotFound
 	}
-	ca, err := testcert.NewCA("cork fakeupstream CA")
+	ca, err := localca.New("cork fakeupstream CA")
 	if err != nil {
 		return nil, fmt.Errorf("fake upstream CA: %w", err)
 	}

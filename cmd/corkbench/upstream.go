@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cork-sh/cork/internal/testcert"
+	"github.com/cork-sh/cork/internal/localca"
 )
 
 // Host names the benchmark uses. They never resolve: every proxy (and the
@@ -39,7 +39,7 @@ const (
 type upstream struct {
 	httpLn, tlsLn net.Listener
 	srv, tlsSrv   *http.Server
-	ca            *testcert.CA
+	ca            *localca.CA
 	injected      atomic.Int64 // requests that carried the real token
 	placeholders  atomic.Int64 // requests that still carried the placeholder
 	conns         atomic.Int64 // connections accepted (both listeners)
@@ -67,7 +67,7 @@ func init() {
 // startUpstream listens on 127.0.0.1 (two ports). With h2 the HTTPS side
 // also offers HTTP/2 (cork's upstream Transport then multiplexes).
 func startUpstream(h2 bool) (*upstream, error) {
-	ca, err := testcert.NewCA("cork bench upstream CA")
+	ca, err := localca.New("cork bench upstream CA")
 	if err != nil {
 		return nil, err
 	}

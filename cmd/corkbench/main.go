@@ -1,9 +1,9 @@
-// Command bench measures cork's proxy against direct access and against a
+// Command corkbench measures cork's proxy against direct access and against a
 // raw goproxy MITM proxy (the baseline), on loopback only.
 //
-//	go run ./internal/bench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
-//	go run ./internal/bench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
-//	go run ./internal/bench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
+//	go run ./cmd/corkbench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
+//	go run ./cmd/corkbench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
+//	go run ./cmd/corkbench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
 // (this binary re-executed as a child), and `cork proxy` (built from

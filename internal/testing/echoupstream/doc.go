@@ -8,7 +8,7 @@
 // of the token comes back to the sandbox.
 //
 // A Server listens on 127.0.0.1 only, with a certificate from its own
-// throwaway CA (internal/testcert): HTTPS with HTTP/1.1 only (Addr), HTTPS
+// throwaway CA (internal/localca): HTTPS with HTTP/1.1 only (Addr), HTTPS
 // offering HTTP/2 (H2Addr), and plain HTTP (PlainAddr), all serving the
 // same endpoints. Every request that reaches a handler is recorded
 // (Requests), so tests can also assert that a request never arrived.

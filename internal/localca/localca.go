@@ -1,7 +1,8 @@
-// Package testcert mints throwaway certificate authorities and server
-// certificates for fake upstreams (tests and `cork demo`). Nothing here is
-// for production trust.
-package testcert
+// Package localca mints throwaway certificate authorities and server
+// certificates for servers on this machine: the fake LLM API that
+// `cork demo` runs, and the fake upstreams of the tests. Nothing here is
+// for production trust; the proxy's own CA is not this.
+package localca
 
 import (
 	"crypto/ecdsa"
@@ -16,14 +17,15 @@ import (
 	"time"
 )
 
-// CA is a throwaway certificate authority.
+// CA is a throwaway certificate authority. Its zero value is not usable:
+// get one from New. A CA is safe for concurrent use.
 type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 }
 
-// NewCA returns a fresh ECDSA P-256 CA valid for a day.
-func NewCA(name string) (*CA, error) {
+// New returns a fresh ECDSA P-256 CA named name, valid for a day.
+func New(name string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err

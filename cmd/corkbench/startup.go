@@ -100,11 +100,11 @@ func newStartupEnv(o options) (*startupEnv, error) {
 		}
 	}
 	s.mark = filepath.Join(bin, "mark")
-	build := exec.Command("go", "build", "-o", s.mark, "./internal/bench/mark")
+	build := exec.Command("go", "build", "-o", s.mark, "./cmd/corkbench/mark")
 	build.Dir = root
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		return fail(fmt.Errorf("go build ./internal/bench/mark: %w", err))
+		return fail(fmt.Errorf("go build ./cmd/corkbench/mark: %w", err))
 	}
 	if s.trueP, err = exec.LookPath("true"); err != nil || !filepath.IsAbs(s.trueP) {
 		return fail(fmt.Errorf("true: not on PATH: %v", err))

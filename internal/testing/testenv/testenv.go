@@ -1,6 +1,9 @@
 // Package testenv holds the rule for tests that need something from
 // outside Go (a CLI, root, Docker, a route): outside CI they skip and say
 // what is missing; under CI=true they fail, because CI must run every path.
+//
+// Its tests also hold the layout's rule (TestProductImportsNoTestCode):
+// no product package imports anything under internal/testing/.
 package testenv
 
 import (

@@ -1,4 +1,4 @@
-// Command mark is the start-up benchmark's command (go run ./internal/bench
+// Command mark is the start-up benchmark's command (go run ./cmd/corkbench
 // -only startup): its first act is to write the wall-clock time, in
 // nanoseconds since the Unix epoch, to stdout; then it exits 0. It imports
 // only what that needs, so that its own start costs as little as a Go

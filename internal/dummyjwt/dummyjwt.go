@@ -1,4 +1,4 @@
-package fakejwt
+package dummyjwt
 
 import (
 	"bytes"
