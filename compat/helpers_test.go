@@ -22,6 +22,7 @@ import (
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/launch/confine"
 	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/settings"
 )
 
 // defaultClientsPrefix is where .ci/npm-install.sh puts the pinned CLIs.
@@ -176,12 +177,11 @@ func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, wo
 		Command:   append([]string{"/bin/sh", "-c", wrapper, "sh"}, argv...),
 		Workspace: workspace,
 		Env:       sandboxEnv,
-		Proxy: launch.ProxyOptions{
-			Logger:          &logger,
+		Proxy: launch.ProxyOptions{Logger: &logger, Settings: settings.Proxy{
 			UpstreamRootCAs: fake.Roots(),
 			AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 			Resolve:         fake.Resolve(),
-		},
+		}},
 		// The wrapper writes its dumps to out, outside the workspace.
 		Local:  launch.LocalOptions{NoIsolate: !isolateNet(), ReadWrite: []string{out}},
 		Stdin:  strings.NewReader(""),

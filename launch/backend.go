@@ -2,10 +2,8 @@ package launch
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"net/netip"
 	"sort"
 	"strings"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 // Backend starts the proxy and the sandbox for a Spec, runs the command,
@@ -50,19 +49,14 @@ type Spec struct {
 	Progress func(msg string)
 }
 
-// ProxyOptions are the settings of the proxy a backend starts, from the
-// same CORK_* variables as `cork proxy`.
+// ProxyOptions are the settings of the proxy a backend starts. The zero
+// value is a proxy with every default and no logs.
 type ProxyOptions struct {
-	Logger          *zerolog.Logger // nil: no logs
-	UpstreamRootCAs *x509.CertPool  // nil: system roots
-	AllowPrivate    []netip.Prefix
-	Resolve         map[string]string
-	AdminListen     string
-	// Raw holds the CORK_* variables as given, for backends that pass
-	// them on to a proxy in another process (the docker sidecar).
-	Raw map[string]string
-	// Limits are the timeouts and bounds of an in-process proxy.
-	Limits ProxyLimits
+	Logger *zerolog.Logger // nil: no logs
+	// Settings are the CORK_* settings, parsed (package settings): the
+	// in-process proxy's proxy.Config and the docker sidecar's
+	// environment are made from them.
+	Settings settings.Proxy
 }
 
 // LocalOptions adjust the local backend's sandbox. The zero value is the

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/settings"
 )
 
 // Defaults of the docker backend.
@@ -165,7 +166,7 @@ func (s *dockerSandbox) check(ctx context.Context, spec *Spec) error {
 	if pre.policy, err = policy.Marshal(*pol); err != nil {
 		return &SetupError{err}
 	}
-	if pre.sidecar, err = newSidecarConfig(spec.Proxy.Raw); err != nil {
+	if pre.sidecar, err = newSidecarConfig(&spec.Proxy.Settings); err != nil {
 		return &SetupError{err}
 	}
 
@@ -376,8 +377,8 @@ func (s *dockerSandbox) startSidecar(ctx, cctx context.Context, ss *session, sid
 	// agent, which gets the credential in its proxy URL, may use it. Its
 	// value reaches docker through the client's environment, not argv.
 	s.auth = sessionAuth()
-	args = append(args, "--env", "CORK_CLIENT_AUTH", s.sidecarImage)
-	if _, err := s.cli.outputEnv(cctx, []string{"CORK_CLIENT_AUTH=" + s.auth}, args...); err != nil {
+	args = append(args, "--env", settings.ClientAuthVar, s.sidecarImage)
+	if _, err := s.cli.outputEnv(cctx, []string{settings.ClientAuthVar + "=" + s.auth}, args...); err != nil {
 		return err
 	}
 	if _, err := s.cli.output(cctx, "network", "connect", s.internal, name); err != nil {

@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 // Where things live inside the sidecar.
@@ -31,24 +30,6 @@ const (
 	sidecarCAPath         = sidecarCADir + "/ca.pem"
 )
 
-// The `cork proxy` log messages (cmd/cork/proxy.go) that tell the sidecar
-// is serving and has applied a token map. Readiness is read from the
-// sidecar's own log stream because the host cannot reach the internal
-// network and the scratch image has no shell to probe with.
-const (
-	msgProxyListening = "proxy listening"
-	msgTokensUpdated  = "tokens updated"
-)
-
-// sidecarPassthrough are the CORK_* settings from Spec.Proxy.Raw handed to
-// the sidecar as they are. The others are set by the backend (listen,
-// policy, tokens, CA output, log format) or handled below.
-var sidecarPassthrough = []string{
-	"CORK_RESOLVE", "CORK_ALLOW_PRIVATE",
-	"CORK_RESPONSE_HEADER_TIMEOUT", "CORK_MAX_RESPONSE_HEADER_BYTES", "CORK_READ_HEADER_TIMEOUT",
-	"CORK_CLIENT_IDLE_TIMEOUT", "CORK_TUNNEL_IDLE_TIMEOUT", "CORK_MAX_CONNS_PER_CLIENT",
-}
-
 // sidecarConfig is the validated proxy configuration for the sidecar:
 // environment (no secrets), files to mount and ports to publish.
 type sidecarConfig struct {
@@ -57,90 +38,19 @@ type sidecarConfig struct {
 	publish    string   // -p value for the admin listener; empty: none
 }
 
-// newSidecarConfig checks the CORK_* settings for the sidecar. Errors
-// name the variable.
-func newSidecarConfig(raw map[string]string) (*sidecarConfig, error) {
-	var errs []error
-	env := map[string]string{
-		"CORK_LISTEN":      fmt.Sprintf("0.0.0.0:%d", ProxyPort),
-		"CORK_POLICY_FILE": sidecarPolicyPath,
-		"CORK_TOKENS_FILE": "-",
-		"CORK_CA_OUT":      sidecarCAPath,
-		// JSON: cork reads the sidecar's log stream for readiness and
-		// relays it to its own logger.
-		"CORK_LOG_FORMAT": "json",
-		"CORK_LOG_LEVEL":  sidecarLogLevel(raw["CORK_LOG_LEVEL"]),
-		// The end of the token stream (teardown, or cork's death, which
-		// closes the attach client's stdin) ends the sidecar.
-		"CORK_EXIT_ON_STDIN_EOF": "true",
+// newSidecarConfig renders the settings for the sidecar (package
+// settings owns them). Errors name the variable.
+func newSidecarConfig(p *settings.Proxy) (*sidecarConfig, error) {
+	sc, err := p.Sidecar(settings.Container{
+		Listen:         fmt.Sprintf("0.0.0.0:%d", ProxyPort),
+		PolicyFile:     sidecarPolicyPath,
+		UpstreamCAFile: sidecarUpstreamCAPath,
+		CAOut:          sidecarCAPath,
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, k := range sidecarPassthrough {
-		if v := strings.TrimSpace(raw[k]); v != "" {
-			env[k] = v
-		}
-	}
-	c := &sidecarConfig{}
-	if f := strings.TrimSpace(raw["CORK_UPSTREAM_CA_FILE"]); f != "" {
-		data, err := os.ReadFile(f)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("CORK_UPSTREAM_CA_FILE: %v", err))
-		case !containsCert(data):
-			errs = append(errs, fmt.Errorf("CORK_UPSTREAM_CA_FILE: %s: no PEM certificate found", f))
-		default:
-			c.upstreamCA = data
-			env["CORK_UPSTREAM_CA_FILE"] = sidecarUpstreamCAPath
-		}
-	}
-	if strings.TrimSpace(raw["CORK_CA_CERT_FILE"]) != "" || strings.TrimSpace(raw["CORK_CA_KEY_FILE"]) != "" {
-		errs = append(errs, errors.New("CORK_CA_CERT_FILE, CORK_CA_KEY_FILE: not supported by the docker backend: its sidecar generates a session CA"))
-	}
-	if a := strings.TrimSpace(raw["CORK_ADMIN_LISTEN"]); a != "" {
-		// The admin listener serves inside the sidecar; publish its
-		// port on the host address asked for.
-		host, port, err := net.SplitHostPort(a)
-		if err != nil || port == "" || port == "0" {
-			errs = append(errs, fmt.Errorf("CORK_ADMIN_LISTEN: %q: want host:port with a fixed port", a))
-		} else {
-			env["CORK_ADMIN_LISTEN"] = "0.0.0.0:" + port
-			c.publish = port + ":" + port
-			if host != "" {
-				c.publish = net.JoinHostPort(host, port) + ":" + port
-				if strings.Contains(host, ":") { // docker wants [::1]:P:P
-					c.publish = "[" + host + "]:" + port + ":" + port
-				}
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	c.env = envList(env)
-	return c, nil
-}
-
-// sidecarLogLevel is the sidecar's log level: the one asked for, but at
-// least info, because readiness is read from info lines. cork's own
-// logger filters what it relays.
-func sidecarLogLevel(asked string) string {
-	switch l := strings.ToLower(strings.TrimSpace(asked)); l {
-	case "trace", "debug":
-		return l
-	}
-	return "info"
-}
-
-func containsCert(data []byte) bool {
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return false
-		}
-		if b.Type == "CERTIFICATE" {
-			return true
-		}
-	}
+	return &sidecarConfig{env: sc.Env, upstreamCA: sc.UpstreamCA, publish: sc.Publish}, nil
 }
 
 // tokenJSON is the token map as the sidecar reads it on stdin:
@@ -168,10 +78,9 @@ type sidecar struct {
 	mu    sync.Mutex
 	stdin io.WriteCloser
 
-	listening, tokens chan struct{} // closed on the first such line
-	onceL, onceT      sync.Once
-	done              chan struct{} // closed when the attach process ends
-	waitErr           error
+	ready   chan struct{} // closed on the readiness line (settings.Ready)
+	done    chan struct{} // closed when the attach process ends
+	waitErr error
 
 	tailMu sync.Mutex
 	tail   []string // the last lines that were not JSON: errors to show
@@ -188,25 +97,34 @@ func startSidecar(cli *dockerCLI, name string, log *zerolog.Logger) (*sidecar, e
 	if err != nil {
 		return nil, err
 	}
+	// Without a TTY, docker attach keeps the streams apart: the
+	// readiness line on stdout, the JSON log on stderr.
 	pr, pw := io.Pipe()
-	cmd.Stdout = io.Discard
+	rr, rw := io.Pipe()
+	cmd.Stdout = rw
 	cmd.Stderr = pw
 	s := &sidecar{
 		name: name, log: log, stdin: stdin,
-		listening: make(chan struct{}), tokens: make(chan struct{}), done: make(chan struct{}),
+		ready: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("docker start %s: %w", name, err)
 	}
-	logsDone := make(chan struct{})
+	logsDone, readyDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(logsDone)
 		s.readLogs(pr)
 	}()
 	go func() {
+		defer close(readyDone)
+		s.readReady(rr)
+	}()
+	go func() {
 		s.waitErr = cmd.Wait()
 		pw.Close()
+		rw.Close()
 		<-logsDone
+		<-readyDone
 		close(s.done)
 	}()
 	return s, nil
@@ -257,8 +175,16 @@ func (s *sidecar) exited() bool {
 	}
 }
 
-// readLogs relays the sidecar's JSON log lines to cork's logger and
-// watches them for readiness. Other lines (the client's or the proxy's
+// readReady closes s.ready on the sidecar's readiness line, then drains r.
+func (s *sidecar) readReady(r io.Reader) {
+	if _, err := settings.ReadReady(r); err == nil {
+		close(s.ready)
+	}
+	io.Copy(io.Discard, r)
+}
+
+// readLogs relays the sidecar's JSON log lines to cork's logger. Other
+// lines (the client's or the proxy's
 // plain errors) are kept for error messages.
 func (s *sidecar) readLogs(r io.Reader) {
 	sc := bufio.NewScanner(r)
@@ -274,12 +200,6 @@ func (s *sidecar) readLogs(r io.Reader) {
 			continue
 		}
 		msg := logMessage(m)
-		switch msg {
-		case msgProxyListening:
-			s.onceL.Do(func() { close(s.listening) })
-		case msgTokensUpdated:
-			s.onceT.Do(func() { close(s.tokens) })
-		}
 		if lvl, _ := m["level"].(string); lvl == "error" || lvl == "fatal" {
 			if e, _ := m["error"].(string); e != "" {
 				s.keepTail(msg + ": " + e)
@@ -339,26 +259,25 @@ func (s *sidecar) lastLines() string {
 }
 
 // waitReady waits until the proxy listens and has applied the first token
-// map, the sidecar exits, ctx ends, or timeout passes.
+// map (its readiness line), the sidecar exits, ctx ends, or timeout
+// passes.
 func (s *sidecar) waitReady(ctx context.Context, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	for _, ch := range []chan struct{}{s.listening, s.tokens} {
-		select {
-		case <-ch:
-		case <-s.done:
-			msg := s.lastLines()
-			if msg == "" {
-				msg = fmt.Sprint(s.waitErr)
-			}
-			return fmt.Errorf("docker sidecar %s exited before it was ready:\n%s", s.name, msg)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return fmt.Errorf("docker sidecar %s: not ready after %v (no %q and %q log lines; is the image a cork built from this repo? `make image`)", s.name, timeout, msgProxyListening, msgTokensUpdated)
+	select {
+	case <-s.ready:
+		return nil
+	case <-s.done:
+		msg := s.lastLines()
+		if msg == "" {
+			msg = fmt.Sprint(s.waitErr)
 		}
+		return fmt.Errorf("docker sidecar %s exited before it was ready:\n%s", s.name, msg)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("docker sidecar %s: not ready after %v (no readiness line on its stdout; is the image a cork built from this repo? `make image`)", s.name, timeout)
 	}
-	return nil
 }
 
 // fetchCA copies the CA certificate that the sidecar wrote to its volume

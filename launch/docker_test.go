@@ -9,12 +9,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/cork-sh/cork/internal/localca"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 func TestTokenJSON(t *testing.T) {
@@ -51,7 +54,11 @@ func TestDockerEnv(t *testing.T) {
 func TestNewSidecarConfig(t *testing.T) {
 	dir := t.TempDir()
 	ca := dir + "/ca.pem"
-	writeTestFile(t, ca, "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n")
+	upCA, err := localca.New("sidecar test upstream CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, ca, string(upCA.PEM()))
 	notPEM := dir + "/x.txt"
 	writeTestFile(t, notPEM, "hello")
 	tests := []struct {
@@ -63,7 +70,7 @@ func TestNewSidecarConfig(t *testing.T) {
 	}{
 		{name: "defaults", raw: nil, wantEnv: []string{
 			"CORK_CA_OUT=/cork-ca/ca.pem", "CORK_LISTEN=0.0.0.0:3128", "CORK_LOG_FORMAT=json", "CORK_LOG_LEVEL=info",
-			"CORK_POLICY_FILE=/cork-config/policy.yaml", "CORK_TOKENS_FILE=-", "CORK_EXIT_ON_STDIN_EOF=true"}},
+			"CORK_POLICY_FILE=/cork-config/policy.yaml", "CORK_TOKENS_FILE=-", "CORK_EXIT_ON_STDIN_EOF=true", "CORK_READY_FD=1"}},
 		{name: "passthrough", raw: map[string]string{
 			"CORK_RESOLVE": "a:443=b:443", "CORK_ALLOW_PRIVATE": "10.0.0.0/8", "CORK_LOG_LEVEL": "debug",
 			"CORK_LISTEN": "127.0.0.1:1", "CORK_LOG_FORMAT": "console", "CORK_UPSTREAM_CA_FILE": ca},
@@ -72,19 +79,25 @@ func TestNewSidecarConfig(t *testing.T) {
 		{name: "limits", raw: map[string]string{
 			"CORK_RESPONSE_HEADER_TIMEOUT": "1m", "CORK_MAX_RESPONSE_HEADER_BYTES": "64KiB", "CORK_READ_HEADER_TIMEOUT": "5s",
 			"CORK_CLIENT_IDLE_TIMEOUT": "30s", "CORK_TUNNEL_IDLE_TIMEOUT": "2m", "CORK_MAX_CONNS_PER_CLIENT": "64"},
-			wantEnv: []string{"CORK_RESPONSE_HEADER_TIMEOUT=1m", "CORK_MAX_RESPONSE_HEADER_BYTES=64KiB", "CORK_READ_HEADER_TIMEOUT=5s",
-				"CORK_CLIENT_IDLE_TIMEOUT=30s", "CORK_TUNNEL_IDLE_TIMEOUT=2m", "CORK_MAX_CONNS_PER_CLIENT=64"}},
-		{name: "warn level still logs readiness", raw: map[string]string{"CORK_LOG_LEVEL": "warn"}, wantEnv: []string{"CORK_LOG_LEVEL=info"}},
+			// Rendered from the parsed values: the same settings, in
+			// canonical form.
+			wantEnv: []string{"CORK_RESPONSE_HEADER_TIMEOUT=1m0s", "CORK_MAX_RESPONSE_HEADER_BYTES=65536", "CORK_READ_HEADER_TIMEOUT=5s",
+				"CORK_CLIENT_IDLE_TIMEOUT=30s", "CORK_TUNNEL_IDLE_TIMEOUT=2m0s", "CORK_MAX_CONNS_PER_CLIENT=64"}},
+		// Readiness is a line on stdout, not a log line: the level asked
+		// for is the sidecar's.
+		{name: "warn level", raw: map[string]string{"CORK_LOG_LEVEL": "warn"}, wantEnv: []string{"CORK_LOG_LEVEL=warn"}},
+		{name: "no bound", raw: map[string]string{"CORK_MAX_CONNS_PER_CLIENT": "0"}, wantEnv: []string{"CORK_MAX_CONNS_PER_CLIENT=0"}},
 		{name: "admin", raw: map[string]string{"CORK_ADMIN_LISTEN": "127.0.0.1:9090"},
 			wantEnv: []string{"CORK_ADMIN_LISTEN=0.0.0.0:9090"}, publish: "127.0.0.1:9090:9090"},
 		{name: "bad", raw: map[string]string{
 			"CORK_UPSTREAM_CA_FILE": notPEM, "CORK_CA_CERT_FILE": "c", "CORK_ADMIN_LISTEN": "localhost"},
 			wantErr: []string{"CORK_UPSTREAM_CA_FILE", "CORK_CA_CERT_FILE", "CORK_ADMIN_LISTEN"}},
 		{name: "missing CA file", raw: map[string]string{"CORK_UPSTREAM_CA_FILE": dir + "/none.pem"}, wantErr: []string{"CORK_UPSTREAM_CA_FILE"}},
+		{name: "admin on a free port", raw: map[string]string{"CORK_ADMIN_LISTEN": "127.0.0.1:0"}, wantErr: []string{"CORK_ADMIN_LISTEN"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := newSidecarConfig(tc.raw)
+			c, err := sidecarConfigOf(tc.raw)
 			if len(tc.wantErr) > 0 {
 				if err == nil {
 					t.Fatalf("newSidecarConfig(%v) = nil error, want %v", tc.raw, tc.wantErr)
@@ -172,22 +185,34 @@ func TestMountArg(t *testing.T) {
 	}
 }
 
+// sidecarConfigOf is newSidecarConfig of the settings of `cork run`
+// given the variables raw.
+func sidecarConfigOf(raw map[string]string) (*sidecarConfig, error) {
+	in, err := settings.Load(raw)
+	if err != nil {
+		return nil, err
+	}
+	p, err := in.Parse(settings.ForRun)
+	if err != nil {
+		return nil, err
+	}
+	return newSidecarConfig(p)
+}
+
 func TestSidecarReadLogs(t *testing.T) {
 	var out bytes.Buffer
 	log := zerolog.New(&out)
-	s := &sidecar{name: "p", log: &log, listening: make(chan struct{}), tokens: make(chan struct{}), done: make(chan struct{})}
+	s := &sidecar{name: "p", log: &log, ready: make(chan struct{}), done: make(chan struct{})}
 	s.readLogs(strings.NewReader(strings.Join([]string{
 		`{"level":"info","addr":"[::]:3128","time":"x","msg":"proxy listening"}`,
 		`{"level":"info","slots":["a"],"msg":"tokens updated"}`,
 		`{"level":"info","msg":"egress","decision":"inject","host":"h"}`,
 		`cork: CORK_ALLOW_PRIVATE: entry 1 "x": not a CIDR`,
 	}, "\n")))
-	for name, ch := range map[string]chan struct{}{"listening": s.listening, "tokens": s.tokens} {
-		select {
-		case <-ch:
-		default:
-			t.Errorf("%s not signalled", name)
-		}
+	select {
+	case <-s.ready:
+		t.Error("log lines signalled readiness; only the readiness line on stdout may")
+	default:
 	}
 	if !strings.Contains(s.lastLines(), "CORK_ALLOW_PRIVATE") {
 		t.Errorf("lastLines = %q, want the plain error line", s.lastLines())
@@ -201,6 +226,35 @@ func TestSidecarReadLogs(t *testing.T) {
 	if strings.Contains(logs, `"time":"x"`) {
 		t.Errorf("relayed logs keep the sidecar's time field:\n%s", logs)
 	}
+}
+
+// TestSidecarReadReady: the readiness line on the sidecar's stdout, and
+// only it, makes the sidecar ready; waitReady keeps its errors.
+func TestSidecarReadReady(t *testing.T) {
+	t.Run("ready", func(t *testing.T) {
+		s := &sidecar{name: "p", ready: make(chan struct{}), done: make(chan struct{})}
+		s.readReady(strings.NewReader("noise\n{\"ready\":false}\n{\"ready\":true,\"listen\":\"0.0.0.0:3128\"}\nafter\n"))
+		if err := s.waitReady(context.Background(), time.Second); err != nil {
+			t.Errorf("waitReady = %v, want nil", err)
+		}
+	})
+	t.Run("exited", func(t *testing.T) {
+		s := &sidecar{name: "p", ready: make(chan struct{}), done: make(chan struct{})}
+		s.readReady(strings.NewReader(`{"ready":false}` + "\n"))
+		s.keepTail("cork: CORK_RESOLVE: entry 1: bad")
+		close(s.done)
+		err := s.waitReady(context.Background(), time.Second)
+		if err == nil || !strings.Contains(err.Error(), "exited before it was ready:\ncork: CORK_RESOLVE") {
+			t.Errorf("waitReady = %v, want the exit with the last lines", err)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		s := &sidecar{name: "p", ready: make(chan struct{}), done: make(chan struct{})}
+		err := s.waitReady(context.Background(), 10*time.Millisecond)
+		if err == nil || !strings.Contains(err.Error(), "not ready after 10ms (no readiness line on its stdout") {
+			t.Errorf("waitReady = %v, want the timeout", err)
+		}
+	})
 }
 
 func TestSidecarSetTokensWritesLines(t *testing.T) {
@@ -236,7 +290,7 @@ func TestDockerPreflight(t *testing.T) {
 		{"no client", Docker{CLI: "/nonexistent/docker"}, Spec{Plan: plan, Command: []string{"x"}, Image: "i",
 			HostEnv: map[string]string{"TOKEN_ENV": "v"}}, "docker client"},
 		{"unsupported CA", Docker{CLI: "/nonexistent/docker"}, Spec{Plan: plan, Command: []string{"x"}, Image: "i",
-			HostEnv: map[string]string{"TOKEN_ENV": "v"}, Proxy: ProxyOptions{Raw: map[string]string{"CORK_CA_KEY_FILE": "k"}}}, "CORK_CA_KEY_FILE"},
+			HostEnv: map[string]string{"TOKEN_ENV": "v"}, Proxy: ProxyOptions{Settings: settings.Proxy{CAKeyFile: "k"}}}, "CORK_CA_KEY_FILE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -167,7 +167,7 @@ func TestDockerFreshEngineSessions(t *testing.T) {
 		if i == 0 {
 			t.Logf("session 1 starts %v after the engine answered", time.Since(ready).Round(time.Millisecond))
 		}
-		spec.Proxy.Raw = map[string]string{"CORK_UPSTREAM_CA_FILE": up.caFile, "CORK_ALLOW_PRIVATE": up.subnet}
+		spec.Proxy.Settings = parseSettings(t, map[string]string{"CORK_UPSTREAM_CA_FILE": up.caFile, "CORK_ALLOW_PRIVATE": up.subnet})
 		d := &launch.Docker{SidecarImage: sidecarImage, Networks: []string{up.network}}
 		begin := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -43,6 +43,7 @@ import (
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 const (
@@ -71,6 +72,20 @@ func requireDocker(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
 		testenv.Missing(t, "docker end-to-end test: no reachable Docker engine (start dockerd or set DOCKER_HOST): %s", firstLine(string(out)))
 	}
+}
+
+// parseSettings is the settings of `cork run` given the variables env.
+func parseSettings(t *testing.T, env map[string]string) settings.Proxy {
+	t.Helper()
+	in, err := settings.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := in.Parse(settings.ForRun)
+	if err != nil {
+		t.Fatalf("settings %v: %v", env, err)
+	}
+	return *p
 }
 
 func firstLine(s string) string {
@@ -481,11 +496,11 @@ func TestDockerEndToEnd(t *testing.T) {
 		Image:     agentImage,
 		Proxy: launch.ProxyOptions{
 			Logger: &logger,
-			Raw: map[string]string{
+			Settings: parseSettings(t, map[string]string{
 				"CORK_UPSTREAM_CA_FILE": up.caFile,
 				"CORK_ALLOW_PRIVATE":    up.subnet,
 				"CORK_LOG_LEVEL":        "debug",
-			},
+			}),
 		},
 		Stdout:   &stdout,
 		Stderr:   &stderr,

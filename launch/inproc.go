@@ -11,6 +11,7 @@ import (
 
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 // inProcess is a proxy served inside cork (local and smolvm backends):
@@ -19,19 +20,6 @@ type inProcess struct {
 	proxy *proxy.Proxy
 	srv   *http.Server
 	admin *http.Server
-}
-
-// ProxyLimits are the timeouts and bounds of the proxy a backend starts
-// (ProxyOptions.Limits), from the same CORK_* settings as `cork proxy`.
-// Each field is the proxy.Config field of the same name: zero means the
-// proxy's default, and a negative MaxConnsPerClient means no bound.
-type ProxyLimits struct {
-	ResponseHeaderTimeout  time.Duration
-	MaxResponseHeaderBytes int64
-	ReadHeaderTimeout      time.Duration
-	ClientIdleTimeout      time.Duration
-	TunnelIdleTimeout      time.Duration
-	MaxConnsPerClient      int
 }
 
 // sessionAuth returns a fresh "user:password" for the proxy's client
@@ -58,31 +46,22 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 	if err != nil {
 		return nil, fmt.Errorf("policy from the plan: %w", err)
 	}
-	p, err := proxy.New(proxy.Config{
-		Policy:          pol,
-		Tokens:          tokens,
-		Logger:          spec.Proxy.Logger,
-		UpstreamRootCAs: spec.Proxy.UpstreamRootCAs,
-		AllowPrivate:    spec.Proxy.AllowPrivate,
-		Resolve:         spec.Proxy.Resolve,
-		ClientAuth:      resolve.NewSecret(auth),
-
-		ResponseHeaderTimeout:  spec.Proxy.Limits.ResponseHeaderTimeout,
-		MaxResponseHeaderBytes: spec.Proxy.Limits.MaxResponseHeaderBytes,
-		ReadHeaderTimeout:      spec.Proxy.Limits.ReadHeaderTimeout,
-		ClientIdleTimeout:      spec.Proxy.Limits.ClientIdleTimeout,
-		TunnelIdleTimeout:      spec.Proxy.Limits.TunnelIdleTimeout,
-		MaxConnsPerClient:      spec.Proxy.Limits.MaxConnsPerClient,
-	})
+	cfg := spec.Proxy.Settings.Config()
+	cfg.Policy, cfg.Tokens, cfg.Logger = pol, tokens, spec.Proxy.Logger
+	cfg.ClientAuth = resolve.NewSecret(auth)
+	// The session CA, name-constrained to the intercepted hosts: `cork
+	// run` does not use a CA given in CORK_CA_CERT_FILE.
+	cfg.CA = nil
+	p, err := proxy.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start proxy: %w", err)
 	}
 	ip := &inProcess{proxy: p, srv: p.NewServer()}
-	if spec.Proxy.AdminListen != "" {
-		aln, err := net.Listen("tcp", spec.Proxy.AdminListen)
+	if a := spec.Proxy.Settings.AdminListen; a != "" {
+		aln, err := net.Listen("tcp", a)
 		if err != nil {
 			p.Close()
-			return nil, fmt.Errorf("CORK_ADMIN_LISTEN: %w", err)
+			return nil, fmt.Errorf("%s: %w", settings.AdminListenVar, err)
 		}
 		ip.admin = &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 		go ip.admin.Serve(aln)

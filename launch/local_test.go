@@ -33,6 +33,7 @@ import (
 	"github.com/cork-sh/cork/launch/confine"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 	"golang.org/x/sys/unix"
 
 	"github.com/cork-sh/cork/policy"
@@ -305,11 +306,11 @@ func (u *upstream) got() []string {
 
 // proxyOptions route testHost to the upstream and trust its certificate.
 func (u *upstream) proxyOptions() ProxyOptions {
-	return ProxyOptions{
+	return ProxyOptions{Settings: settings.Proxy{
 		UpstreamRootCAs: u.Roots(),
 		AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Resolve:         map[string]string{testHost + ":443": u.Addr()},
-	}
+	}}
 }
 
 // isolatedTempDir points os.TempDir at a fresh directory, so a test can

@@ -44,10 +44,3 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 
 // errHelp means --help was shown: exit 0.
 var errHelp = errors.New("help shown")
-
-// setFlags returns the names of the flags given on the command line.
-func setFlags(fs *flag.FlagSet) map[string]bool {
-	m := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
-	return m
-}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 // DefaultShutdownTimeout bounds how long in-flight requests may take to
@@ -26,74 +28,85 @@ import (
 const DefaultShutdownTimeout = 10 * time.Second
 
 func runProxy(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
-	settings, err := loadProxySettings(environ)
+	in, err := loadSettings(environ)
 	if err != nil {
 		return err
 	}
 	fs := newFlagSet("proxy", "[flags]", stderr)
-	settings.registerFlags(fs)
-	settings.registerProxyFlags(fs)
+	in.RegisterFlags(fs, settings.ForProxy)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("proxy: unexpected argument %q", fs.Arg(0))
 	}
-	settings.set = setFlags(fs)
+	in.FlagsParsed(fs)
 	logw := newBufferedLog(stderr)
 	defer logw.Close()
-	opts, err := settings.validate(true, logw)
+	opts, err := parseSettings(in, settings.ForProxy)
 	if err != nil {
 		return err
 	}
-	pol, err := policy.Load(opts.policyFile)
+	ready, err := readyWriter(opts.ReadyFD, stdout, stderr)
 	if err != nil {
-		return &usageError{fmt.Errorf("%s: %w", settings.name("policy-file"), err)}
+		return &usageError{fmt.Errorf("%s: %w", in.Name("ready-fd"), err)}
+	}
+	if c, ok := ready.(io.Closer); ok {
+		defer c.Close()
+	}
+	pol, err := policy.Load(opts.PolicyFile)
+	if err != nil {
+		return &usageError{fmt.Errorf("%s: %w", in.Name("policy-file"), err)}
 	}
 	var tokens resolve.Tokens
-	if opts.tokensFile != "-" {
-		data, err := os.ReadFile(opts.tokensFile)
+	if opts.TokensFile != "-" {
+		data, err := os.ReadFile(opts.TokensFile)
 		if err != nil {
-			return &usageError{fmt.Errorf("%s: %v", settings.name("tokens-file"), pathError(err))}
+			return &usageError{fmt.Errorf("%s: %v", in.Name("tokens-file"), pathError(err))}
 		}
 		if tokens, err = resolve.ParseTokens(data); err != nil {
-			return &usageError{prefixLines(fmt.Sprintf("%s: %s", settings.name("tokens-file"), opts.tokensFile), err)}
+			return &usageError{prefixLines(fmt.Sprintf("%s: %s", in.Name("tokens-file"), opts.TokensFile), err)}
 		}
 	}
-	log := opts.logger
-	p, err := proxy.New(proxy.Config{
-		Policy:          pol,
-		Tokens:          tokens,
-		CA:              opts.ca,
-		Logger:          &log,
-		UpstreamRootCAs: opts.upstreamRoots,
-		AllowPrivate:    opts.allowPrivate,
-		Resolve:         opts.resolve,
-		ClientAuth:      resolve.NewSecret(opts.clientAuth),
-
-		ResponseHeaderTimeout:  opts.limits.ResponseHeaderTimeout,
-		MaxResponseHeaderBytes: opts.limits.MaxResponseHeaderBytes,
-		ReadHeaderTimeout:      opts.limits.ReadHeaderTimeout,
-		ClientIdleTimeout:      opts.limits.ClientIdleTimeout,
-		TunnelIdleTimeout:      opts.limits.TunnelIdleTimeout,
-		MaxConnsPerClient:      opts.limits.MaxConnsPerClient,
-	})
+	log := opts.Logger(logw)
+	cfg := opts.Config()
+	cfg.Policy, cfg.Tokens, cfg.Logger = pol, tokens, &log
+	p, err := proxy.New(cfg)
 	if err != nil {
 		return &usageError{fmt.Errorf("proxy: %w", err)}
 	}
 	defer p.Close()
-	if opts.caOut != "" {
-		if err := writeFileAtomic(opts.caOut, p.CACertPEM(), 0o644); err != nil {
-			return &usageError{fmt.Errorf("%s: %v", settings.name("ca-out"), err)}
+	if opts.CAOut != "" {
+		if err := writeFileAtomic(opts.CAOut, p.CACertPEM(), 0o644); err != nil {
+			return &usageError{fmt.Errorf("%s: %v", in.Name("ca-out"), err)}
 		}
 	}
-	return serveProxy(ctx, p, opts, stdin, log, func() error {
-		np, err := policy.Load(opts.policyFile)
+	return serveProxy(ctx, p, opts, stdin, ready, log, func() error {
+		np, err := policy.Load(opts.PolicyFile)
 		if err != nil {
 			return err
 		}
 		return p.SetPolicy(np)
 	})
+}
+
+// readyWriter is where the readiness line goes: nowhere for fd 0, stdout
+// and stderr for 1 and 2, else the open descriptor fd, which the caller
+// closes.
+func readyWriter(fd int, stdout, stderr io.Writer) (io.Writer, error) {
+	switch fd {
+	case 0:
+		return nil, nil
+	case 1:
+		return stdout, nil
+	case 2:
+		return stderr, nil
+	}
+	f := os.NewFile(uintptr(fd), "ready-fd")
+	if _, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("descriptor %d: not open", fd)
+	}
+	return f, nil
 }
 
 // serveProxy listens, serves until ctx is done, and shuts down cleanly:
@@ -104,46 +117,62 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 // (of the token stream, or of stdin read for nothing else) shuts the
 // proxy down as ctx's end does: the docker backend's sidecar thus ends
 // when cork, which holds its stdin, is gone, even if it was SIGKILLed.
-func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin io.Reader, log zerolog.Logger, reload func() error) error {
+// Once it listens and has a token map (from the file, or the stream's
+// first), it writes one settings.Ready line to ready, if not nil.
+func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin io.Reader, ready io.Writer, log zerolog.Logger, reload func() error) error {
 	// Before "proxy listening": a SIGHUP sent on that line must not meet
 	// the default action, which ends the process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	ln, err := net.Listen("tcp", opts.listen)
+	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
-		return &usageError{fmt.Errorf("listen %s: %v", opts.listen, errors.Unwrap(err))}
+		return &usageError{fmt.Errorf("listen %s: %v", opts.Listen, errors.Unwrap(err))}
 	}
 	srv := p.NewServer()
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(p.LimitListener(ln)) }()
 
 	var admin *http.Server
-	if opts.adminListen != "" {
-		aln, err := net.Listen("tcp", opts.adminListen)
+	rd := settings.Ready{Ready: true, Listen: ln.Addr().String()}
+	if opts.AdminListen != "" {
+		aln, err := net.Listen("tcp", opts.AdminListen)
 		if err != nil {
 			srv.Close()
-			return &usageError{fmt.Errorf("listen %s: %v", opts.adminListen, errors.Unwrap(err))}
+			return &usageError{fmt.Errorf("listen %s: %v", opts.AdminListen, errors.Unwrap(err))}
 		}
+		rd.Admin = aln.Addr().String()
 		admin = &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- admin.Serve(aln) }()
 		log.Info().Str("addr", aln.Addr().String()).Msg("admin listening")
 	}
-	log.Info().Str("addr", ln.Addr().String()).Str("policy", opts.policyFile).Msg("proxy listening")
+	log.Info().Str("addr", ln.Addr().String()).Str("policy", opts.PolicyFile).Msg("proxy listening")
+	var readyOnce sync.Once
+	signalReady := func() {
+		readyOnce.Do(func() {
+			if ready == nil {
+				return
+			}
+			if err := settings.WriteReady(ready, rd); err != nil {
+				log.Error().Str("error", err.Error()).Msg("readiness line not written")
+			}
+		})
+	}
 
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	switch {
-	case opts.tokensFile == "-":
+	case opts.TokensFile == "-":
 		go func() {
-			readTokenStream(stdin, p, log)
-			if opts.exitOnStdinEOF {
+			readTokenStream(stdin, p, log, signalReady)
+			if opts.ExitOnStdinEOF {
 				log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("token stream ended; shutting down")
 				stopServing()
 			}
 		}()
-	case opts.exitOnStdinEOF:
+	case opts.ExitOnStdinEOF:
+		signalReady()
 		go func() {
 			if stdin != nil {
 				io.Copy(io.Discard, stdin)
@@ -151,16 +180,18 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *proxyOptions, stdin i
 			log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("stdin ended; shutting down")
 			stopServing()
 		}()
+	default:
+		signalReady()
 	}
 
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
 	reloads := startReloader(rctx, func() {
 		if err := reload(); err != nil {
-			log.Error().Str("policy", opts.policyFile).Str("error", err.Error()).Msg("policy reload rejected; keeping the current policy")
+			log.Error().Str("policy", opts.PolicyFile).Str("error", err.Error()).Msg("policy reload rejected; keeping the current policy")
 			return
 		}
-		log.Info().Str("policy", opts.policyFile).Msg("policy reloaded")
+		log.Info().Str("policy", opts.PolicyFile).Msg("policy reloaded")
 	})
 	for {
 		select {
@@ -235,10 +266,10 @@ func (r *reloader) request() {
 	}
 }
 
-// readTokenStream applies each token map read from r until r ends. A
-// malformed object is logged (never its content) and skipped; the last
-// good map stays in force.
-func readTokenStream(r io.Reader, p *proxy.Proxy, log zerolog.Logger) {
+// readTokenStream applies each token map read from r until r ends,
+// calling applied after each. A malformed object is logged (never its
+// content) and skipped; the last good map stays in force.
+func readTokenStream(r io.Reader, p *proxy.Proxy, log zerolog.Logger, applied func()) {
 	dec := resolve.NewTokenDecoder(r)
 	for {
 		t, err := dec.Next()
@@ -247,6 +278,7 @@ func readTokenStream(r io.Reader, p *proxy.Proxy, log zerolog.Logger) {
 		case err == nil:
 			p.SetTokens(t)
 			log.Info().Strs("slots", t.Slots()).Msg("tokens updated")
+			applied()
 		case errors.As(err, &oe):
 			log.Error().Str("error", err.Error()).Msg("token stream: token map skipped; keeping the current tokens")
 		case errors.Is(err, io.EOF):

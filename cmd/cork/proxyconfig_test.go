@@ -103,30 +103,6 @@ func TestProxyConfigErrors(t *testing.T) {
 	}
 }
 
-func TestProxyConfigTrailingNewlines(t *testing.T) {
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens.json")
-	if err := os.WriteFile(tokens, []byte("{\"a\":\"b\"}\n\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s, err := loadProxySettings(map[string]string{
-		"CORK_LISTEN":        "127.0.0.1:0\n",
-		"CORK_POLICY_FILE":   filepath.Join(dir, "p.yaml") + "\n",
-		"CORK_TOKENS_FILE":   tokens + "\n",
-		"CORK_ALLOW_PRIVATE": "127.0.0.0/8\n",
-		"CORK_LOG_LEVEL":     "debug\n",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "p.yaml"), []byte("allow: [a.test]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.validate(true, os.Stderr); err != nil {
-		t.Errorf("validate with trailing newlines = %v, want nil", err)
-	}
-}
-
 // TestExamplePolicy keeps the README's sample policy valid.
 func TestExamplePolicy(t *testing.T) {
 	p, err := policy.Load("../../examples/policy.yaml")
@@ -135,56 +111,5 @@ func TestExamplePolicy(t *testing.T) {
 	}
 	if r := p.Lookup("api.github.com", 443); len(r.Routes) != 1 || r.Routes[0].Slot != "github" {
 		t.Errorf("api.github.com rules = %+v, want one route to slot github", r)
-	}
-}
-
-func TestClientAuthSettings(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "auth")
-	if err := os.WriteFile(good, []byte("cork:0123456789abcdefXYZ\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	open := filepath.Join(dir, "open")
-	if err := os.WriteFile(open, []byte("cork:0123456789abcdefXYZ"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	short := filepath.Join(dir, "short")
-	if err := os.WriteFile(short, []byte("cork:abc"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name    string
-		env     map[string]string
-		want    string
-		wantErr string
-	}{
-		{"file", map[string]string{"CORK_CLIENT_AUTH_FILE": good}, "cork:0123456789abcdefXYZ", ""},
-		{"variable", map[string]string{"CORK_CLIENT_AUTH": "u:0123456789abcdefXYZ"}, "u:0123456789abcdefXYZ", ""},
-		{"both", map[string]string{"CORK_CLIENT_AUTH_FILE": good, "CORK_CLIENT_AUTH": "u:0123456789abcdefXYZ"}, "", "CORK_CLIENT_AUTH_FILE: set only one of it and CORK_CLIENT_AUTH"},
-		{"file readable by others", map[string]string{"CORK_CLIENT_AUTH_FILE": open}, "", "lets others read it"},
-		{"short password", map[string]string{"CORK_CLIENT_AUTH_FILE": short}, "", "password shorter than 16 characters"},
-		{"no user", map[string]string{"CORK_CLIENT_AUTH": ":0123456789abcdefXYZ"}, "", "CORK_CLIENT_AUTH: want user:password"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := loadProxySettings(tt.env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := s.validate(false, os.Stderr)
-			switch {
-			case tt.wantErr != "":
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("validate = %v, want an error containing %q", err, tt.wantErr)
-				}
-				if err != nil && strings.Contains(err.Error(), "0123456789abcdef") {
-					t.Errorf("the error quotes the credential: %v", err)
-				}
-			case err != nil:
-				t.Errorf("validate = %v", err)
-			case o.clientAuth != tt.want:
-				t.Errorf("client auth = %q, want %q", o.clientAuth, tt.want)
-			}
-		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
+	"github.com/cork-sh/cork/settings"
 )
 
 // startProcProxy starts `cork proxy` as its own process with policy and
@@ -191,9 +192,9 @@ func TestStuckReloadDoesNotBlockShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
-	opts := &proxyOptions{listen: "127.0.0.1:0", tokensFile: "unused", policyFile: "policy.yaml"}
+	opts := &settings.Proxy{Listen: "127.0.0.1:0", TokensFile: "unused", PolicyFile: "policy.yaml"}
 	go func() {
-		done <- serveProxy(ctx, p, opts, nil, log, func() error {
+		done <- serveProxy(ctx, p, opts, nil, nil, log, func() error {
 			entered <- struct{}{}
 			<-stuck
 			return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/settings"
 )
 
 // listFlag is a repeatable string flag.
@@ -28,7 +29,7 @@ const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
 func runRun(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
-	settings, err := loadProxySettings(environ)
+	in, err := loadSettings(environ)
 	if err != nil {
 		return err
 	}
@@ -60,11 +61,11 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	// cork run builds its own policy, hands tokens over in-process or by
 	// stdin, picks its listener and makes a session client credential.
-	settings.registerFlags(fs, "policy-file", "tokens-file", "listen", "ca-out", "client-auth-file")
+	in.RegisterFlags(fs, settings.ForRun)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	settings.set = setFlags(fs)
+	in.FlagsParsed(fs)
 	command := fs.Args()
 	if len(command) == 0 {
 		return usageErrorf("run: no command: give it after --, e.g. cork run --agent codex -- codex")
@@ -125,12 +126,12 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		if err != nil {
 			return usageErrorf("--workspace: %v", err)
 		}
-		if err := checkPath(abs, true); err != nil {
+		if err := checkDir(abs); err != nil {
 			return usageErrorf("--workspace: %v", err)
 		}
 		*workspace = abs
 	}
-	opts, err := settings.validate(false, stderr)
+	opts, err := parseSettings(in, settings.ForRun)
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	if err != nil {
 		return &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
 	}
-	log := opts.logger
+	log := opts.Logger(stderr)
 	spec := &launch.Spec{
 		Plan:      plan,
 		Tokens:    tokens,
@@ -177,15 +178,7 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 			HideHome:   *hideHome,
 			NoLandlock: *noLandlock,
 		},
-		Proxy: launch.ProxyOptions{
-			Logger:          &log,
-			UpstreamRootCAs: opts.upstreamRoots,
-			AllowPrivate:    opts.allowPrivate,
-			Resolve:         opts.resolve,
-			AdminListen:     opts.adminListen,
-			Raw:             settings.raw(),
-			Limits:          opts.limits,
-		},
+		Proxy:    launch.ProxyOptions{Logger: &log, Settings: *opts},
 		Stdin:    stdin,
 		Stdout:   stdout,
 		Stderr:   stderr,
@@ -234,16 +227,4 @@ func genericProfile(injects []string, policyFile string) (*provision.Generic, er
 		g.Block = append(g.Block, pg.Block...)
 	}
 	return &g, nil
-}
-
-// raw returns the CORK_* settings as variables, for a proxy in another
-// process.
-func (s *proxySettings) raw() map[string]string {
-	m := map[string]string{}
-	for _, f := range settingFlags {
-		if v := strings.TrimSpace(*f.field(s)); v != "" {
-			m[f.env] = v
-		}
-	}
-	return m
 }

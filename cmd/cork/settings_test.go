@@ -1,94 +1,13 @@
 package main
 
 import (
-	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cork-sh/cork/launch"
 )
-
-// TestLimitSettingsReachTheOptions: good values of the timeout and bound
-// settings, from variables or flags, end up in proxyOptions.limits, the
-// fields runProxy and launch copy into proxy.Config.
-func TestLimitSettingsReachTheOptions(t *testing.T) {
-	tests := []struct {
-		name string
-		env  map[string]string
-		args []string
-		want launch.ProxyLimits
-	}{
-		{
-			name: "unset: zero, the proxy's defaults",
-			env:  map[string]string{},
-		},
-		{
-			name: "every variable",
-			env: map[string]string{
-				"CORK_RESPONSE_HEADER_TIMEOUT":   "90s",
-				"CORK_MAX_RESPONSE_HEADER_BYTES": "65536",
-				"CORK_READ_HEADER_TIMEOUT":       "5s",
-				"CORK_CLIENT_IDLE_TIMEOUT":       "1m30s",
-				"CORK_TUNNEL_IDLE_TIMEOUT":       "2h",
-				"CORK_MAX_CONNS_PER_CLIENT":      "64",
-			},
-			want: launch.ProxyLimits{
-				ResponseHeaderTimeout:  90 * time.Second,
-				MaxResponseHeaderBytes: 65536,
-				ReadHeaderTimeout:      5 * time.Second,
-				ClientIdleTimeout:      90 * time.Second,
-				TunnelIdleTimeout:      2 * time.Hour,
-				MaxConnsPerClient:      64,
-			},
-		},
-		{
-			name: "KiB suffix, no bound, trailing newlines",
-			env: map[string]string{
-				"CORK_MAX_RESPONSE_HEADER_BYTES": "64KiB\n",
-				"CORK_MAX_CONNS_PER_CLIENT":      "0\n",
-				"CORK_READ_HEADER_TIMEOUT":       "250ms\n",
-			},
-			want: launch.ProxyLimits{MaxResponseHeaderBytes: 64 << 10, MaxConnsPerClient: -1, ReadHeaderTimeout: 250 * time.Millisecond},
-		},
-		{
-			name: "MiB suffix",
-			env:  map[string]string{"CORK_MAX_RESPONSE_HEADER_BYTES": "2MiB"},
-			want: launch.ProxyLimits{MaxResponseHeaderBytes: 2 << 20},
-		},
-		{
-			name: "flags override variables",
-			env:  map[string]string{"CORK_TUNNEL_IDLE_TIMEOUT": "1h", "CORK_MAX_CONNS_PER_CLIENT": "10"},
-			args: []string{"--tunnel-idle-timeout", "30s", "--max-conns-per-client=0", "--max-response-header-bytes", "1MiB", "--response-header-timeout=15m", "--client-idle-timeout", "10s"},
-			want: launch.ProxyLimits{TunnelIdleTimeout: 30 * time.Second, MaxConnsPerClient: -1, MaxResponseHeaderBytes: 1 << 20, ResponseHeaderTimeout: 15 * time.Minute, ClientIdleTimeout: 10 * time.Second},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, err := loadProxySettings(tt.env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs := newFlagSet("proxy", "", io.Discard)
-			s.registerFlags(fs)
-			if err := fs.Parse(tt.args); err != nil {
-				t.Fatal(err)
-			}
-			s.set = setFlags(fs)
-			o, err := s.validate(false, io.Discard)
-			if err != nil {
-				t.Fatalf("validate = %v", err)
-			}
-			if o.limits != tt.want {
-				t.Errorf("limits = %+v, want %+v", o.limits, tt.want)
-			}
-		})
-	}
-}
 
 // TestLimitSettingErrors: each bad value is one line naming its variable
 // (or its flag when given as one), and all are reported at once.
@@ -178,41 +97,6 @@ func TestRunParsesLimitSettings(t *testing.T) {
 }
 
 func quote(s string) string { return `"` + s + `"` }
-
-// TestParseSize covers the size syntax on its own, edges included.
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    int64
-		wantErr bool
-	}{
-		{"1", 1, false},
-		{"1048576", 1 << 20, false},
-		{"007", 7, false},
-		{"1KiB", 1 << 10, false},
-		{"1 MiB", 1 << 20, false},
-		{"8796093022207MiB", 8796093022207 << 20, false},
-		{"8796093022208MiB", 0, true}, // 2^63: overflows int64
-		{strings.Repeat("9", 19), 0, true},
-		{"1kib", 0, true},
-		{"1KB", 0, true},
-		{"1MiBMiB", 0, true},
-		{"", 0, true},
-		{" ", 0, true},
-		{"0x10", 0, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseSize(tt.in)
-			if (err != nil) != tt.wantErr || got != tt.want && !tt.wantErr {
-				t.Errorf("parseSize(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-	if math.MaxInt64>>20 != 8796093022207 {
-		t.Fatal("the overflow cases above assume int64")
-	}
-}
 
 // TestPolicyFileFIFOIsRefused: a FIFO as the policy file is refused at
 // start instead of waiting for a writer.

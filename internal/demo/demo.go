@@ -22,6 +22,7 @@ import (
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 const (
@@ -96,12 +97,11 @@ func Run(ctx context.Context, o Options) error {
 		Tokens:  tokens,
 		HostEnv: hostEnv,
 		Command: []string{o.Exe, "demo-agent"},
-		Proxy: launch.ProxyOptions{
-			Logger:          &logger,
+		Proxy: launch.ProxyOptions{Logger: &logger, Settings: settings.Proxy{
 			UpstreamRootCAs: api.roots,
 			AllowPrivate:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 			Resolve:         map[string]string{APIHost + ":443": api.addr()},
-		},
+		}},
 		Stdin:  strings.NewReader(""),
 		Stdout: pw,
 		Stderr: pw,
