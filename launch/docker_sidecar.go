@@ -175,7 +175,10 @@ func (s *sidecar) exited() bool {
 	}
 }
 
-// readReady closes s.ready on the sidecar's readiness line, then drains r.
+// readReady closes s.ready on the sidecar's readiness line
+// (settings.Ready) on r, its stdout, then drains r. A line, not /readyz:
+// the host cannot reach the internal network, and the scratch image has
+// no shell to probe with.
 func (s *sidecar) readReady(r io.Reader) {
 	if _, err := settings.ReadReady(r); err == nil {
 		close(s.ready)

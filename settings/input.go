@@ -21,9 +21,6 @@ const (
 	ReadyFDVar     = "CORK_READY_FD"
 )
 
-// DefaultListen is the proxy address when CORK_LISTEN is unset.
-const DefaultListen = "127.0.0.1:3128"
-
 // Input is the CORK_* settings as given: from the environment (Load),
 // then flags (RegisterFlags, FlagsParsed). Every field is a string so
 // that Parse reports each bad value naming its variable or flag. The

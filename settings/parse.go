@@ -250,7 +250,7 @@ func (s *Input) limits(bad func(flagName, format string, a ...any)) Limits {
 	l.ClientIdleTimeout = duration("client-idle-timeout", s.ClientIdleTimeout)
 	l.TunnelIdleTimeout = duration("tunnel-idle-timeout", s.TunnelIdleTimeout)
 	if v := strings.TrimSpace(s.MaxResponseHeaderBytes); v != "" {
-		n, err := ParseSize(v)
+		n, err := parseSize(v)
 		if err != nil {
 			bad("max-response-header-bytes", "%q: %v", v, err)
 		}
@@ -270,9 +270,9 @@ func (s *Input) limits(bad func(flagName, format string, a ...any)) Limits {
 	return l
 }
 
-// ParseSize parses a positive byte count: digits, optionally followed by
+// parseSize parses a positive byte count: digits, optionally followed by
 // KiB (×1024) or MiB (×1024²), e.g. 65536, 64KiB or 1MiB.
-func ParseSize(v string) (int64, error) {
+func parseSize(v string) (int64, error) {
 	digits, unit := v, int64(1)
 	for suffix, u := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20} {
 		if d, ok := strings.CutSuffix(v, suffix); ok {
