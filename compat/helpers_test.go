@@ -171,8 +171,13 @@ func runSandbox(t *testing.T, plan provision.Plan, fake *fakeupstream.Server, wo
 	if trace {
 		wrapper = `echo "cork-compat: child started $(date +%T.%N)" >&2; ` + wrapper
 	}
+	tokens, err := launch.Tokens(plan, host)
+	if err != nil {
+		t.Fatalf("resolve the plan's tokens: %v", err)
+	}
 	spec := &launch.Spec{
 		Plan:      plan,
+		Tokens:    tokens,
 		HostEnv:   host,
 		Command:   append([]string{"/bin/sh", "-c", wrapper, "sh"}, argv...),
 		Workspace: workspace,

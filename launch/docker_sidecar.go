@@ -53,22 +53,6 @@ func newSidecarConfig(p *settings.Proxy) (*sidecarConfig, error) {
 	return &sidecarConfig{env: sc.Env, upstreamCA: sc.UpstreamCA, publish: sc.Publish}, nil
 }
 
-// tokenJSON is the token map as the sidecar reads it on stdin:
-// {"slot":"value"}. This is where the docker backend reveals tokens, and
-// the only place: the bytes go to the sidecar's stdin pipe and nowhere
-// else. The caller clears them after writing.
-func tokenJSON(t resolve.Tokens) ([]byte, error) {
-	m := make(map[string]string, len(t))
-	for slot, s := range t {
-		m[slot] = s.Reveal()
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, errors.New("encode token map")
-	}
-	return append(b, '\n'), nil
-}
-
 // sidecar is the running `cork proxy` container, attached through a
 // long-lived `docker start -a -i` whose stdin carries the token maps.
 type sidecar struct {
@@ -138,18 +122,16 @@ func (s *sidecar) SetTokens(t resolve.Tokens) {
 	}
 }
 
+// sendTokens writes t to the sidecar's stdin as one object of the token
+// stream (resolve.TokenEncoder, read by the sidecar's TokenDecoder): the
+// only way the docker backend hands a token on.
 func (s *sidecar) sendTokens(t resolve.Tokens) error {
-	b, err := tokenJSON(t)
-	if err != nil {
-		return err
-	}
-	defer clear(b)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stdin == nil {
 		return errors.New("sidecar stdin closed")
 	}
-	if _, err := s.stdin.Write(b); err != nil {
+	if err := resolve.NewTokenEncoder(s.stdin).Encode(t); err != nil {
 		return fmt.Errorf("write to the sidecar's stdin: %w", err)
 	}
 	return nil

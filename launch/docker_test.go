@@ -20,23 +20,30 @@ import (
 	"github.com/cork-sh/cork/settings"
 )
 
-func TestTokenJSON(t *testing.T) {
+// The sidecar's stdin gets each token map as one line of the token
+// stream, which the sidecar's decoder reads back whole.
+func TestSidecarSendTokens(t *testing.T) {
 	in := resolve.Tokens{"a": resolve.NewSecret("v1"), "b": resolve.NewSecret(`quo"te<&>`)}
-	b, err := tokenJSON(in)
-	if err != nil {
+	var buf bytes.Buffer
+	s := &sidecar{stdin: nopWriteCloser{&buf}}
+	if err := s.sendTokens(in); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasSuffix(b, []byte("\n")) {
-		t.Errorf("tokenJSON = %q, want one line", b)
+	if b := buf.Bytes(); !bytes.HasSuffix(b, []byte("\n")) || bytes.Count(b, []byte("\n")) != 1 {
+		t.Errorf("stdin got %q, want one line", b)
 	}
-	got, err := resolve.ParseTokens(b)
+	got, err := resolve.ParseTokens(buf.Bytes())
 	if err != nil {
-		t.Fatalf("ParseTokens(tokenJSON) = %v", err)
+		t.Fatalf("ParseTokens(stdin) = %v", err)
 	}
 	for slot, want := range in {
 		if !got[slot].Equal(want.Reveal()) {
 			t.Errorf("slot %s does not round-trip", slot)
 		}
+	}
+	s.closeStdin()
+	if err := s.sendTokens(in); err == nil {
+		t.Error("sendTokens after closeStdin = nil, want an error")
 	}
 }
 
