@@ -162,27 +162,7 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
-	switch {
-	case opts.TokensFile == "-":
-		go func() {
-			readTokenStream(stdin, p, log, signalReady)
-			if opts.ExitOnStdinEOF {
-				log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("token stream ended; shutting down")
-				stopServing()
-			}
-		}()
-	case opts.ExitOnStdinEOF:
-		signalReady()
-		go func() {
-			if stdin != nil {
-				io.Copy(io.Discard, stdin)
-			}
-			log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("stdin ended; shutting down")
-			stopServing()
-		}()
-	default:
-		signalReady()
-	}
+	watchStdin(p, opts, stdin, log, signalReady, stopServing)
 
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
@@ -206,6 +186,41 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 		}
 		break
 	}
+	shutdownProxy(p, srv, admin, log)
+	return nil
+}
+
+// watchStdin reads the token stream from stdin when the tokens come from
+// there (the proxy is ready once the first map is applied), and with
+// exit-on-stdin-eof stops serving when stdin ends. Otherwise the proxy is
+// ready at once.
+func watchStdin(p *proxy.Proxy, opts *settings.Proxy, stdin io.Reader, log zerolog.Logger, signalReady, stopServing func()) {
+	switch {
+	case opts.TokensFile == "-":
+		go func() {
+			readTokenStream(stdin, p, log, signalReady)
+			if opts.ExitOnStdinEOF {
+				log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("token stream ended; shutting down")
+				stopServing()
+			}
+		}()
+	case opts.ExitOnStdinEOF:
+		signalReady()
+		go func() {
+			if stdin != nil {
+				io.Copy(io.Discard, stdin)
+			}
+			log.Info().Str("reason", "stdin closed (exit-on-stdin-eof)").Msg("stdin ended; shutting down")
+			stopServing()
+		}()
+	default:
+		signalReady()
+	}
+}
+
+// shutdownProxy stops serving within DefaultShutdownTimeout: requests in
+// flight finish (and stream) completely unless the deadline comes first.
+func shutdownProxy(p *proxy.Proxy, srv, admin *http.Server, log zerolog.Logger) {
 	log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), DefaultShutdownTimeout)
 	defer cancel()
@@ -228,7 +243,6 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 		log.Warn().Msg("in-flight requests cut at the shutdown deadline")
 	}
 	log.Info().Msg("stopped")
-	return nil
 }
 
 // reloader runs reloads on its own goroutine, one at a time. A request

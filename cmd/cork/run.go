@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/resolve"
 	"github.com/cork-sh/cork/settings"
 )
 
@@ -28,37 +30,137 @@ const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject
                 [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
+// runFlags are `cork run`'s own flags (the proxy's settings are
+// registered apart, by package settings).
+type runFlags struct {
+	backend, policyFile, image, workspace *string
+	agents, allows, envs, injects         listFlag
+	hides, readOnly, readWrite            listFlag
+	noForward, noIsolate, hideHome        *bool
+	noLandlock, isolateNet, quiet         *bool
+}
+
+func newRunFlags(fs *flag.FlagSet) *runFlags {
+	f := &runFlags{}
+	f.backend = fs.String("backend", "local", "where the sandbox runs: "+strings.Join(slices.Sorted(maps.Keys(launch.Backends())), ", "))
+	fs.Var(&f.agents, "agent", "agent profile to provision (repeatable): "+strings.Join(provision.Names(), ", "))
+	fs.Var(&f.injects, "inject", "bind the credential in host variable VAR to HOST (repeatable): the sandbox gets a placeholder in VAR;\n"+
+		"HOST=VAR[,header=NAME][,scheme=bearer|token|basic|raw][,basic_user=USER][,add_if_missing],\n"+
+		"e.g. api.example.com=EXAMPLE_TOKEN or api.example.com=EXAMPLE_KEY,header=X-Api-Key")
+	f.policyFile = fs.String("policy", "", "YAML file of extra routes (each naming its credential's host variable with env: VAR), allow and block entries")
+	f.image = fs.String("image", "", "sandbox image (docker, smolvm)")
+	f.workspace = fs.String("workspace", "", "host directory made available to the sandbox (default: none)")
+	fs.Var(&f.allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
+	fs.Var(&f.envs, "env", "extra sandbox variable K=V (repeatable); never a real credential")
+	f.noForward = fs.Bool("no-forward-host-credentials", false, "read no host credential file; tokens come only from the host variables each slot names")
+	f.noIsolate = fs.Bool("no-isolate", false, "local backend: run the command UNCONFINED, able to read every file you can (the default sandbox is\n"+
+		"Linux namespaces with the host's credential locations hidden; see docs/SECURITY.md)")
+	fs.Var(&f.hides, "hide", "local backend: a host path the sandbox does not see at all (repeatable)")
+	fs.Var(&f.readOnly, "read-only", "local backend: a host path the sandbox sees read-only, even if hidden by default (repeatable)")
+	fs.Var(&f.readWrite, "read-write", "local backend: a host path the sandbox may write, besides the workspace (repeatable)")
+	f.hideHome = fs.Bool("hide-home", false, "local backend: hide your whole home directory, but for the workspace and the directories on PATH")
+	f.noLandlock = fs.Bool("no-landlock", false, "local backend: leave Landlock out of the sandbox, for a kernel where it misbehaves\n"+
+		"(the namespaces, the read-only view and seccomp still confine)")
+	// --isolate-net was the opt-in to a network namespace; the sandbox
+	// has one by default now. Accepted, and said so.
+	f.isolateNet = fs.Bool("isolate-net", false, "deprecated: the local sandbox always has its own network namespace now")
+	f.quiet = fs.Bool("quiet", false, "no progress lines on stderr")
+	return f
+}
+
+// checkLocal refuses the local backend's flags elsewhere, and the
+// sandbox's adjustments without the sandbox.
+func (f *runFlags) checkLocal(backend string) error {
+	if backend != "local" {
+		for name, set := range map[string]bool{"--no-isolate": *f.noIsolate, "--hide": len(f.hides) > 0, "--read-only": len(f.readOnly) > 0, "--read-write": len(f.readWrite) > 0, "--hide-home": *f.hideHome, "--no-landlock": *f.noLandlock} {
+			if set {
+				return usageErrorf("%s: only for --backend local", name)
+			}
+		}
+	}
+	if *f.noIsolate && (len(f.hides) > 0 || len(f.readOnly) > 0 || len(f.readWrite) > 0 || *f.hideHome || *f.noLandlock) {
+		return usageErrorf("--no-isolate: --hide, --read-only, --read-write, --hide-home and --no-landlock need the sandbox")
+	}
+	return nil
+}
+
+// profiles are the --agent profiles, then the generic one of --inject
+// and --policy.
+func (f *runFlags) profiles() ([]provision.Profile, error) {
+	generic, err := genericProfile(f.injects, *f.policyFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.agents) == 0 && generic == nil {
+		return nil, usageErrorf("--agent: give at least one of %s, or --inject / --policy", strings.Join(provision.Names(), ", "))
+	}
+	var profiles []provision.Profile
+	for _, a := range f.agents {
+		if a == (provision.Generic{}).Name() {
+			return nil, usageErrorf("--agent generic: give its bindings with --inject HOST=VAR or --policy FILE instead")
+		}
+		p, err := provision.Lookup(a)
+		if err != nil {
+			return nil, usageErrorf("--agent: %v", err)
+		}
+		profiles = append(profiles, p)
+	}
+	if generic != nil {
+		profiles = append(profiles, *generic)
+	}
+	return profiles, nil
+}
+
+// extraEnv is --env as a map.
+func (f *runFlags) extraEnv() (map[string]string, error) {
+	env := map[string]string{}
+	for _, kv := range f.envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usageErrorf("--env %q: want K=V", kv)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+// absWorkspace makes --workspace absolute and checks it is a readable
+// directory.
+func (f *runFlags) absWorkspace() error {
+	if *f.workspace == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(*f.workspace)
+	if err != nil {
+		return usageErrorf("--workspace: %v", err)
+	}
+	if err := checkDir(abs); err != nil {
+		return usageErrorf("--workspace: %v", err)
+	}
+	*f.workspace = abs
+	return nil
+}
+
+func (f *runFlags) localOptions() launch.LocalOptions {
+	return launch.LocalOptions{
+		NoIsolate:  *f.noIsolate,
+		Hide:       f.hides,
+		ReadOnly:   f.readOnly,
+		ReadWrite:  f.readWrite,
+		HideHome:   *f.hideHome,
+		NoLandlock: *f.noLandlock,
+	}
+}
+
+// runRun is `cork run`: parse, check, provision, resolve once, run the
+// backend. Each step is a function of its own; this is their order.
 func runRun(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
 	in, err := loadSettings(environ)
 	if err != nil {
 		return err
 	}
 	fs := newFlagSet("run", runSynopsis, stderr)
-	backendName := fs.String("backend", "local", "where the sandbox runs: "+strings.Join(slices.Sorted(maps.Keys(launch.Backends())), ", "))
-	var agents, allows, envs, injects listFlag
-	fs.Var(&agents, "agent", "agent profile to provision (repeatable): "+strings.Join(provision.Names(), ", "))
-	fs.Var(&injects, "inject", "bind the credential in host variable VAR to HOST (repeatable): the sandbox gets a placeholder in VAR;\n"+
-		"HOST=VAR[,header=NAME][,scheme=bearer|token|basic|raw][,basic_user=USER][,add_if_missing],\n"+
-		"e.g. api.example.com=EXAMPLE_TOKEN or api.example.com=EXAMPLE_KEY,header=X-Api-Key")
-	policyFile := fs.String("policy", "", "YAML file of extra routes (each naming its credential's host variable with env: VAR), allow and block entries")
-	image := fs.String("image", "", "sandbox image (docker, smolvm)")
-	workspace := fs.String("workspace", "", "host directory made available to the sandbox (default: none)")
-	fs.Var(&allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
-	fs.Var(&envs, "env", "extra sandbox variable K=V (repeatable); never a real credential")
-	noForward := fs.Bool("no-forward-host-credentials", false, "read no host credential file; tokens come only from the host variables each slot names")
-	var hides, readOnly, readWrite listFlag
-	noIsolate := fs.Bool("no-isolate", false, "local backend: run the command UNCONFINED, able to read every file you can (the default sandbox is\n"+
-		"Linux namespaces with the host's credential locations hidden; see docs/SECURITY.md)")
-	fs.Var(&hides, "hide", "local backend: a host path the sandbox does not see at all (repeatable)")
-	fs.Var(&readOnly, "read-only", "local backend: a host path the sandbox sees read-only, even if hidden by default (repeatable)")
-	fs.Var(&readWrite, "read-write", "local backend: a host path the sandbox may write, besides the workspace (repeatable)")
-	hideHome := fs.Bool("hide-home", false, "local backend: hide your whole home directory, but for the workspace and the directories on PATH")
-	noLandlock := fs.Bool("no-landlock", false, "local backend: leave Landlock out of the sandbox, for a kernel where it misbehaves\n"+
-		"(the namespaces, the read-only view and seccomp still confine)")
-	// --isolate-net was the opt-in to a network namespace; the sandbox
-	// has one by default now. Accepted, and said so.
-	isolateNet := fs.Bool("isolate-net", false, "deprecated: the local sandbox always has its own network namespace now")
-	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	f := newRunFlags(fs)
 	// cork run builds its own policy, hands tokens over in-process or by
 	// stdin, picks its listener and makes a session client credential.
 	in.RegisterFlags(fs, settings.ForRun)
@@ -71,65 +173,30 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		return usageErrorf("run: no command: give it after --, e.g. cork run --agent codex -- codex")
 	}
 
-	backend, err := launch.Lookup(*backendName)
+	backend, err := launch.Lookup(*f.backend)
 	if err != nil {
 		return usageErrorf("--backend: %v", err)
 	}
-	if backend.Name() != "local" {
-		for name, set := range map[string]bool{"--no-isolate": *noIsolate, "--hide": len(hides) > 0, "--read-only": len(readOnly) > 0, "--read-write": len(readWrite) > 0, "--hide-home": *hideHome, "--no-landlock": *noLandlock} {
-			if set {
-				return usageErrorf("%s: only for --backend local", name)
-			}
-		}
+	if err := f.checkLocal(backend.Name()); err != nil {
+		return err
 	}
-	if *noIsolate && (len(hides) > 0 || len(readOnly) > 0 || len(readWrite) > 0 || *hideHome || *noLandlock) {
-		return usageErrorf("--no-isolate: --hide, --read-only, --read-write, --hide-home and --no-landlock need the sandbox")
-	}
-	if *isolateNet {
+	if *f.isolateNet {
 		fmt.Fprintln(stderr, "cork: --isolate-net is the default now (the local sandbox has its own network namespace); the flag will go")
 	}
 	if sv, ok := backend.(*launch.Smolvm); ok {
 		// Where the VM reaches the proxy: default the host's primary IPv4.
 		sv.ProxyListen = strings.TrimSpace(environ["CORK_SMOLVM_PROXY_LISTEN"])
 	}
-	generic, err := genericProfile(injects, *policyFile)
+	profiles, err := f.profiles()
 	if err != nil {
 		return err
 	}
-	if len(agents) == 0 && generic == nil {
-		return usageErrorf("--agent: give at least one of %s, or --inject / --policy", strings.Join(provision.Names(), ", "))
+	extraEnv, err := f.extraEnv()
+	if err != nil {
+		return err
 	}
-	var profiles []provision.Profile
-	for _, a := range agents {
-		if a == (provision.Generic{}).Name() {
-			return usageErrorf("--agent generic: give its bindings with --inject HOST=VAR or --policy FILE instead")
-		}
-		p, err := provision.Lookup(a)
-		if err != nil {
-			return usageErrorf("--agent: %v", err)
-		}
-		profiles = append(profiles, p)
-	}
-	if generic != nil {
-		profiles = append(profiles, *generic)
-	}
-	extraEnv := map[string]string{}
-	for _, kv := range envs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return usageErrorf("--env %q: want K=V", kv)
-		}
-		extraEnv[k] = v
-	}
-	if *workspace != "" {
-		abs, err := filepath.Abs(*workspace)
-		if err != nil {
-			return usageErrorf("--workspace: %v", err)
-		}
-		if err := checkDir(abs); err != nil {
-			return usageErrorf("--workspace: %v", err)
-		}
-		*workspace = abs
+	if err := f.absWorkspace(); err != nil {
+		return err
 	}
 	opts, err := parseSettings(in, settings.ForRun)
 	if err != nil {
@@ -137,29 +204,12 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	}
 
 	progress := func(msg string) { fmt.Fprintf(stderr, "cork: %s\n", msg) }
-	if *quiet {
+	if *f.quiet {
 		progress = nil
 	}
-	home, _ := os.UserHomeDir()
-	if h := environ["HOME"]; h != "" {
-		home = h
-	}
-	plan, err := provision.Build(provision.Options{
-		HostHome:               home,
-		HostEnv:                environ,
-		ForwardHostCredentials: !*noForward,
-	}, profiles...)
+	plan, tokens, err := f.plan(environ, profiles)
 	if err != nil {
-		return &usageError{err}
-	}
-	for _, h := range allows {
-		plan.Egress.Allow = append(plan.Egress.Allow, h)
-	}
-	// The run's one resolution: the backend gets these tokens, and a
-	// refresh of the host's credential files resolves the same way.
-	tokens, err := launch.Tokens(plan, environ)
-	if err != nil {
-		return &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
+		return err
 	}
 	log := opts.Logger(stderr)
 	spec := &launch.Spec{
@@ -167,22 +217,15 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		Tokens:    tokens,
 		HostEnv:   environ,
 		Command:   command,
-		Workspace: *workspace,
-		Image:     *image,
+		Workspace: *f.workspace,
+		Image:     *f.image,
 		Env:       extraEnv,
-		Local: launch.LocalOptions{
-			NoIsolate:  *noIsolate,
-			Hide:       hides,
-			ReadOnly:   readOnly,
-			ReadWrite:  readWrite,
-			HideHome:   *hideHome,
-			NoLandlock: *noLandlock,
-		},
-		Proxy:    launch.ProxyOptions{Logger: &log, Settings: *opts},
-		Stdin:    stdin,
-		Stdout:   stdout,
-		Stderr:   stderr,
-		Progress: progress,
+		Local:     f.localOptions(),
+		Proxy:     launch.ProxyOptions{Logger: &log, Settings: *opts},
+		Stdin:     stdin,
+		Stdout:    stdout,
+		Stderr:    stderr,
+		Progress:  progress,
 	}
 	code, err := backend.Run(ctx, spec)
 	if err != nil {
@@ -196,6 +239,30 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// plan provisions the run and resolves its tokens: the run's one
+// resolution, whose tokens the backend gets (a refresh of the host's
+// credential files resolves the same way).
+func (f *runFlags) plan(environ map[string]string, profiles []provision.Profile) (provision.Plan, resolve.Tokens, error) {
+	home, _ := os.UserHomeDir()
+	if h := environ["HOME"]; h != "" {
+		home = h
+	}
+	plan, err := provision.Build(provision.Options{
+		HostHome:               home,
+		HostEnv:                environ,
+		ForwardHostCredentials: !*f.noForward,
+	}, profiles...)
+	if err != nil {
+		return plan, nil, &usageError{err}
+	}
+	plan.Egress.Allow = append(plan.Egress.Allow, f.allows...)
+	tokens, err := launch.Tokens(plan, environ)
+	if err != nil {
+		return plan, nil, &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
+	}
+	return plan, tokens, nil
 }
 
 // genericProfile builds the generic profile from the --inject specs and

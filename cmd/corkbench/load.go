@@ -143,25 +143,7 @@ func runLoad(v variant, p path, conns int, keepAlive bool, d time.Duration) load
 			tr := v.clientTransport(keepAlive, cache)
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-			do := func(ctx context.Context) error {
-				req, err := newRequest(ctx, http.MethodGet, p, "/1k", nil)
-				if err != nil {
-					return err
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					return err
-				}
-				n, err := io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					return err
-				}
-				if resp.StatusCode != http.StatusOK || n != 1024 {
-					return fmt.Errorf("status %d, %d bytes", resp.StatusCode, n)
-				}
-				return nil
-			}
+			do := func(ctx context.Context) error { return get1k(ctx, client, p) }
 			warmErr := do(context.Background())
 			ready.Done()
 			<-start
@@ -212,6 +194,27 @@ func runLoad(v variant, p path, conns int, keepAlive bool, d time.Duration) load
 	slices.Sort(res.lat)
 	res.resumed, res.handshake = int(resumed.Load()), int(hs.Load())
 	return res
+}
+
+// get1k fetches /1k on path p and checks the answer.
+func get1k(ctx context.Context, client *http.Client, p path) error {
+	req, err := newRequest(ctx, http.MethodGet, p, "/1k", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || n != 1024 {
+		return fmt.Errorf("status %d, %d bytes", resp.StatusCode, n)
+	}
+	return nil
 }
 
 func cpuOf(pid int) time.Duration {

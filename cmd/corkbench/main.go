@@ -297,6 +297,28 @@ func run(o options, out io.Writer) error {
 	rep.idleRSSBase = procStatusKB(e.baseline.pid(), "VmRSS")
 	logf("cork idle RSS %.1f MiB (baseline %.1f MiB)", mib(rep.idleRSS), mib(rep.idleRSSBase))
 
+	runRequests(o, variants, rep)
+	if err := runSSEPhase(o, variants, rep); err != nil {
+		return err
+	}
+	if err := runConnsPhase(o, e, rep); err != nil {
+		return err
+	}
+	if err := runBulkPhase(o, variants, rep); err != nil {
+		return err
+	}
+	rep.corkHWM = procStatusKB(e.cork.pid(), "VmHWM")
+	rep.corkLogLines = e.cork.logN.Load()
+	rep.corkLogBytes = e.cork.logB.Load()
+	rep.injected = e.up.injected.Load()
+	rep.elapsed = time.Since(t0)
+	rep.write(out)
+	return nil
+}
+
+// runRequests is the requests phase: each scenario's load on every
+// variant, the order rotated each round so no variant always runs first.
+func runRequests(o options, variants []variant, rep *report) {
 	scs := scenarios(o)
 	if !o.phase("requests") {
 		scs = nil
@@ -311,7 +333,6 @@ func run(o options, out io.Writer) error {
 			if rep.load[sc.key] == nil {
 				rep.load[sc.key] = map[string][]loadResult{}
 			}
-			// Rotate the order each round so no variant always runs first.
 			for i := range variants {
 				v := variants[(i+r)%len(variants)]
 				res := runLoad(v, sc.path, sc.conns, sc.keepAlive, o.duration)
@@ -326,6 +347,11 @@ func run(o options, out io.Writer) error {
 		}
 	}
 
+}
+
+// runSSEPhase is the SSE phase: event delays on each path, through
+// every variant.
+func runSSEPhase(o options, variants []variant, rep *report) error {
 	rep.sse = map[string]map[string][]sseResult{}
 	ssePaths := []path{pathMITM, pathTunnel, pathPlain}
 	if !o.phase("sse") {
@@ -359,6 +385,12 @@ func run(o options, out io.Writer) error {
 		}
 	}
 
+	return nil
+}
+
+// runConnsPhase measures the RSS of cork and the baseline holding many
+// idle intercepted connections.
+func runConnsPhase(o options, e *env, rep *report) error {
 	idleVariants := []variant{e.vCork, e.vBase}
 	if !o.phase("conns") {
 		idleVariants = nil
@@ -380,30 +412,31 @@ func run(o options, out io.Writer) error {
 	}
 	time.Sleep(300 * time.Millisecond)
 
-	if !o.skipBulk && o.phase("bulk") {
-		n := o.bulkMiB << 20
-		rep.bulk = map[string]*bulkResult{}
-		for _, v := range variants {
-			rep.bulk[v.name] = &bulkResult{}
-		}
-		for r := range o.bulkRounds {
-			for i := range variants {
-				v := variants[(i+r)%len(variants)]
-				if err := runBulkRound(v, n, rep.bulk[v.name]); err != nil {
-					return err
-				}
-				b := rep.bulk[v.name]
-				logf("bulk round %d %-8s down %7.1f MiB/s up %7.1f MiB/s peak RSS %.1f MiB", r+1, v.name,
-					b.down[r]/(1<<20), b.up[r]/(1<<20), mib(b.peakKB))
+	return nil
+}
+
+// runBulkPhase is the bulk phase: large bodies down and up, with peak
+// RSS.
+func runBulkPhase(o options, variants []variant, rep *report) error {
+	if o.skipBulk || !o.phase("bulk") {
+		return nil
+	}
+	n := o.bulkMiB << 20
+	rep.bulk = map[string]*bulkResult{}
+	for _, v := range variants {
+		rep.bulk[v.name] = &bulkResult{}
+	}
+	for r := range o.bulkRounds {
+		for i := range variants {
+			v := variants[(i+r)%len(variants)]
+			if err := runBulkRound(v, n, rep.bulk[v.name]); err != nil {
+				return err
 			}
+			b := rep.bulk[v.name]
+			logf("bulk round %d %-8s down %7.1f MiB/s up %7.1f MiB/s peak RSS %.1f MiB", r+1, v.name,
+				b.down[r]/(1<<20), b.up[r]/(1<<20), mib(b.peakKB))
 		}
 	}
-	rep.corkHWM = procStatusKB(e.cork.pid(), "VmHWM")
-	rep.corkLogLines = e.cork.logN.Load()
-	rep.corkLogBytes = e.cork.logB.Load()
-	rep.injected = e.up.injected.Load()
-	rep.elapsed = time.Since(t0)
-	rep.write(out)
 	return nil
 }
 

@@ -54,6 +54,11 @@ func sleep() {
 	os.Exit(0)
 }
 
+// probe is the sandboxed agent of the docker end-to-end tests: a script of
+// checks in the order the tests read its output, one line each (the
+// proxied call, the direct dials that must fail, the denied host, the
+// pause for a refresh, the dump). It is long because it is a script; its
+// steps share the flags and the client.
 func probe(args []string) int {
 	fs := flag.NewFlagSet("probe", flag.ExitOnError)
 	api := fs.String("api", "", "URL to GET through the proxy with the placeholder bearer")
