@@ -99,7 +99,7 @@ type dockerSandbox struct {
 	sidecarUser  [2]int // uid, gid of the sidecar image's user
 	workspace    string // absolute, or empty
 	policy       []byte
-	sidecar      *sidecarConfig
+	sidecar      *settings.Sidecar
 
 	// What the session created.
 	janitor   io.WriteCloser // nil: none
@@ -166,7 +166,7 @@ func (s *dockerSandbox) check(ctx context.Context, spec *Spec) error {
 	if pre.policy, err = policy.Marshal(*pol); err != nil {
 		return &SetupError{err}
 	}
-	if pre.sidecar, err = newSidecarConfig(&spec.Proxy.Settings); err != nil {
+	if pre.sidecar, err = sidecarSettings(&spec.Proxy.Settings); err != nil {
 		return &SetupError{err}
 	}
 
@@ -278,8 +278,8 @@ func (s *dockerSandbox) startProxy(ctx context.Context, ss *session) (*sessionPr
 	if err := os.WriteFile(filepath.Join(sideDir, "policy.yaml"), s.policy, 0o644); err != nil {
 		return nil, fmt.Errorf("sidecar policy: %w", err)
 	}
-	if s.sidecar.upstreamCA != nil {
-		if err := os.WriteFile(filepath.Join(sideDir, "upstream-ca.pem"), s.sidecar.upstreamCA, 0o644); err != nil {
+	if s.sidecar.UpstreamCA != nil {
+		if err := os.WriteFile(filepath.Join(sideDir, "upstream-ca.pem"), s.sidecar.UpstreamCA, 0o644); err != nil {
 			return nil, fmt.Errorf("sidecar upstream CA: %w", err)
 		}
 	}
@@ -367,10 +367,10 @@ func (s *dockerSandbox) startSidecar(ctx, cctx context.Context, ss *session, sid
 		"--mount", mountArg("volume", s.volume, sidecarCADir, false),
 		"--mount", mountArg("bind", sideDir, sidecarConfigDir, true),
 	)
-	if s.sidecar.publish != "" {
-		args = append(args, "--publish", s.sidecar.publish)
+	if s.sidecar.Publish != "" {
+		args = append(args, "--publish", s.sidecar.Publish)
 	}
-	for _, kv := range s.sidecar.env {
+	for _, kv := range s.sidecar.Env {
 		args = append(args, "--env", kv)
 	}
 	// The sidecar's egress address is reachable from the host: only the

@@ -30,27 +30,16 @@ const (
 	sidecarCAPath         = sidecarCADir + "/ca.pem"
 )
 
-// sidecarConfig is the validated proxy configuration for the sidecar:
-// environment (no secrets), files to mount and ports to publish.
-type sidecarConfig struct {
-	env        []string // K=V, sorted
-	upstreamCA []byte   // nil: none
-	publish    string   // -p value for the admin listener; empty: none
-}
-
-// newSidecarConfig renders the settings for the sidecar (package
-// settings owns them). Errors name the variable.
-func newSidecarConfig(p *settings.Proxy) (*sidecarConfig, error) {
-	sc, err := p.Sidecar(settings.Container{
+// sidecarSettings renders the proxy's settings for the sidecar, its
+// files where the sidecar finds them (package settings owns the rest).
+// Errors name the variable.
+func sidecarSettings(p *settings.Proxy) (*settings.Sidecar, error) {
+	return p.Sidecar(settings.Container{
 		Listen:         fmt.Sprintf("0.0.0.0:%d", ProxyPort),
 		PolicyFile:     sidecarPolicyPath,
 		UpstreamCAFile: sidecarUpstreamCAPath,
 		CAOut:          sidecarCAPath,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &sidecarConfig{env: sc.Env, upstreamCA: sc.UpstreamCA, publish: sc.Publish}, nil
 }
 
 // sidecar is the running `cork proxy` container, attached through a

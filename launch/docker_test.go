@@ -107,26 +107,26 @@ func TestNewSidecarConfig(t *testing.T) {
 			c, err := sidecarConfigOf(tc.raw)
 			if len(tc.wantErr) > 0 {
 				if err == nil {
-					t.Fatalf("newSidecarConfig(%v) = nil error, want %v", tc.raw, tc.wantErr)
+					t.Fatalf("sidecarSettings(%v) = nil error, want %v", tc.raw, tc.wantErr)
 				}
 				for _, w := range tc.wantErr {
 					if !strings.Contains(err.Error(), w) {
-						t.Errorf("newSidecarConfig error %q does not name %s", err, w)
+						t.Errorf("sidecarSettings error %q does not name %s", err, w)
 					}
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("newSidecarConfig(%v) = %v", tc.raw, err)
+				t.Fatalf("sidecarSettings(%v) = %v", tc.raw, err)
 			}
-			env := strings.Join(c.env, "\n")
+			env := strings.Join(c.Env, "\n")
 			for _, w := range tc.wantEnv {
 				if !strings.Contains(env+"\n", w+"\n") {
 					t.Errorf("sidecar env lacks %s:\n%s", w, env)
 				}
 			}
-			if c.publish != tc.publish {
-				t.Errorf("publish = %q, want %q", c.publish, tc.publish)
+			if c.Publish != tc.publish {
+				t.Errorf("publish = %q, want %q", c.Publish, tc.publish)
 			}
 		})
 	}
@@ -192,9 +192,9 @@ func TestMountArg(t *testing.T) {
 	}
 }
 
-// sidecarConfigOf is newSidecarConfig of the settings of `cork run`
+// sidecarConfigOf is sidecarSettings of the settings of `cork run`
 // given the variables raw.
-func sidecarConfigOf(raw map[string]string) (*sidecarConfig, error) {
+func sidecarConfigOf(raw map[string]string) (*settings.Sidecar, error) {
 	in, err := settings.Load(raw)
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ func sidecarConfigOf(raw map[string]string) (*sidecarConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSidecarConfig(p)
+	return sidecarSettings(p)
 }
 
 func TestSidecarReadLogs(t *testing.T) {
