@@ -144,7 +144,7 @@ func (s *dockerSandbox) check(ctx context.Context, spec *Spec) error {
 	if spec.Workspace != "" {
 		abs, err := filepath.Abs(spec.Workspace)
 		if err == nil {
-			err = checkDir(abs)
+			err = CheckDir(abs)
 		}
 		if err != nil {
 			return setupErrorf("workspace: %w", err)

@@ -64,7 +64,7 @@ func (*localSandbox) layout() layout { return layout{hostEnv: hostEnvPassthrough
 func (lb *localSandbox) preflight(_ context.Context, s *session) error {
 	spec := s.spec
 	if spec.Workspace != "" {
-		if err := checkDir(spec.Workspace); err != nil {
+		if err := CheckDir(spec.Workspace); err != nil {
 			return setupErrorf("workspace: %w", err)
 		}
 	}
@@ -382,21 +382,33 @@ func envList(env map[string]string) []string {
 	return out
 }
 
-func checkDir(dir string) error {
-	st, err := os.Stat(dir)
+// CheckDir checks that path is a directory cork can list (a workspace).
+// Its errors read "path: reason".
+func CheckDir(path string) error {
+	// Non-blocking, so that a FIFO is opened and checked, not waited on.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s: not a directory", dir)
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
+		return pathError(err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return pathError(err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s: not a directory", path)
+	}
 	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", dir, err)
+		return fmt.Errorf("%s: %v", path, errors.Unwrap(err))
 	}
 	return nil
+}
+
+// pathError shortens an *os.PathError to "path: reason".
+func pathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+	}
+	return err
 }

@@ -136,7 +136,7 @@ func (vb *smolvmSandbox) preflight(_ context.Context, s *session) error {
 		if strings.Contains(ws, ":") {
 			return setupErrorf("workspace %s: smolvm cannot mount a path with a colon", ws)
 		}
-		if err := checkDir(ws); err != nil {
+		if err := CheckDir(ws); err != nil {
 			return setupErrorf("workspace: %w", err)
 		}
 		vb.vm.workspace = ws

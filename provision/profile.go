@@ -100,6 +100,22 @@ func (m *merger) conflict(profile, key, what string) error {
 	return fmt.Errorf("%s: conflict with profile %s: both provide %s", profile, m.owner[key], what)
 }
 
+// mergeEnv adds profile name's variables src to dst; a variable another
+// profile set to a different value is a conflict (key prefix, what names
+// the kind). Values are compared, never shown.
+func mergeEnv[V comparable](m *merger, name, prefix, what string, dst, src map[string]V) []error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(src)) {
+		if v, ok := dst[k]; ok && v != src[k] {
+			errs = append(errs, m.conflict(name, prefix+k, "different values for "+what+k))
+			continue
+		}
+		m.owner[prefix+k] = name
+		dst[k] = src[k]
+	}
+	return errs
+}
+
 func (m *merger) add(name string, part Plan) []error {
 	var errs []error
 	dst := &m.plan
@@ -110,22 +126,8 @@ func (m *merger) add(name string, part Plan) []error {
 		}
 		dst.Files = append(dst.Files, f)
 	}
-	for _, k := range slices.Sorted(maps.Keys(part.Env)) {
-		if v, ok := dst.Env[k]; ok && v != part.Env[k] {
-			errs = append(errs, m.conflict(name, "env:"+k, "different values for sandbox env "+k))
-			continue
-		}
-		m.owner["env:"+k] = name
-		dst.Env[k] = part.Env[k]
-	}
-	for _, k := range slices.Sorted(maps.Keys(part.ProvisionedEnv)) {
-		if v, ok := dst.ProvisionedEnv[k]; ok && v != part.ProvisionedEnv[k] {
-			errs = append(errs, m.conflict(name, "penv:"+k, "different values for provisioned env "+k))
-			continue
-		}
-		m.owner["penv:"+k] = name
-		dst.ProvisionedEnv[k] = part.ProvisionedEnv[k]
-	}
+	errs = append(errs, mergeEnv(m, name, "env:", "sandbox env ", dst.Env, part.Env)...)
+	errs = append(errs, mergeEnv(m, name, "penv:", "provisioned env ", dst.ProvisionedEnv, part.ProvisionedEnv)...)
 	e := part.Egress
 	slots := slices.Sorted(maps.Keys(e.Slots))
 	for _, s := range slices.Sorted(maps.Keys(e.TokenEnvMap)) {

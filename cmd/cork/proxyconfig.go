@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"syscall"
 
 	"github.com/cork-sh/cork/settings"
 )
@@ -28,27 +26,6 @@ func parseSettings(in *settings.Input, cmd settings.Command) (*settings.Proxy, e
 		return nil, &usageError{err}
 	}
 	return p, nil
-}
-
-// checkDir checks that path is a listable directory.
-func checkDir(path string) error {
-	// Non-blocking, so that a FIFO is opened and checked, not waited on.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return pathError(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return pathError(err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s: not a directory", path)
-	}
-	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %v", path, errors.Unwrap(err))
-	}
-	return nil
 }
 
 // pathError shortens an *os.PathError to "path: reason".

@@ -134,7 +134,7 @@ func (f *runFlags) absWorkspace() error {
 	if err != nil {
 		return usageErrorf("--workspace: %v", err)
 	}
-	if err := checkDir(abs); err != nil {
+	if err := launch.CheckDir(abs); err != nil {
 		return usageErrorf("--workspace: %v", err)
 	}
 	*f.workspace = abs
