@@ -49,8 +49,8 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 	cfg := spec.Proxy.Settings.Config()
 	cfg.Policy, cfg.Tokens, cfg.Logger = pol, tokens, spec.Proxy.Logger
 	cfg.ClientAuth = resolve.NewSecret(auth)
-	// The session CA, name-constrained to the intercepted hosts: `cork
-	// run` does not use a CA given in CORK_CA_CERT_FILE.
+	// The session CA, name-constrained to the intercepted hosts (the
+	// session refuses a given one).
 	cfg.CA = nil
 	p, err := proxy.New(cfg)
 	if err != nil {

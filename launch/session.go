@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cork-sh/cork/resolve"
+	"github.com/cork-sh/cork/settings"
 )
 
 // sandbox is what a backend supplies to a session: how the sandbox's
@@ -122,6 +123,12 @@ func runSession(ctx context.Context, spec *Spec, sb sandbox) (code int, err erro
 // (a Docker engine, a smolvm binary), for every backend.
 func (s *session) check(l layout) error {
 	spec := s.spec
+	if ps := spec.Proxy.Settings; ps.CACertFile != "" || ps.CAKeyFile != "" || ps.CA != nil {
+		// Every backend the same: the docker sidecar could not use it
+		// either.
+		return setupErrorf("%s, %s: not used by cork run: each run makes its own session CA, name-constrained to the intercepted hosts; a CA of your own is for cork proxy",
+			settings.CACertFileVar, settings.CAKeyFileVar)
+	}
 	var missing []resolve.Missing
 	for slot, name := range spec.Plan.Egress.TokenEnvMap {
 		if s.tokens[slot].IsZero() {

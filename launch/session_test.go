@@ -65,8 +65,9 @@ func TestRefuseTokens(t *testing.T) {
 }
 
 // A spec whose tokens were not resolved is refused before anything is
-// created, naming the slot and its variable; so is a spec without a
-// command. Every backend goes through the same checks.
+// created, naming the slot and its variable; so are a CA of the
+// operator's (each run makes its own) and a spec without a command. Every
+// backend goes through the same checks.
 func TestSessionCheck(t *testing.T) {
 	t.Parallel()
 	for name, b := range Backends() {
@@ -78,6 +79,11 @@ func TestSessionCheck(t *testing.T) {
 				t.Errorf("Run without tokens = %v, want a *SetupError naming the slot", err)
 			}
 			spec = resolved(spec)
+			spec.Proxy.Settings.CACertFile, spec.Proxy.Settings.CAKeyFile = "/ca.pem", "/ca.key"
+			if _, err := b.Run(context.Background(), spec); !errors.As(err, &se) || !strings.Contains(err.Error(), "CORK_CA_CERT_FILE, CORK_CA_KEY_FILE: not used by cork run") {
+				t.Errorf("Run with a CA of the operator's = %v, want a *SetupError naming the variables", err)
+			}
+			spec.Proxy.Settings.CACertFile, spec.Proxy.Settings.CAKeyFile = "", ""
 			spec.Command = nil
 			if _, err := b.Run(context.Background(), spec); !errors.As(err, &se) || !strings.Contains(err.Error(), "no command") {
 				t.Errorf("Run without a command = %v, want a *SetupError", err)

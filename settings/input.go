@@ -13,12 +13,14 @@ import (
 )
 
 // Variables that launchers name: the client credential (no flag: its
-// value would be in argv), the admin listener and the readiness
-// descriptor.
+// value would be in argv), the admin listener, the readiness descriptor
+// and the CA files (which `cork run` refuses).
 const (
 	ClientAuthVar  = "CORK_CLIENT_AUTH"
 	AdminListenVar = "CORK_ADMIN_LISTEN"
 	ReadyFDVar     = "CORK_READY_FD"
+	CACertFileVar  = "CORK_CA_CERT_FILE"
+	CAKeyFileVar   = "CORK_CA_KEY_FILE"
 )
 
 // Input is the CORK_* settings as given: from the environment (Load),
