@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cork-sh/cork/proxy/scrub"
 	"github.com/cork-sh/cork/resolve"
 	"github.com/cork-sh/cork/settings"
 )
@@ -139,6 +140,9 @@ func (s *session) check(l layout) error {
 		slices.SortFunc(missing, func(a, b resolve.Missing) int { return strings.Compare(a.Env+"\x00"+a.Slot, b.Env+"\x00"+b.Slot) })
 		return &SetupError{Err: &resolve.MissingError{Missing: missing}}
 	}
+	if _, ok := spec.Env["HOME"]; ok {
+		return setupErrorf("--env HOME: the sandbox's HOME is cork's: it holds the dummy files and the CA")
+	}
 	return refuseTokens(spec, s.tokens, l.hostEnv)
 }
 
@@ -148,39 +152,42 @@ func (s *session) check(l layout) error {
 // sandbox keeps), a
 // dummy file, the image or the workspace's path — all of which end up in
 // the sandbox, and some in a process's argv on the host (docker, smolvm)
-// or in `docker inspect`. It names the slot and the place, never the
-// value.
+// or in `docker inspect`. A token is found as is and in every form the
+// proxy's scrubber knows (URL- and JSON-escaped, hex, base64 at any
+// alignment: so inside a Basic credential too). It names the slot and the
+// place, never the value.
 func refuseTokens(spec *Spec, tokens resolve.Tokens, hostEnv []string) error {
+	findIn := tokens.Matcher(scrub.Encodings)
 	for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
-		if slot, ok := tokens.FindIn(k); ok {
+		if slot, ok := findIn(k); ok {
 			return setupErrorf("an --env variable's name holds the real %s credential: the sandbox gets placeholders only", slot)
 		}
-		if slot, ok := tokens.FindIn(spec.Env[k]); ok {
+		if slot, ok := findIn(spec.Env[k]); ok {
 			return setupErrorf("--env %s holds the real %s credential: the sandbox gets placeholders only, cork injects the real one on the way out", k, slot)
 		}
 	}
 	for i, a := range spec.Command {
-		if slot, ok := tokens.FindIn(a); ok {
+		if slot, ok := findIn(a); ok {
 			return setupErrorf("argument %d of the command holds the real %s credential: the sandbox gets placeholders only", i, slot)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(spec.Plan.Env)) {
-		if slot, ok := tokens.FindIn(spec.Plan.Env[k]); ok {
+		if slot, ok := findIn(spec.Plan.Env[k]); ok {
 			return setupErrorf("sandbox variable %s of the plan holds the real %s credential: a profile must give the sandbox placeholders only", k, slot)
 		}
 	}
 	for _, k := range hostEnv {
-		if slot, ok := tokens.FindIn(spec.HostEnv[k]); ok {
+		if slot, ok := findIn(spec.HostEnv[k]); ok {
 			return setupErrorf("host variable %s holds the real %s credential, and the sandbox would keep it: unset it for cork run", k, slot)
 		}
 	}
 	for _, f := range spec.Plan.Files {
-		if slot, ok := tokens.FindIn(f.Path + "\x00" + string(f.Data)); ok {
+		if slot, ok := findIn(f.Path + "\x00" + string(f.Data)); ok {
 			return setupErrorf("sandbox file %s of the plan holds the real %s credential: a profile must give the sandbox dummy files only", f.Path, slot)
 		}
 	}
 	for what, v := range map[string]string{"--image": spec.Image, "--workspace": spec.Workspace} {
-		if slot, ok := tokens.FindIn(v); ok {
+		if slot, ok := findIn(v); ok {
 			return setupErrorf("%s holds the real %s credential: it would be visible in the sandbox", what, slot)
 		}
 	}

@@ -2,7 +2,9 @@ package launch
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -31,6 +33,13 @@ func TestRefuseTokens(t *testing.T) {
 	}{
 		{"placeholders only", func(*Spec) {}, ""},
 		{"in an --env value", func(s *Spec) { s.Env = map[string]string{"LEAK": "Bearer " + testToken} }, "--env LEAK"},
+		{"in an --env value, inside Basic", func(s *Spec) {
+			s.Env = map[string]string{"AUTH": "Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+testToken))}
+		}, "--env AUTH"},
+		{"in the command, URL-escaped", func(s *Spec) { s.Command = []string{"curl", "https://h/?k=" + url.QueryEscape(testToken+"/=")} }, "argument 1"},
+		{"in a dummy file, base64", func(s *Spec) {
+			s.Plan.Files = append(s.Plan.Files, provision.File{Path: ".b", Data: []byte(base64.RawURLEncoding.EncodeToString([]byte("ab" + testToken)))})
+		}, "sandbox file .b"},
 		{"in an --env name", func(s *Spec) { s.Env = map[string]string{testToken: "x"} }, "--env variable's name"},
 		{"in the command", func(s *Spec) { s.Command = []string{"sh", "-c", "echo " + testToken} }, "argument 2"},
 		{"in a plan variable", func(s *Spec) { s.Plan.Env["BAD"] = testToken }, "sandbox variable BAD"},
@@ -84,6 +93,11 @@ func TestSessionCheck(t *testing.T) {
 				t.Errorf("Run with a CA of the operator's = %v, want a *SetupError naming the variables", err)
 			}
 			spec.Proxy.Settings.CACertFile, spec.Proxy.Settings.CAKeyFile = "", ""
+			spec.Env = map[string]string{"HOME": "/elsewhere"}
+			if _, err := b.Run(context.Background(), spec); !errors.As(err, &se) || !strings.Contains(err.Error(), "--env HOME") {
+				t.Errorf("Run with --env HOME = %v, want a *SetupError naming it", err)
+			}
+			spec.Env = nil
 			spec.Command = nil
 			if _, err := b.Run(context.Background(), spec); !errors.As(err, &se) || !strings.Contains(err.Error(), "no command") {
 				t.Errorf("Run without a command = %v, want a *SetupError", err)

@@ -45,12 +45,21 @@ func TestSecretIn(t *testing.T) {
 	if (Secret{}).In("anything") {
 		t.Error("an empty secret is in no text")
 	}
-	tok := Tokens{"b": NewSecret("two"), "a": NewSecret("one"), "c": NewSecret("one-and-two")}
-	if slot, ok := tok.FindIn("x one-and-two y"); !ok || slot != "a" {
-		t.Errorf("FindIn = %q, %v; want the first slot in sorted order, a", slot, ok)
+	tok := Tokens{"b": NewSecret("two"), "a": NewSecret("one"), "c": NewSecret("one-and-two"), "z": {}}
+	exact := tok.Matcher(nil)
+	if slot, ok := exact("x one-and-two y"); !ok || slot != "a" {
+		t.Errorf("Matcher(nil) = %q, %v; want the first slot in sorted order, a", slot, ok)
 	}
-	if slot, ok := tok.FindIn("placeholder only"); ok {
-		t.Errorf("FindIn = %q, want none", slot)
+	if slot, ok := exact("placeholder only"); ok {
+		t.Errorf("Matcher(nil) = %q, want none", slot)
+	}
+	// With forms: a form matches as the value does; "" forms are ignored.
+	upper := tok.Matcher(func(s string) []string { return []string{strings.ToUpper(s), ""} })
+	if slot, ok := upper("an ONE-AND-TWO here"); !ok || slot != "a" {
+		t.Errorf("Matcher(upper) = %q, %v; want a", slot, ok)
+	}
+	if slot, ok := upper("nothing"); ok {
+		t.Errorf("Matcher(upper) = %q on a text holding no form", slot)
 	}
 }
 
@@ -103,3 +112,19 @@ func TestTokenEncoderErrorHoldsNoValue(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// The encoder's buffer holds no token once the line is written.
+func TestTokenEncoderClearsBuffer(t *testing.T) {
+	var out bytes.Buffer
+	enc := NewTokenEncoder(&out)
+	for _, m := range []Tokens{{"a": NewSecret("short")}, {"a": NewSecret(strings.Repeat("long-secret-", 40))}} {
+		if err := enc.Encode(m); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range enc.buf[:cap(enc.buf)] {
+			if c != 0 {
+				t.Fatalf("buffer byte %d is %q after Encode, want cleared", i, c)
+			}
+		}
+	}
+}

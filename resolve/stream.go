@@ -2,8 +2,6 @@ package resolve
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,12 +13,13 @@ import (
 // it; TokenDecoder reads it.
 
 // TokenEncoder writes token maps to a stream, one JSON object per line.
-// This is where a token map leaves the process: the bytes go to w and
-// nowhere else, and the encoder's buffer is cleared after each write. The
-// zero value is not usable; call NewTokenEncoder. Not safe for concurrent
-// use.
+// This is where a token map leaves the process (Reveal): the bytes go to
+// w and nowhere else, built in one buffer of the encoder's own that is
+// cleared after each write. The zero value is not usable; call
+// NewTokenEncoder. Not safe for concurrent use.
 type TokenEncoder struct {
-	w io.Writer
+	w   io.Writer
+	buf []byte
 }
 
 // NewTokenEncoder returns an encoder writing to w.
@@ -28,21 +27,50 @@ func NewTokenEncoder(w io.Writer) *TokenEncoder { return &TokenEncoder{w: w} }
 
 // Encode writes t as one line. Its errors never hold a value.
 func (e *TokenEncoder) Encode(t Tokens) error {
-	m := make(map[string]string, len(t))
+	// Room for the worst case up front: a buffer that grew while being
+	// filled would leave a copy behind.
+	need := 3
 	for slot, s := range t {
-		m[slot] = s.v
+		need += 6*(len(slot)+len(s.v)) + 6
 	}
-	var buf bytes.Buffer
-	err := json.NewEncoder(&buf).Encode(m) // one line, newline-terminated
-	clear(m)
-	defer clear(buf.Bytes()[:buf.Cap()])
+	if cap(e.buf) < need {
+		e.buf = make([]byte, 0, need)
+	}
+	b := append(e.buf[:0], '{')
+	for i, slot := range t.Slots() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, slot)
+		b = append(b, ':')
+		b = appendJSONString(b, t[slot].Reveal())
+	}
+	b = append(b, '}', '\n')
+	_, err := e.w.Write(b)
+	clear(b)
+	e.buf = b[:0]
 	if err != nil {
-		return errors.New("token stream: encode the token map")
-	}
-	if _, err := e.w.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("token stream: %w", err)
 	}
 	return nil
+}
+
+// appendJSONString appends s as a JSON string: quote, backslash and
+// control characters escaped, everything else as is (UTF-8).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // MaxTokenObjectSize caps one JSON object of a token stream, in bytes. A

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -24,15 +26,39 @@ func (t Tokens) Slots() []string {
 	return s
 }
 
-// FindIn returns the first slot, in sorted order, whose credential text
-// contains (Secret.In); ok is false when it holds none.
-func (t Tokens) FindIn(text string) (slot string, ok bool) {
-	for _, slot := range t.Slots() {
-		if t[slot].In(text) {
-			return slot, true
-		}
+// Matcher returns a function that reports the first slot, in sorted
+// order, whose credential text contains in one of the forms encode gives
+// for it: encode(value) lists them (say, its URL-escaped and base64
+// forms); nil means the value as is. The forms are computed once and
+// never leave the matcher: it answers "does this text hold a real token"
+// without handing the caller a value. A zero secret matches nothing.
+func (t Tokens) Matcher(encode func(secret string) []string) func(text string) (slot string, ok bool) {
+	type slotForms struct {
+		slot  string
+		forms []string
 	}
-	return "", false
+	var all []slotForms
+	for _, slot := range t.Slots() {
+		v := t[slot].Reveal() // compared inside the matcher only
+		if v == "" {
+			continue
+		}
+		forms := []string{v}
+		if encode != nil {
+			forms = append(forms, encode(v)...)
+		}
+		all = append(all, slotForms{slot, slices.DeleteFunc(forms, func(f string) bool { return f == "" })})
+	}
+	return func(text string) (string, bool) {
+		for _, sf := range all {
+			for _, f := range sf.forms {
+				if strings.Contains(text, f) {
+					return sf.slot, true
+				}
+			}
+		}
+		return "", false
+	}
 }
 
 // UnmarshalJSON decodes {"slot":"value",...}. Every value must be a

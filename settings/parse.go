@@ -51,7 +51,15 @@ func (s *Input) Parse(cmd Command) (*Proxy, error) {
 	if cmd == ForProxy {
 		s.checkProxyFiles(o, bad)
 	}
-	s.parseCA(o, bad)
+	if cmd == ForRun {
+		if strings.TrimSpace(s.CACertFile) != "" || strings.TrimSpace(s.CAKeyFile) != "" {
+			// Not loaded: cork run never uses it (each run makes its own).
+			errs = append(errs, fmt.Errorf("%s, %s: not used by cork run: each run makes its own session CA, name-constrained to the intercepted hosts; a CA of your own is for cork proxy",
+				s.Name("ca-cert-file"), s.Name("ca-key-file")))
+		}
+	} else {
+		s.parseCA(o, bad)
+	}
 	if f := strings.TrimSpace(s.UpstreamCAFile); f != "" {
 		pem, err := os.ReadFile(f)
 		if err != nil {

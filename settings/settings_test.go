@@ -107,7 +107,8 @@ func TestEveryErrorNamesItsSetting(t *testing.T) {
 	if err := os.WriteFile(private, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := parse(t, map[string]string{"CORK_CA_CERT_FILE": bad["ca-cert-file"], "CORK_CA_KEY_FILE": private}, ForRun); err == nil || !strings.HasPrefix(err.Error(), "CORK_CA_CERT_FILE: ") {
+	// The CA is cork proxy's (cork run refuses it whole: TestRunRefusesOperatorCA).
+	if _, err := parse(t, map[string]string{"CORK_CA_CERT_FILE": bad["ca-cert-file"], "CORK_CA_KEY_FILE": private}, ForProxy); err == nil || !strings.Contains("\n"+err.Error(), "\nCORK_CA_CERT_FILE: ") {
 		t.Errorf("Parse with a missing CA certificate = %v, want it named", err)
 	}
 	if _, err := parse(t, map[string]string{ClientAuthVar: "nouser"}, ForRun); err == nil || err.Error() != ClientAuthVar+": want user:password" {
@@ -290,5 +291,25 @@ func TestReady(t *testing.T) {
 	}
 	if _, err := ReadReady(strings.NewReader("noise\n{\"ready\":false}\n")); !errors.Is(err, ErrNotReady) {
 		t.Errorf("ReadReady without the line = %v, want ErrNotReady", err)
+	}
+}
+
+// cork run makes its own CA per run: a CA of the operator's is refused in
+// one line naming both variables, and its key is not read (a key cork
+// would not use gets no chmod advice either).
+func TestRunRefusesOperatorCA(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ca.key")
+	if err := os.WriteFile(key, []byte("not a key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := parse(t, map[string]string{"CORK_CA_CERT_FILE": filepath.Join(dir, "ca.pem"), "CORK_CA_KEY_FILE": key}, ForRun)
+	want := "CORK_CA_CERT_FILE, CORK_CA_KEY_FILE: not used by cork run"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "chmod") {
+		t.Errorf("Parse(ForRun) = %v, want one line starting %q", err, want)
+	}
+	// cork proxy still loads it (and says what is wrong with it).
+	if _, err := parse(t, map[string]string{"CORK_CA_CERT_FILE": filepath.Join(dir, "ca.pem"), "CORK_CA_KEY_FILE": key}, ForProxy); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("Parse(ForProxy) = %v, want the key's mode refused", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/proxy"
@@ -47,13 +48,11 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 	if err != nil {
 		return err
 	}
-	ready, err := readyWriter(opts.ReadyFD, stdout, stderr)
+	ready, closeReady, err := readyWriter(opts.ReadyFD, stdout, stderr)
 	if err != nil {
 		return &usageError{fmt.Errorf("%s: %w", in.Name("ready-fd"), err)}
 	}
-	if c, ok := ready.(io.Closer); ok {
-		defer c.Close()
-	}
+	defer closeReady()
 	pol, err := policy.Load(opts.PolicyFile)
 	if err != nil {
 		return &usageError{fmt.Errorf("%s: %w", in.Name("policy-file"), err)}
@@ -91,22 +90,30 @@ func runProxy(ctx context.Context, args []string, environ map[string]string, std
 }
 
 // readyWriter is where the readiness line goes: nowhere for fd 0, stdout
-// and stderr for 1 and 2, else the open descriptor fd, which the caller
+// and stderr for 1 and 2 (never closed: the log goes on there), else the
+// descriptor fd, which must be open for writing and which closeReady
 // closes.
-func readyWriter(fd int, stdout, stderr io.Writer) (io.Writer, error) {
+func readyWriter(fd int, stdout, stderr io.Writer) (w io.Writer, closeReady func(), err error) {
+	nop := func() {}
 	switch fd {
 	case 0:
-		return nil, nil
+		return nil, nop, nil
 	case 1:
-		return stdout, nil
+		return stdout, nop, nil
 	case 2:
-		return stderr, nil
+		return stderr, nop, nil
+	}
+	// An inherited descriptor, not one of the runtime's own (Go holds
+	// some read-only files open): it must be open for writing.
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return nil, nop, fmt.Errorf("descriptor %d: not open", fd)
+	}
+	if fl&unix.O_ACCMODE == unix.O_RDONLY {
+		return nil, nop, fmt.Errorf("descriptor %d: not open for writing", fd)
 	}
 	f := os.NewFile(uintptr(fd), "ready-fd")
-	if _, err := f.Stat(); err != nil {
-		return nil, fmt.Errorf("descriptor %d: not open", fd)
-	}
-	return f, nil
+	return f, func() { f.Close() }, nil
 }
 
 // serveProxy listens, serves until ctx is done, and shuts down cleanly:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -144,7 +145,16 @@ func TestProxyReadyFDErrors(t *testing.T) {
 	if err := os.WriteFile(policy, []byte("allow: [a.test]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A descriptor open read-only (as Go's runtime keeps some) is not a
+	// place for the line.
+	ro, err := os.Open(policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	roFD := strconv.Itoa(int(ro.Fd()))
 	for _, tt := range []struct{ env, args, want string }{
+		{roFD, "", "cork: CORK_READY_FD: descriptor " + roFD + ": not open for writing\n"},
 		{"x", "", `cork: CORK_READY_FD: "x": want a file descriptor number, e.g. 1 for stdout` + "\n"},
 		{"", "--ready-fd=-1", `cork: --ready-fd: "-1": want a file descriptor number, e.g. 1 for stdout` + "\n"},
 		{"987", "", "cork: CORK_READY_FD: descriptor 987: not open\n"},
@@ -161,5 +171,26 @@ func TestProxyReadyFDErrors(t *testing.T) {
 		if code != 2 || stderr != tt.want {
 			t.Errorf("cork %v with CORK_READY_FD=%q: exit %d, stderr %q; want 2, %q", args, tt.env, code, stderr, tt.want)
 		}
+	}
+}
+
+// The readiness line on stdout or stderr never closes them: the log goes
+// on there after it.
+func TestReadyWriterKeepsStdio(t *testing.T) {
+	for _, fd := range []int{1, 2} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, closeReady, err := readyWriter(fd, w, w)
+		if err != nil || got != io.Writer(w) {
+			t.Fatalf("readyWriter(%d) = %v, %v; want the stream itself", fd, got, err)
+		}
+		closeReady()
+		if _, err := w.Write([]byte("log line\n")); err != nil {
+			t.Errorf("fd %d: write after closeReady: %v; the stream was closed", fd, err)
+		}
+		w.Close()
+		r.Close()
 	}
 }
