@@ -98,6 +98,9 @@ type Config struct {
 	// using the proxy's credentials when its listener is reachable from
 	// elsewhere (a microVM host's LAN address, a shared host's loopback).
 	// It is a session password the sandbox holds, not a real token.
+	// Clients of a server from NewServer that connect on a Unix socket
+	// with a path need not present it: the socket file's permissions
+	// already say who may connect.
 	ClientAuth resolve.Secret
 }
 
@@ -318,7 +321,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := p.newConnState()
-	if p.clientAuth != nil && !p.authorized(r) {
+	if p.clientAuth != nil && !isSocketClient(r.Context()) && !p.authorized(r) {
 		p.refuseClient(w, r, st)
 		return
 	}
