@@ -19,7 +19,7 @@ import (
 // zerolog's zero, debug. A Proxy is not modified by its methods, which
 // are safe for concurrent use.
 type Proxy struct {
-	Listen      string // host:port; port 0: any free port
+	Listen      string // host:port (port 0: any free port), or unix:PATH (ListenAddr)
 	AdminListen string // empty: no admin listener
 	PolicyFile  string // empty: the caller supplies the policy (`cork run`)
 	TokensFile  string // "-": a stream of token maps on stdin
