@@ -196,10 +196,12 @@ func TestInjectedTokenNotEchoed(t *testing.T) {
 	}
 }
 
-// With Config.ClientAuth, a client of NewServer's server on a Unix socket
-// needs no credential (the socket file's permissions are the boundary),
-// while the same proxy on TCP still answers 407 without it and 200 with
-// it. An abstract socket, which has no file, is treated as TCP.
+// With Config.ClientAuth and TrustUnixSockets, a client of NewServer's
+// server on a Unix socket needs no credential (the socket file's
+// permissions are the boundary), while the same proxy on TCP still
+// answers 407 without it and 200 with it. An abstract socket, which has
+// no file, is treated as TCP; and without TrustUnixSockets a socket's
+// clients need the credential too.
 func TestClientAuthUnixSocket(t *testing.T) {
 	const sessionAuth = "cork:session-pass-4b1d"
 	up := newUpstream(t, true, nil)
@@ -207,16 +209,19 @@ func TestClientAuthUnixSocket(t *testing.T) {
 	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
 		"api.example.test:443":    up.Addr(),
 		"allowed.example.test:80": plain.Addr(),
+	}, func(c *Config) { c.ClientAuth, c.TrustUnixSockets = resolve.NewSecret(sessionAuth), true })
+	strict := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"allowed.example.test:80": plain.Addr(),
 	}, func(c *Config) { c.ClientAuth = resolve.NewSecret(sessionAuth) })
 
-	serve := func(network, addr string) string {
+	serve := func(p *Proxy, network, addr string) string {
 		t.Helper()
 		ln, err := net.Listen(network, addr)
 		if err != nil {
 			t.Fatalf("listen %s %s: %v", network, addr, err)
 		}
-		srv := tp.NewServer()
-		go srv.Serve(tp.LimitListener(ln))
+		srv := p.NewServer()
+		go srv.Serve(p.LimitListener(ln))
 		t.Cleanup(func() { srv.Close() })
 		return ln.Addr().String()
 	}
@@ -253,8 +258,8 @@ func TestClientAuthUnixSocket(t *testing.T) {
 		}
 		return resp.StatusCode, readBody(t, resp)
 	}
-	sock := serve("unix", filepath.Join(t.TempDir(), "proxy.sock"))
-	tcp := serve("tcp", "127.0.0.1:0")
+	sock := serve(tp.Proxy, "unix", filepath.Join(t.TempDir(), "proxy.sock"))
+	tcp := serve(tp.Proxy, "tcp", "127.0.0.1:0")
 	for _, tc := range []struct {
 		name, network, addr, auth string
 		want                      int
@@ -276,12 +281,26 @@ func TestClientAuthUnixSocket(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" {
 		t.Run("abstract unix socket, no credential", func(t *testing.T) {
-			abstract := serve("unix", "@cork-test-"+strconv.Itoa(os.Getpid())+"-"+t.Name())
+			abstract := serve(tp.Proxy, "unix", "@cork-test-"+strconv.Itoa(os.Getpid())+"-"+t.Name())
 			if code, _ := get(t, client("unix", abstract, ""), "http://allowed.example.test/"); code != http.StatusProxyAuthRequired {
 				t.Errorf("GET through an abstract socket without credential = %d, want 407", code)
 			}
 		})
 	}
+	t.Run("unix socket without TrustUnixSockets", func(t *testing.T) {
+		strictSock := serve(strict.Proxy, "unix", filepath.Join(t.TempDir(), "strict.sock"))
+		for _, tc := range []struct {
+			name, auth string
+			want       int
+		}{
+			{"no credential", "", http.StatusProxyAuthRequired},
+			{"the credential", sessionAuth, http.StatusOK},
+		} {
+			if code, _ := get(t, client("unix", strictSock, tc.auth), "http://allowed.example.test/"); code != tc.want {
+				t.Errorf("GET with %s = %d, want %d", tc.name, code, tc.want)
+			}
+		}
+	})
 	for _, r := range up.Requests() {
 		if got := r.Header.Get("Authorization"); got != "Bearer "+tokAPI {
 			t.Errorf("upstream Authorization = %q, want the real token", got)

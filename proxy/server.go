@@ -26,11 +26,12 @@ const refuseTimeout = 2 * time.Second
 // last hours (docs/DESIGN.md, trap 7). Connections the proxy takes over
 // (tunnels, intercepted connections) are watched by the proxy itself.
 //
-// Its connections accepted on a Unix socket with a path are marked so
-// that they need no session credential (Config.ClientAuth): there the
-// socket file's permissions decide who may connect (docs/DESIGN.md,
-// decision 15). A server built otherwise (httptest.NewServer(p)) marks
-// nothing: every client must present the credential.
+// Its connections accepted on a Unix socket with a path are marked, so
+// that with Config.TrustUnixSockets they need no session credential
+// (Config.ClientAuth): there the socket file's permissions decide who may
+// connect (docs/DESIGN.md, decision 15). A server built otherwise
+// (httptest.NewServer(p)) marks nothing: every client must present the
+// credential.
 func (p *Proxy) NewServer() *http.Server {
 	return &http.Server{
 		Handler:           p,

@@ -9,8 +9,9 @@ import (
 )
 
 // TestListenUnix: CORK_LISTEN (or --listen) unix:PATH names a socket in an
-// existing private directory; ListenAddr gives what net.Listen takes, and
-// Env renders it back unchanged.
+// existing private directory; ListenAddr gives what net.Listen takes, Env
+// renders it back unchanged, and Config lets the socket's clients in
+// without the client credential (TCP's still need it).
 func TestListenUnix(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -40,6 +41,9 @@ func TestListenUnix(t *testing.T) {
 			if got := p.Env()["CORK_LISTEN"]; got != "unix:"+sock {
 				t.Errorf("Env()[CORK_LISTEN] = %q, want unix:%s", got, sock)
 			}
+			if !p.Config().TrustUnixSockets {
+				t.Error("Config().TrustUnixSockets = false, want true: the socket's clients need no client credential")
+			}
 		})
 	}
 	t.Run("tcp", func(t *testing.T) {
@@ -49,6 +53,9 @@ func TestListenUnix(t *testing.T) {
 		}
 		if network, addr := p.ListenAddr(); network != "tcp" || addr != "127.0.0.1:0" {
 			t.Errorf("ListenAddr() = %q, %q; want tcp, 127.0.0.1:0", network, addr)
+		}
+		if p.Config().TrustUnixSockets {
+			t.Error("Config().TrustUnixSockets = true on TCP, want false")
 		}
 	})
 	t.Run("a stale socket is accepted", func(t *testing.T) {
