@@ -49,6 +49,10 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 	cfg := spec.Proxy.Settings.Config()
 	cfg.Policy, cfg.Tokens, cfg.Logger = pol, tokens, spec.Proxy.Logger
 	cfg.ClientAuth = resolve.NewSecret(auth)
+	// Every client presents the session credential, on the local
+	// backend's socket too: other sandboxes run as the same user and may
+	// see its directory (docs/DESIGN.md, decision 15).
+	cfg.TrustUnixSockets = false
 	// The session CA, name-constrained to the intercepted hosts (the
 	// session refuses a given one).
 	cfg.CA = nil

@@ -13,7 +13,8 @@ const ReasonProxyAuth = "proxy_auth_required"
 // authorized reports whether r carries the session credential. Only
 // requests to the proxy itself (CONNECT, plain HTTP) are checked; requests
 // inside an intercepted connection were authorised with its CONNECT
-// (docs/DESIGN.md, trap 10).
+// (docs/DESIGN.md, trap 10). With Config.TrustUnixSockets, ServeHTTP does
+// not ask clients on a Unix socket (isSocketClient).
 func (p *Proxy) authorized(r *http.Request) bool {
 	got := r.Header.Get("Proxy-Authorization")
 	if len(got) > 6 && strings.EqualFold(got[:6], "basic ") {

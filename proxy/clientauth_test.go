@@ -1,10 +1,17 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -186,5 +193,123 @@ func TestInjectedTokenNotEchoed(t *testing.T) {
 				t.Errorf("echoed Authorization = %q, want the placeholder form %q", got, tc.sent)
 			}
 		})
+	}
+}
+
+// With Config.ClientAuth and TrustUnixSockets, a client of NewServer's
+// server on a Unix socket needs no credential (the socket file's
+// permissions are the boundary), while the same proxy on TCP still
+// answers 407 without it and 200 with it. An abstract socket, which has
+// no file, is treated as TCP; and without TrustUnixSockets a socket's
+// clients need the credential too.
+func TestClientAuthUnixSocket(t *testing.T) {
+	const sessionAuth = "cork:session-pass-4b1d"
+	up := newUpstream(t, true, nil)
+	plain := newUpstream(t, false, nil)
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"api.example.test:443":    up.Addr(),
+		"allowed.example.test:80": plain.Addr(),
+	}, func(c *Config) { c.ClientAuth, c.TrustUnixSockets = resolve.NewSecret(sessionAuth), true })
+	strict := startProxy(t, testPolicy, testTokens(), map[string]string{
+		"allowed.example.test:80": plain.Addr(),
+	}, func(c *Config) { c.ClientAuth = resolve.NewSecret(sessionAuth) })
+
+	serve := func(p *Proxy, network, addr string) string {
+		t.Helper()
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatalf("listen %s %s: %v", network, addr, err)
+		}
+		srv := p.NewServer()
+		go srv.Serve(p.LimitListener(ln))
+		t.Cleanup(func() { srv.Close() })
+		return ln.Addr().String()
+	}
+	// client uses the proxy at network, addr, with auth in its URL (if
+	// not empty), trusting the session CA.
+	client := func(network, addr, auth string) *http.Client {
+		u := &url.URL{Scheme: "http", Host: "proxy.invalid"}
+		if auth != "" {
+			user, pass, _ := strings.Cut(auth, ":")
+			u.User = url.UserPassword(user, pass)
+		}
+		return &http.Client{Transport: &http.Transport{
+			Proxy: http.ProxyURL(u),
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: tp.ca},
+			DisableKeepAlives: true,
+		}}
+	}
+	get := func(t *testing.T, c *http.Client, target string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, target, nil)
+		if strings.HasPrefix(target, "https://api.") {
+			req.Header.Set("Authorization", "Bearer "+phAPI)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			if strings.Contains(err.Error(), "Proxy Authentication Required") {
+				return http.StatusProxyAuthRequired, "" // CONNECT refused
+			}
+			t.Fatalf("GET %s: %v", target, err)
+		}
+		return resp.StatusCode, readBody(t, resp)
+	}
+	sock := serve(tp.Proxy, "unix", filepath.Join(t.TempDir(), "proxy.sock"))
+	tcp := serve(tp.Proxy, "tcp", "127.0.0.1:0")
+	for _, tc := range []struct {
+		name, network, addr, auth string
+		want                      int
+	}{
+		{"unix socket, no credential", "unix", sock, "", http.StatusOK},
+		{"unix socket, the credential", "unix", sock, sessionAuth, http.StatusOK},
+		{"tcp, no credential", "tcp", tcp, "", http.StatusProxyAuthRequired},
+		{"tcp, a wrong credential", "tcp", tcp, "cork:guess-guess-guess-guess", http.StatusProxyAuthRequired},
+		{"tcp, the credential", "tcp", tcp, sessionAuth, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := client(tc.network, tc.addr, tc.auth)
+			for _, target := range []string{"https://api.example.test/v1", "http://allowed.example.test/"} {
+				if code, _ := get(t, c, target); code != tc.want {
+					t.Errorf("GET %s = %d, want %d", target, code, tc.want)
+				}
+			}
+		})
+	}
+	if runtime.GOOS == "linux" {
+		t.Run("abstract unix socket, no credential", func(t *testing.T) {
+			abstract := serve(tp.Proxy, "unix", "@cork-test-"+strconv.Itoa(os.Getpid())+"-"+t.Name())
+			if code, _ := get(t, client("unix", abstract, ""), "http://allowed.example.test/"); code != http.StatusProxyAuthRequired {
+				t.Errorf("GET through an abstract socket without credential = %d, want 407", code)
+			}
+		})
+	}
+	t.Run("unix socket without TrustUnixSockets", func(t *testing.T) {
+		strictSock := serve(strict.Proxy, "unix", filepath.Join(t.TempDir(), "strict.sock"))
+		for _, tc := range []struct {
+			name, auth string
+			want       int
+		}{
+			{"no credential", "", http.StatusProxyAuthRequired},
+			{"the credential", sessionAuth, http.StatusOK},
+		} {
+			if code, _ := get(t, client("unix", strictSock, tc.auth), "http://allowed.example.test/"); code != tc.want {
+				t.Errorf("GET with %s = %d, want %d", tc.name, code, tc.want)
+			}
+		}
+	})
+	for _, r := range up.Requests() {
+		if got := r.Header.Get("Authorization"); got != "Bearer "+tokAPI {
+			t.Errorf("upstream Authorization = %q, want the real token", got)
+		}
+		if r.Header.Get("Proxy-Authorization") != "" {
+			t.Error("upstream received Proxy-Authorization")
+		}
+	}
+	if n := len(up.Requests()); n != 3 {
+		t.Errorf("the upstream saw %d requests, want 3 (two on the socket, one on TCP with the credential)", n)
 	}
 }

@@ -99,6 +99,14 @@ type Config struct {
 	// elsewhere (a microVM host's LAN address, a shared host's loopback).
 	// It is a session password the sandbox holds, not a real token.
 	ClientAuth resolve.Secret
+	// TrustUnixSockets, if true, exempts from ClientAuth the clients of a
+	// server from NewServer that connect on a Unix socket bound to a path:
+	// there the socket file's permissions decide who may connect (`cork
+	// proxy` on CORK_LISTEN=unix:PATH, reached by `cork relay`). If false,
+	// every client must present ClientAuth, on any listener: the local
+	// backend keeps it so, because other sandboxes run as the same user
+	// and may see its socket's directory.
+	TrustUnixSockets bool
 }
 
 // Validate reports every problem with c at once.
@@ -167,6 +175,8 @@ type Proxy struct {
 	// clientAuth is the Proxy-Authorization value clients must send, or
 	// empty for none.
 	clientAuth []byte
+	// trustUnixSockets is Config.TrustUnixSockets.
+	trustUnixSockets bool
 
 	// ticketKeys are shared by every intercepted connection's TLS config
 	// so that clients can resume sessions across connections: a fresh
@@ -226,6 +236,7 @@ func New(cfg Config) (*Proxy, error) {
 	if !cfg.ClientAuth.IsZero() {
 		p.clientAuth = []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.ClientAuth.Reveal())))
 	}
+	p.trustUnixSockets = cfg.TrustUnixSockets
 	if cfg.Logger != nil {
 		p.log = *cfg.Logger
 	}
@@ -318,7 +329,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := p.newConnState()
-	if p.clientAuth != nil && !p.authorized(r) {
+	if p.clientAuth != nil && !(p.trustUnixSockets && isSocketClient(r.Context())) && !p.authorized(r) {
 		p.refuseClient(w, r, st)
 		return
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"log"
 	"net"
 	"net/http"
@@ -24,6 +25,13 @@ const refuseTimeout = 2 * time.Second
 // (Config.ClientIdleTimeout). It has no read or write timeout: streams may
 // last hours (docs/DESIGN.md, trap 7). Connections the proxy takes over
 // (tunnels, intercepted connections) are watched by the proxy itself.
+//
+// Its connections accepted on a Unix socket with a path are marked, so
+// that with Config.TrustUnixSockets they need no session credential
+// (Config.ClientAuth): there the socket file's permissions decide who may
+// connect (docs/DESIGN.md, decision 15). A server built otherwise
+// (httptest.NewServer(p)) marks nothing: every client must present the
+// credential.
 func (p *Proxy) NewServer() *http.Server {
 	return &http.Server{
 		Handler:           p,
@@ -31,7 +39,34 @@ func (p *Proxy) NewServer() *http.Server {
 		IdleTimeout:       p.clientIdleTimeout,
 		MaxHeaderBytes:    http.DefaultMaxHeaderBytes,
 		ErrorLog:          log.New(debugWriter{p, "server"}, "", 0),
+		ConnContext:       markSocketClient,
 	}
+}
+
+// socketClientKey marks, in a connection's context, a client connected on
+// a Unix socket that has a path in the file system.
+type socketClientKey struct{}
+
+// markSocketClient is NewServer's ConnContext: it marks c's context when c
+// came in on a Unix socket bound to a path. An abstract socket (Linux,
+// "@name") is not marked: it has no file, so no permissions, and any
+// process in the network namespace may connect to it.
+func markSocketClient(ctx context.Context, c net.Conn) context.Context {
+	a := c.LocalAddr()
+	if a == nil || a.Network() != "unix" {
+		return ctx
+	}
+	if name := a.String(); name == "" || name[0] == '@' {
+		return ctx
+	}
+	return context.WithValue(ctx, socketClientKey{}, true)
+}
+
+// isSocketClient reports whether ctx is that of a connection
+// markSocketClient marked.
+func isSocketClient(ctx context.Context) bool {
+	marked, _ := ctx.Value(socketClientKey{}).(bool)
+	return marked
 }
 
 // LimitListener wraps ln so that one client address holds at most

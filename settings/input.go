@@ -70,7 +70,7 @@ type setting struct {
 
 // table lists every setting that has a flag. CORK_CLIENT_AUTH has none.
 var table = []setting{
-	{"listen", "CORK_LISTEN", "proxy address", true, false, func(s *Input) *string { return &s.Listen }},
+	{"listen", "CORK_LISTEN", "proxy address: host:port, or unix:/path/to/proxy.sock (a Unix socket, mode 0600, in an existing directory of mode 0700; its clients need no client credential)", true, false, func(s *Input) *string { return &s.Listen }},
 	{"admin-listen", AdminListenVar, "address for /healthz, /readyz and /metrics (empty: off)", false, false, func(s *Input) *string { return &s.AdminListen }},
 	{"policy-file", "CORK_POLICY_FILE", "policy file (YAML or JSON)", true, false, func(s *Input) *string { return &s.PolicyFile }},
 	{"tokens-file", "CORK_TOKENS_FILE", "token map file {\"slot\":\"value\"} (mode 0600); - reads a stream of JSON objects from stdin, one per line, skipping malformed ones", true, false, func(s *Input) *string { return &s.TokensFile }},

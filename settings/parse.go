@@ -38,11 +38,13 @@ func (s *Input) Parse(cmd Command) (*Proxy, error) {
 		TokensFile:  strings.TrimSpace(s.TokensFile),
 		CAOut:       strings.TrimSpace(s.CAOut),
 	}
-	if err := checkListen(o.Listen); err != nil {
+	if err := checkProxyListen(o.Listen); err != nil {
 		bad("listen", "%v", err)
 	}
 	if o.AdminListen != "" {
-		if err := checkListen(o.AdminListen); err != nil {
+		if strings.HasPrefix(o.AdminListen, UnixPrefix) {
+			bad("admin-listen", "%q: a Unix socket is for %s only; want host:port", o.AdminListen, s.Name("listen"))
+		} else if err := checkListen(o.AdminListen); err != nil {
 			bad("admin-listen", "%v", err)
 		} else if _, port, _ := net.SplitHostPort(o.Listen); o.AdminListen == o.Listen && port != "0" { // port 0: two free ports
 			bad("admin-listen", "same address as %s", s.Name("listen"))

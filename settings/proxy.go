@@ -19,7 +19,7 @@ import (
 // zerolog's zero, debug. A Proxy is not modified by its methods, which
 // are safe for concurrent use.
 type Proxy struct {
-	Listen      string // host:port; port 0: any free port
+	Listen      string // host:port (port 0: any free port), or unix:PATH (ListenAddr)
 	AdminListen string // empty: no admin listener
 	PolicyFile  string // empty: the caller supplies the policy (`cork run`)
 	TokensFile  string // "-": a stream of token maps on stdin
@@ -66,14 +66,19 @@ type Limits struct {
 // Config is the proxy.Config of these settings, the one mapping that
 // `cork proxy` and the in-process proxy of `cork run` share. The caller
 // sets what the settings do not hold: Policy, Tokens and Logger (and may
-// replace ClientAuth with a session credential).
+// replace ClientAuth with a session credential). On a Unix socket
+// (Listen unix:PATH) the socket's clients need no ClientAuth
+// (TrustUnixSockets): its directory, private to this user, decides who
+// connects.
 func (p *Proxy) Config() proxy.Config {
+	network, _ := p.ListenAddr()
 	return proxy.Config{
-		CA:              p.CA,
-		UpstreamRootCAs: p.UpstreamRootCAs,
-		AllowPrivate:    p.AllowPrivate,
-		Resolve:         p.Resolve,
-		ClientAuth:      p.ClientAuth,
+		CA:               p.CA,
+		UpstreamRootCAs:  p.UpstreamRootCAs,
+		AllowPrivate:     p.AllowPrivate,
+		Resolve:          p.Resolve,
+		ClientAuth:       p.ClientAuth,
+		TrustUnixSockets: network == "unix",
 
 		ResponseHeaderTimeout:  p.Limits.ResponseHeaderTimeout,
 		MaxResponseHeaderBytes: p.Limits.MaxResponseHeaderBytes,

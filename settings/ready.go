@@ -15,7 +15,7 @@ import (
 // addresses only, never a token or credential.
 type Ready struct {
 	Ready  bool   `json:"ready"`
-	Listen string `json:"listen"`          // the proxy's listener
+	Listen string `json:"listen"`          // the proxy's listener: host:port, or unix:PATH
 	Admin  string `json:"admin,omitempty"` // the admin listener; empty: none
 }
 

@@ -63,6 +63,7 @@ func commands() []command {
 	return []command{
 		{"run", "run a command in a sandbox whose only way out is the proxy", runRun},
 		{"proxy", "run the egress proxy (sidecar or standalone)", runProxy},
+		{"relay", "relay stdin and stdout to the proxy's Unix socket (a microVM's way in)", runRelay},
 		{"demo", "show cork working end to end, offline, on an embedded default", runDemo},
 		{"ca", "generate a CA certificate and key for the proxy", runCA},
 		{"gc", "remove what killed docker sessions left behind", runGC},

@@ -116,8 +116,9 @@ func readyWriter(fd int, stdout, stderr io.Writer) (w io.Writer, closeReady func
 	return f, func() { f.Close() }, nil
 }
 
-// serveProxy listens, serves until ctx is done, and shuts down cleanly:
-// stop accepting, let in-flight requests finish (bounded), close tunnels.
+// serveProxy listens (listenProxy: an address, or a Unix socket removed
+// on return), serves until ctx is done, and shuts down cleanly: stop
+// accepting, let in-flight requests finish (bounded), close tunnels.
 // SIGHUP asks for a reload, run off this goroutine (see reloader), so that
 // a reload stuck on its file never delays shutdown. With tokens file "-",
 // token maps are read from stdin. With exitOnStdinEOF, the end of stdin
@@ -133,16 +134,19 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	ln, err := net.Listen("tcp", opts.Listen)
+	ln, addr, err := listenProxy(opts)
 	if err != nil {
-		return &usageError{fmt.Errorf("listen %s: %v", opts.Listen, errors.Unwrap(err))}
+		return &usageError{err}
 	}
+	// Closing a Unix listener removes its socket. srv closes ln too, but
+	// only once Serve has started.
+	defer ln.Close()
 	srv := p.NewServer()
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(p.LimitListener(ln)) }()
 
 	var admin *http.Server
-	rd := settings.Ready{Ready: true, Listen: ln.Addr().String()}
+	rd := settings.Ready{Ready: true, Listen: addr}
 	if opts.AdminListen != "" {
 		aln, err := net.Listen("tcp", opts.AdminListen)
 		if err != nil {
@@ -154,7 +158,7 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 		go func() { errc <- admin.Serve(aln) }()
 		log.Info().Str("addr", aln.Addr().String()).Msg("admin listening")
 	}
-	log.Info().Str("addr", ln.Addr().String()).Str("policy", opts.PolicyFile).Msg("proxy listening")
+	log.Info().Str("addr", addr).Str("policy", opts.PolicyFile).Msg("proxy listening")
 	var readyOnce sync.Once
 	signalReady := func() {
 		readyOnce.Do(func() {
@@ -194,6 +198,59 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 		break
 	}
 	shutdownProxy(p, srv, admin, log)
+	return nil
+}
+
+// listenProxy listens where opts say and returns the listener and its
+// address as announced: host:port, or unix:PATH. A Unix socket is made
+// mode 0600 (its directory, checked by settings, is private already) and
+// is removed when the listener closes; a socket file left behind by a
+// killed run is replaced, but only if nothing answers on it.
+func listenProxy(opts *settings.Proxy) (net.Listener, string, error) {
+	network, path := opts.ListenAddr()
+	if network == "unix" {
+		if err := removeStaleSocket(path); err != nil {
+			return nil, "", fmt.Errorf("listen %s: %w", opts.Listen, err)
+		}
+	}
+	ln, err := net.Listen(network, path)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen %s: %v", opts.Listen, errors.Unwrap(err))
+	}
+	if network != "unix" {
+		return ln, ln.Addr().String(), nil
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, "", fmt.Errorf("listen %s: %v", opts.Listen, pathError(err))
+	}
+	return ln, settings.UnixPrefix + path, nil
+}
+
+// removeStaleSocket removes the socket file at path if nothing answers on
+// it (connection refused). Nothing there is fine; a live socket or any
+// other file is an error, and is left alone.
+func removeStaleSocket(path string) error {
+	st, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return pathError(err)
+	case st.Mode().Type() != os.ModeSocket:
+		return errors.New("exists and is not a socket")
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	switch {
+	case err == nil:
+		c.Close()
+		return errors.New("in use: something answers on this socket")
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("in use, or not usable: %v", errors.Unwrap(err))
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the stale socket: %v", pathError(err))
+	}
 	return nil
 }
 
