@@ -87,6 +87,7 @@ func Backends() map[string]Backend {
 	return map[string]Backend{
 		"docker": &Docker{},
 		"local":  &Local{},
+		"qemu":   &Qemu{},
 		"smolvm": &Smolvm{},
 	}
 }

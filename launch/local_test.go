@@ -64,7 +64,9 @@ func TestMain(m *testing.M) {
 	case standinBin:
 		os.Exit(smolvmstandin.Main(os.Args, os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeQemuGuest()
+	os.Exit(code)
 }
 
 // helperLink returns the path of a link named name, in a new temporary

@@ -291,17 +291,29 @@ func smolvmProcessEnv(spec *Spec) []string {
 	return envList(env)
 }
 
-// lookBinary finds the smolvm executable: Binary as a path when it has a
-// slash, else in the PATH of hostEnv (cork reads the environment once, in
-// cmd).
+// lookBinary finds the smolvm executable (lookExecutable).
 func (s *Smolvm) lookBinary(hostEnv map[string]string) (string, error) {
 	name := s.Binary
 	if name == "" {
 		name = DefaultSmolvmBinary
 	}
+	p, err := lookExecutable(name, hostEnv)
+	switch {
+	case err == nil:
+		return p, nil
+	case strings.Contains(name, "/"):
+		return "", fmt.Errorf("smolvm binary %v", err)
+	}
+	return "", fmt.Errorf("smolvm: %v; install smolvm (https://github.com/smol-machines/smolvm) or pick another --backend", err)
+}
+
+// lookExecutable finds an executable: name as a path when it has a
+// slash, else in the PATH of hostEnv (cork reads the environment once, in
+// cmd). Errors read "PATH: reason" or "\"name\" not found in PATH".
+func lookExecutable(name string, hostEnv map[string]string) (string, error) {
 	if strings.Contains(name, "/") {
 		if err := executable(name); err != nil {
-			return "", fmt.Errorf("smolvm binary %s: %w", name, err)
+			return "", fmt.Errorf("%s: %w", name, err)
 		}
 		return name, nil
 	}
@@ -319,7 +331,7 @@ func (s *Smolvm) lookBinary(hostEnv map[string]string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("smolvm: %q not found in PATH; install smolvm (https://github.com/smol-machines/smolvm) or pick another --backend", name)
+	return "", fmt.Errorf("%q not found in PATH", name)
 }
 
 func executable(p string) error {

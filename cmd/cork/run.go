@@ -25,7 +25,7 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
+const runSynopsis = `[--backend docker|smolvm|qemu|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
                 [--policy FILE] [--image IMAGE] [--workspace DIR] [--allow HOST]... [--env K=V]...
                 [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
@@ -34,6 +34,7 @@ const runSynopsis = `[--backend docker|smolvm|local] [--agent NAME]... [--inject
 // registered apart, by package settings).
 type runFlags struct {
 	backend, policyFile, image, workspace *string
+	kernel, initrd, accel                 *string
 	agents, allows, envs, injects         listFlag
 	hides, readOnly, readWrite            listFlag
 	noForward, noIsolate, hideHome        *bool
@@ -48,7 +49,10 @@ func newRunFlags(fs *flag.FlagSet) *runFlags {
 		"HOST=VAR[,header=NAME][,scheme=bearer|token|basic|raw][,basic_user=USER][,add_if_missing],\n"+
 		"e.g. api.example.com=EXAMPLE_TOKEN or api.example.com=EXAMPLE_KEY,header=X-Api-Key")
 	f.policyFile = fs.String("policy", "", "YAML file of extra routes (each naming its credential's host variable with env: VAR), allow and block entries")
-	f.image = fs.String("image", "", "sandbox image (docker, smolvm)")
+	f.image = fs.String("image", "", "sandbox image (docker, smolvm; qemu: an ext4 image or a directory, the guest's root)")
+	f.kernel = fs.String("kernel", "", "qemu backend: the guest kernel (an uncompressed vmlinux boots fastest)")
+	f.initrd = fs.String("initrd", "", "qemu backend: the initramfs `cork-guest initrd` wrote (docs/QEMU.md)")
+	f.accel = fs.String("accel", "", "qemu backend: kvm, tcg or auto (default: KVM where it can run the guest, else TCG)")
 	f.workspace = fs.String("workspace", "", "host directory made available to the sandbox (default: none)")
 	fs.Var(&f.allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
 	fs.Var(&f.envs, "env", "extra sandbox variable K=V (repeatable); never a real credential")
@@ -182,6 +186,11 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	}
 	if *f.isolateNet {
 		fmt.Fprintln(stderr, "cork: --isolate-net is the default now (the local sandbox has its own network namespace); the flag will go")
+	}
+	if qv, ok := backend.(*launch.Qemu); ok {
+		qv.Kernel, qv.Initrd, qv.Accel = *f.kernel, *f.initrd, *f.accel
+	} else if *f.kernel != "" || *f.initrd != "" || *f.accel != "" {
+		return usageErrorf("--kernel, --initrd and --accel: only for --backend qemu")
 	}
 	if sv, ok := backend.(*launch.Smolvm); ok {
 		// Where the VM reaches the proxy: default the host's primary IPv4.

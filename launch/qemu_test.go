@@ -1,0 +1,250 @@
+package launch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cork-sh/cork/internal/testing/testenv"
+)
+
+// GuestKernelEnv names a directory holding a guest kernel for the qemu
+// tests: vmlinux (uncompressed) and lib/modules/VERSION with modules.dep,
+// as .ci/run extracts Debian's linux-image-amd64 (docs/QEMU.md).
+const GuestKernelEnv = "CORK_TEST_GUEST_KERNEL"
+
+// qemuGuest is what the qemu tests boot: the kernel, an initramfs built
+// by cork-guest, a cork binary for the relay, and a root directory with
+// the probe agent. Built once per test binary.
+var qemuGuest struct {
+	once                 sync.Once
+	err                  error
+	kernel, initrd, cork string
+	root                 string // --image: a directory with /bin/probe
+	dir                  string // all of it, removed after the tests
+}
+
+// removeQemuGuest removes what buildGuest built (TestMain calls it).
+func removeQemuGuest() {
+	if qemuGuest.dir != "" {
+		os.RemoveAll(qemuGuest.dir)
+	}
+}
+
+func requireQemu(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath(DefaultQemuBinary); err != nil {
+		testenv.Missing(t, "%s not found (Debian: qemu-system-x86)", DefaultQemuBinary)
+	}
+	dir := os.Getenv(GuestKernelEnv)
+	if dir == "" {
+		dir = "/opt/cork-guest-kernel"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "vmlinux")); err != nil {
+		testenv.Missing(t, "no guest kernel in %s (set %s; .ci/run extracts Debian's)", dir, GuestKernelEnv)
+	}
+	qemuGuest.once.Do(func() { qemuGuest.err = buildGuest(dir) })
+	if qemuGuest.err != nil {
+		t.Fatalf("build the guest: %v", qemuGuest.err)
+	}
+}
+
+func buildGuest(kdir string) error {
+	out, err := os.MkdirTemp("", "cork-qemu-test-")
+	if err != nil {
+		return err
+	}
+	qemuGuest.dir = out
+	mods, err := filepath.Glob(filepath.Join(kdir, "lib", "modules", "*"))
+	if err != nil || len(mods) != 1 {
+		return errors.New("want one lib/modules/VERSION in the kernel directory")
+	}
+	root := filepath.Join(out, "root")
+	for _, b := range []struct{ pkg, dst string }{
+		{"github.com/cork-sh/cork/cmd/cork-guest", filepath.Join(out, "cork-guest")},
+		{"github.com/cork-sh/cork/cmd/cork", filepath.Join(out, "cork")},
+		{"github.com/cork-sh/cork/internal/testing/e2e/fakeagent", filepath.Join(root, "bin", "probe")},
+	} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", b.dst, b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			return errors.New(string(o))
+		}
+	}
+	initrd := filepath.Join(out, "initrd.img")
+	if o, err := exec.Command(filepath.Join(out, "cork-guest"), "initrd", "--modules", mods[0], "-o", initrd).CombinedOutput(); err != nil {
+		return errors.New(string(o))
+	}
+	qemuGuest.kernel, qemuGuest.initrd = filepath.Join(kdir, "vmlinux"), initrd
+	qemuGuest.cork, qemuGuest.root = filepath.Join(out, "cork"), root
+	return nil
+}
+
+func qemuBackend() *Qemu {
+	return &Qemu{Kernel: qemuGuest.kernel, Initrd: qemuGuest.initrd, Accel: "auto",
+		Relay: []string{qemuGuest.cork, "relay", "--socket"}}
+}
+
+// A real guest under QEMU: the command runs inside it with the
+// placeholder, its one request through the relay and the proxy reaches
+// the upstream with the real token, nothing else on the network answers
+// (a host server on another loopback port through the slirp gateway, the
+// gateway, DNS), the dummy files and the workspace are there, and the
+// exit status passes through. Nothing is left behind.
+func TestQemuEndToEnd(t *testing.T) {
+	requireQemu(t)
+	t.Run("root directory", func(t *testing.T) { qemuEndToEnd(t, qemuGuest.root) })
+	t.Run("ext4 image", func(t *testing.T) {
+		mkfs, err := exec.LookPath("mkfs.ext4")
+		if err != nil {
+			testenv.Missing(t, "mkfs.ext4 not found (Debian: e2fsprogs)")
+		}
+		img := filepath.Join(t.TempDir(), "rootfs.ext4")
+		if out, err := exec.Command(mkfs, "-q", "-F", "-d", qemuGuest.root, img, "64M").CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+		}
+		qemuEndToEnd(t, img)
+	})
+}
+
+func qemuEndToEnd(t *testing.T, image string) {
+	tmp := isolatedTempDir(t)
+	up := startUpstream(t)
+	// Another host service, on loopback: 10.0.2.2 would be the host's
+	// loopback were the network not restricted.
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hello from the host\n"))
+			c.Close()
+		}
+	}()
+	otherPort := other.Addr().(*net.TCPAddr).Port
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "README"), []byte("workspace file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	spec := &Spec{
+		Plan:      testPlan(),
+		HostEnv:   map[string]string{"PATH": os.Getenv("PATH"), "API_TOKEN": testToken, testSecretVar: testSecretValue, "TERM": "xterm"},
+		Image:     image,
+		Workspace: ws,
+		Command: []string{"/bin/probe", "probe", "-api", "https://" + testHost + "/v1/ping", "-token-env", "API_TOKEN",
+			"-direct", "10.0.2.2:" + strconv.Itoa(otherPort) + ",10.0.2.2:22,10.0.2.3:53", "-dump", "-exit", "7"},
+		Proxy:    up.proxyOptions(),
+		Stdout:   &stdout,
+		Stderr:   &stderr,
+		Progress: func(m string) { t.Log(m) },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	code, err := qemuBackend().Run(ctx, resolved(spec))
+	t.Logf("boot to exit: %v", time.Since(start).Round(time.Millisecond))
+	out := stdout.String()
+	if err != nil || code != 7 {
+		t.Fatalf("Run = %d, %v; want 7 (the command's status)\nstdout:\n%s\nstderr:\n%s", code, err, out, stderr.String())
+	}
+	for _, want := range []string{
+		"API status=200 body=hello from " + testHost,
+		"DIRECT 10.0.2.2:" + strconv.Itoa(otherPort) + " err=",
+		"DIRECT 10.0.2.2:22 err=",
+		"DIRECT 10.0.2.3:53 err=",
+		"DIRECT " + testHost + " err=", // by name: no DNS
+		`FILE /home/cork/` + testDummyFile + ` "` + testPlaceholder + `\n"`,
+		`FILE /workspace/README "workspace file\n"`,
+		"ENV API_TOKEN=" + testPlaceholder,
+		"ENV HOME=/home/cork",
+		"ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"ENV HTTPS_PROXY=http://cork:", // the session credential, then the forwarded address
+		"DONE",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("guest output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := up.got(); len(got) != 1 || got[0] != "Bearer "+testToken {
+		t.Errorf("upstream got %q, want the real token once", got)
+	}
+	for _, s := range []string{testToken, testSecretValue} {
+		if strings.Contains(out+stderr.String(), s) {
+			t.Errorf("the guest saw a host secret %q", s)
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("left behind in TMPDIR: %v", left)
+	}
+}
+
+// Bad input is refused before anything exists, naming what is wrong.
+func TestQemuPreflight(t *testing.T) {
+	tmp := isolatedTempDir(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "vmlinux")
+	if err := os.WriteFile(kernel, []byte("k"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeQemu := filepath.Join(dir, "qemu-system-x86_64")
+	if err := os.WriteFile(fakeQemu, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		q    Qemu
+		edit func(*Spec)
+		want string
+	}{
+		{"no qemu", Qemu{Kernel: kernel, Initrd: kernel}, func(s *Spec) { s.HostEnv["PATH"] = t.TempDir() }, `"qemu-system-x86_64" not found in PATH`},
+		{"no kernel", Qemu{Initrd: kernel}, nil, "--kernel: the qemu backend needs one"},
+		{"missing kernel", Qemu{Kernel: filepath.Join(dir, "nope"), Initrd: kernel}, nil, "--kernel: " + filepath.Join(dir, "nope") + ": no such file"},
+		{"initrd a directory", Qemu{Kernel: kernel, Initrd: dir}, nil, "--initrd: " + dir + ": is a directory"},
+		{"unreadable image", Qemu{Kernel: kernel, Initrd: kernel}, func(s *Spec) { s.Image = filepath.Join(dir, "rootfs.ext4") }, "--image: " + filepath.Join(dir, "rootfs.ext4") + ": no such file"},
+		{"bad accel", Qemu{Kernel: kernel, Initrd: kernel, Accel: "hvf"}, nil, `--accel "hvf": want kvm, tcg or auto`},
+		{"comma in workspace", Qemu{Kernel: kernel, Initrd: kernel}, func(s *Spec) {
+			ws := filepath.Join(t.TempDir(), "a,b")
+			os.Mkdir(ws, 0o755)
+			s.Workspace = ws
+		}, "QEMU cannot take a path with a comma"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &Spec{Plan: testPlan(), HostEnv: map[string]string{"PATH": dir, "API_TOKEN": testToken}, Command: []string{"true"}}
+			if tc.edit != nil {
+				tc.edit(spec)
+			}
+			_, err := tc.q.Run(context.Background(), resolved(spec))
+			var se *SetupError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Run = %v, want a one-line *SetupError containing %q", err, tc.want)
+			}
+			if left, _ := os.ReadDir(tmp); len(left) > 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
+	}
+	// --accel kvm where KVM's device is missing; auto falls back to TCG.
+	missing := filepath.Join(dir, "kvm")
+	if _, err := qemuAccel("kvm", missing); err == nil || err.Error() != "--accel kvm: "+missing+": no such file or directory" {
+		t.Errorf("qemuAccel(kvm) without KVM = %v", err)
+	}
+	if a, err := qemuAccel("auto", missing); err != nil || a != "tcg" {
+		t.Errorf("qemuAccel(auto) without KVM = %q, %v; want tcg", a, err)
+	}
+}
