@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cork-sh/cork/internal/testing/qemuguest"
 	"github.com/cork-sh/cork/launch/confine"
 )
 
@@ -68,6 +69,7 @@ func TestMain(m *testing.M) {
 	confine.Main()
 	flag.Parse()
 	code := m.Run()
+	qemuguest.Cleanup()
 	if *update {
 		if err := writeCompatDoc(); err != nil {
 			fmt.Fprintf(os.Stderr, "compat: %v\n", err)

@@ -14,84 +14,42 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cork-sh/cork/internal/testing/qemuguest"
 	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
-// GuestKernelEnv names a directory holding a guest kernel for the qemu
-// tests: vmlinux (uncompressed) and lib/modules/VERSION with modules.dep,
-// as .ci/run extracts Debian's linux-image-amd64 (docs/QEMU.md).
-const GuestKernelEnv = "CORK_TEST_GUEST_KERNEL"
-
-// qemuGuest is what the qemu tests boot: the kernel, an initramfs built
-// by cork-guest, a cork binary for the relay, and a root directory with
-// the probe agent. Built once per test binary.
-var qemuGuest struct {
-	once                 sync.Once
-	err                  error
-	kernel, initrd, cork string
-	root                 string // --image: a directory with /bin/probe
-	dir                  string // all of it, removed after the tests
-}
-
-// removeQemuGuest removes what buildGuest built (TestMain calls it).
-func removeQemuGuest() {
-	if qemuGuest.dir != "" {
-		os.RemoveAll(qemuGuest.dir)
-	}
-}
+// qemuGuest is what the qemu tests boot, and the root directory with the
+// probe agent at /bin/probe.
+var (
+	qemuGuest     *qemuguest.Guest
+	qemuProbeOnce sync.Once
+	qemuProbeRoot string
+	qemuProbeErr  error
+)
 
 func requireQemu(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath(DefaultQemuBinary); err != nil {
-		testenv.Missing(t, "%s not found (Debian: qemu-system-x86)", DefaultQemuBinary)
-	}
-	dir := os.Getenv(GuestKernelEnv)
-	if dir == "" {
-		dir = "/opt/cork-guest-kernel"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "vmlinux")); err != nil {
-		testenv.Missing(t, "no guest kernel in %s (set %s; .ci/run extracts Debian's)", dir, GuestKernelEnv)
-	}
-	qemuGuest.once.Do(func() { qemuGuest.err = buildGuest(dir) })
-	if qemuGuest.err != nil {
-		t.Fatalf("build the guest: %v", qemuGuest.err)
+	qemuGuest = qemuguest.Require(t)
+	qemuProbeOnce.Do(func() {
+		if qemuProbeRoot, qemuProbeErr = os.MkdirTemp("", "cork-qemu-root-"); qemuProbeErr == nil {
+			qemuProbeErr = qemuguest.Build(filepath.Join(qemuProbeRoot, "bin", "probe"), "github.com/cork-sh/cork/internal/testing/e2e/fakeagent")
+		}
+	})
+	if qemuProbeErr != nil {
+		t.Fatalf("build the probe: %v", qemuProbeErr)
 	}
 }
 
-func buildGuest(kdir string) error {
-	out, err := os.MkdirTemp("", "cork-qemu-test-")
-	if err != nil {
-		return err
+// removeQemuGuest removes what the qemu tests built (TestMain calls it).
+func removeQemuGuest() {
+	qemuguest.Cleanup()
+	if qemuProbeRoot != "" {
+		os.RemoveAll(qemuProbeRoot)
 	}
-	qemuGuest.dir = out
-	mods, err := filepath.Glob(filepath.Join(kdir, "lib", "modules", "*"))
-	if err != nil || len(mods) != 1 {
-		return errors.New("want one lib/modules/VERSION in the kernel directory")
-	}
-	root := filepath.Join(out, "root")
-	for _, b := range []struct{ pkg, dst string }{
-		{"github.com/cork-sh/cork/cmd/cork-guest", filepath.Join(out, "cork-guest")},
-		{"github.com/cork-sh/cork/cmd/cork", filepath.Join(out, "cork")},
-		{"github.com/cork-sh/cork/internal/testing/e2e/fakeagent", filepath.Join(root, "bin", "probe")},
-	} {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", b.dst, b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if o, err := cmd.CombinedOutput(); err != nil {
-			return errors.New(string(o))
-		}
-	}
-	initrd := filepath.Join(out, "initrd.img")
-	if o, err := exec.Command(filepath.Join(out, "cork-guest"), "initrd", "--modules", mods[0], "-o", initrd).CombinedOutput(); err != nil {
-		return errors.New(string(o))
-	}
-	qemuGuest.kernel, qemuGuest.initrd = filepath.Join(kdir, "vmlinux"), initrd
-	qemuGuest.cork, qemuGuest.root = filepath.Join(out, "cork"), root
-	return nil
 }
 
 func qemuBackend() *Qemu {
-	return &Qemu{Kernel: qemuGuest.kernel, Initrd: qemuGuest.initrd, Accel: "auto",
-		Relay: []string{qemuGuest.cork, "relay", "--socket"}}
+	return &Qemu{Kernel: qemuGuest.Kernel, Initrd: qemuGuest.Initrd, Accel: "auto", Relay: qemuGuest.Relay()}
 }
 
 // A real guest under QEMU: the command runs inside it with the
@@ -102,14 +60,14 @@ func qemuBackend() *Qemu {
 // exit status passes through. Nothing is left behind.
 func TestQemuEndToEnd(t *testing.T) {
 	requireQemu(t)
-	t.Run("root directory", func(t *testing.T) { qemuEndToEnd(t, qemuGuest.root) })
+	t.Run("root directory", func(t *testing.T) { qemuEndToEnd(t, qemuProbeRoot) })
 	t.Run("ext4 image", func(t *testing.T) {
 		mkfs, err := exec.LookPath("mkfs.ext4")
 		if err != nil {
 			testenv.Missing(t, "mkfs.ext4 not found (Debian: e2fsprogs)")
 		}
 		img := filepath.Join(t.TempDir(), "rootfs.ext4")
-		if out, err := exec.Command(mkfs, "-q", "-F", "-d", qemuGuest.root, img, "64M").CombinedOutput(); err != nil {
+		if out, err := exec.Command(mkfs, "-q", "-F", "-d", qemuProbeRoot, img, "64M").CombinedOutput(); err != nil {
 			t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 		}
 		qemuEndToEnd(t, img)

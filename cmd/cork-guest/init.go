@@ -73,6 +73,9 @@ func initAndRun() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := commandMounts(root); err != nil {
+		return 0, err
+	}
 	if err := mount(guest.HomeTag, root+spec.Home, "9p", p9); err != nil {
 		return 0, err
 	}
@@ -138,6 +141,26 @@ func mountRoot(spec guest.Spec) (string, error) {
 		return newRoot, mount(guest.RootTag, newRoot, "9p", p9)
 	}
 	return "", fmt.Errorf("%s: unknown root %q", guest.SpecFile, spec.Root)
+}
+
+// commandMounts gives the command's root what programs expect: /dev,
+// /proc and /sys (the guest's, in a root image), and a private /tmp.
+func commandMounts(root string) error {
+	if root != "" {
+		for _, m := range []struct{ src, dst, fstype string }{
+			{"devtmpfs", "/dev", "devtmpfs"},
+			{"proc", "/proc", "proc"},
+			{"sysfs", "/sys", "sysfs"},
+		} {
+			if err := mount(m.src, root+m.dst, m.fstype, ""); err != nil {
+				return err
+			}
+		}
+	}
+	if err := mount("tmpfs", root+"/tmp", "tmpfs", "mode=1777"); err != nil {
+		return err
+	}
+	return mount("devpts", root+"/dev/pts", "devpts", "newinstance,ptmxmode=0666")
 }
 
 // network brings up lo and eth0 at guest.GuestCIDR: the proxy's forwarded

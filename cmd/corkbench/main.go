@@ -4,6 +4,7 @@
 //	go run ./cmd/corkbench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
 //	go run ./cmd/corkbench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
 //	go run ./cmd/corkbench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
+//	go run ./cmd/corkbench -only qemu [-qemu-kernel DIR] [-qemu-accel auto]        # a microVM's boot to exit (docs/QEMU.md)
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
 // (this binary re-executed as a child), and `cork proxy` (built from
@@ -59,6 +60,9 @@ type options struct {
 	scenarios    string
 	// startup phase
 	startupRounds int
+	qemuKernel    string
+	qemuAccel     string
+	qemuRounds    int
 	startupAs     string
 }
 
@@ -97,7 +101,10 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup (default all)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.qemuKernel, "qemu-kernel", "/opt/cork-guest-kernel", "qemu phase: the guest kernel directory (vmlinux, lib/modules/VERSION; docs/QEMU.md)")
+	flag.StringVar(&o.qemuAccel, "qemu-accel", "auto", "qemu phase: --accel for cork run (kvm, tcg or auto)")
+	flag.IntVar(&o.qemuRounds, "qemu-rounds", 10, "qemu phase: rounds")
 	flag.IntVar(&o.startupRounds, "startup-rounds", 20, "startup phase: rounds; each runs every variant once, interleaved")
 	flag.StringVar(&o.startupAs, "startup-as", "", "startup phase: run cork and the command as this user (the benchmark must be root)")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
@@ -162,7 +169,12 @@ func runPhases(o options) error {
 	case !confine.Supported && o.only == "":
 		logf("startup phase skipped: the local sandbox needs Linux")
 	default:
-		return runStartup(o, out)
+		if err := runStartup(o, out); err != nil {
+			return err
+		}
+	}
+	if o.only != "" && slices.Contains(strings.Split(o.only, ","), "qemu") {
+		return runQemuBoot(o, out)
 	}
 	return nil
 }
