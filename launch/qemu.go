@@ -152,8 +152,8 @@ func (vb *qemuSandbox) preflight(_ context.Context, s *session) error {
 	return nil
 }
 
-// kvmDevice is KVM's device node.
-const kvmDevice = "/dev/kvm"
+// kvmDevice is KVM's device node (a variable for the tests).
+var kvmDevice = "/dev/kvm"
 
 // qemuAccel resolves --accel, with dev as KVM's device node.
 func qemuAccel(asked, dev string) (string, error) {

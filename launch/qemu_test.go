@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -181,6 +182,11 @@ func TestQemuPreflight(t *testing.T) {
 			os.Mkdir(ws, 0o755)
 			s.Workspace = ws
 		}, "QEMU cannot take a path with a comma"},
+		{"--accel kvm without KVM", Qemu{Kernel: kernel, Initrd: kernel, Accel: "kvm"}, func(*Spec) {
+			old := kvmDevice
+			kvmDevice = filepath.Join(dir, "no-kvm")
+			t.Cleanup(func() { kvmDevice = old })
+		}, "--accel kvm: " + filepath.Join(dir, "no-kvm") + ": no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := &Spec{Plan: testPlan(), HostEnv: map[string]string{"PATH": dir, "API_TOKEN": testToken}, Command: []string{"true"}}
@@ -204,5 +210,51 @@ func TestQemuPreflight(t *testing.T) {
 	}
 	if a, err := qemuAccel("auto", missing); err != nil || a != "tcg" {
 		t.Errorf("qemuAccel(auto) without KVM = %q, %v; want tcg", a, err)
+	}
+}
+
+// Ctrl-C (the run's context ending) stops the VM: Run returns at once,
+// and nothing is left — no QEMU, no relay, no temporary file.
+func TestQemuCancel(t *testing.T) {
+	requireQemu(t)
+	tmp := isolatedTempDir(t)
+	out := newLineWriter()
+	spec := &Spec{
+		Plan:    testPlan(),
+		HostEnv: map[string]string{"PATH": os.Getenv("PATH"), "API_TOKEN": testToken},
+		Image:   qemuProbeRoot,
+		Command: []string{"/bin/probe", "sleep"},
+		Stdout:  out,
+		Stderr:  io.Discard,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := qemuBackend().Run(ctx, resolved(spec))
+		done <- err
+	}()
+	ready := false
+	for deadline := time.After(2 * time.Minute); !ready; {
+		select {
+		case l := <-out.lines:
+			ready = strings.TrimSpace(l) == "READY"
+		case err := <-done:
+			t.Fatalf("Run ended before the guest command was ready: %v; output:\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("the guest command never started; output:\n%s", out.String())
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(ChildStopGrace + 10*time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("left behind in TMPDIR: %v", left)
+	}
+	if out, _ := exec.Command("pgrep", "-f", qemuGuest.Initrd).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("processes left running the guest: %s", out)
 	}
 }

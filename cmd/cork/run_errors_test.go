@@ -32,6 +32,8 @@ func TestRunBadInput(t *testing.T) {
 		{"real token in the command", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--", "echo", "ghp_REAL000000000000000000000000000000000"}, "cork: argument 1 of the command holds the real github credential: the sandbox gets placeholders only\n"},
 		{"bad CORK_ variable", map[string]string{"CORK_LOG_LEVEL": "loud", "GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--", "true"}, `cork: CORK_LOG_LEVEL: "loud": want trace, debug, info, warn or error`},
 		{"a CA of the operator's", map[string]string{"CORK_CA_CERT_FILE": "/ca.pem", "CORK_CA_KEY_FILE": "/ca.key", "GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--", "true"}, "cork: CORK_CA_CERT_FILE, CORK_CA_KEY_FILE: not used by cork run"},
+		{"qemu without a kernel", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--backend", "qemu", "--agent", "github", "--", "true"}, "cork: --kernel: the qemu backend needs one"},
+		{"--kernel elsewhere", nil, []string{"--kernel", "/vmlinux", "--agent", "github", "--", "true"}, "cork: --kernel, --initrd and --accel: only for --backend qemu"},
 		{"--env HOME", map[string]string{"GH_TOKEN": "ghp_REAL000000000000000000000000000000000"}, []string{"--agent", "github", "--env", "HOME=/x", "--", "true"}, "cork: --env HOME: the sandbox's HOME is cork's"},
 	}
 	if os.Geteuid() != 0 { // root reads any directory
