@@ -1,7 +1,6 @@
 package compat
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/cork-sh/cork/internal/testing/fakeupstream"
 	"github.com/cork-sh/cork/internal/testing/qemuguest"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/provision"
 	"github.com/cork-sh/cork/settings"
@@ -78,7 +78,7 @@ func TestCodexQemu(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var stdout, stderr, logs bytes.Buffer
+	var stdout, stderr, logs testenv.Buffer // the proxy logs from its own goroutines
 	logger := zerolog.New(&logs)
 	hostEnv := map[string]string{"PATH": os.Getenv("PATH"), "CODEX_HOME": codexHome}
 	tokens, err := launch.Tokens(plan, hostEnv)

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/cork-sh/cork/internal/guest"
 )
@@ -263,11 +265,10 @@ func (vb *qemuSandbox) run(ctx context.Context, s *session, env map[string]strin
 	if code != 0 {
 		return 0, fmt.Errorf("qemu exited with status %d before the guest reported (see its messages above)", code)
 	}
-	status, err := os.ReadFile(filepath.Join(ctl, guest.StatusFile))
+	line, err := readStatus(filepath.Join(ctl, guest.StatusFile))
 	if err != nil {
 		return 0, errors.New("qemu: the guest ended without reporting the command's status (is the initramfs cork-guest's?)")
 	}
-	line := strings.TrimSpace(string(status))
 	if msg, ok := strings.CutPrefix(line, "error: "); ok {
 		return 0, &SetupError{Err: fmt.Errorf("qemu guest: %s", msg)}
 	}
@@ -276,6 +277,24 @@ func (vb *qemuSandbox) run(ctx context.Context, s *session, env map[string]strin
 	}
 	spec.progress("microVM exited with status %d; tearing down", code)
 	return code, nil
+}
+
+// readStatus reads the guest's status line. The guest writes the control
+// share, so the file is not followed if it is a link and is read only so
+// far: a guest must not make cork read, or print, a host file.
+func readStatus(p string) (string, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return "", errors.New("not a regular file")
+	}
+	b := make([]byte, 512)
+	n, _ := io.ReadFull(f, b)
+	line, _, _ := strings.Cut(string(b[:n]), "\n")
+	return strings.ToValidUTF8(strings.TrimSpace(line), "?"), nil
 }
 
 // args are QEMU's arguments, in a fixed order.
@@ -298,8 +317,11 @@ func (vb *qemuSandbox) args(home, ctl string) []string {
 		"-netdev", "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:" + guest.ProxyAddr + "-cmd:" + qemuCmd(append(vb.relay, vb.sock)),
 		"-device", "virtio-net-device,netdev=n0",
 	}
+	// mapped-xattr: what the guest creates is the host user's, 0600 or
+	// 0700, the guest's owner and mode kept in extended attributes; a
+	// guest cannot leave a root-owned or setuid file on the host.
 	share := func(id, tag, path string) {
-		a = append(a, "-fsdev", "local,id="+id+",path="+path+",security_model=none",
+		a = append(a, "-fsdev", "local,id="+id+",path="+path+",security_model=mapped-xattr",
 			"-device", "virtio-9p-device,fsdev="+id+",mount_tag="+tag)
 	}
 	share("ctl", guest.ControlTag, ctl)

@@ -258,3 +258,27 @@ func TestQemuCancel(t *testing.T) {
 		t.Errorf("processes left running the guest: %s", out)
 	}
 }
+
+// The guest writes the control share: its status file is read without
+// following a link, and only its first line.
+func TestQemuReadStatus(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "host-file")
+	if err := os.WriteFile(secret, []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "status-link")
+	if err := os.Symlink(secret, link); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readStatus(link); err == nil {
+		t.Errorf("readStatus(link) = %q, want an error", got)
+	}
+	status := filepath.Join(dir, "status")
+	if err := os.WriteFile(status, []byte("7\nmore\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readStatus(status); err != nil || got != "7" {
+		t.Errorf("readStatus = %q, %v; want 7", got, err)
+	}
+}
