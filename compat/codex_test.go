@@ -71,42 +71,8 @@ const (
 const wsRefusedStatus = http.StatusUpgradeRequired
 
 func testCodex(t *testing.T, codex string, mode codexMode, extra []string, row *row) {
-	// The host: a CODEX_HOME holding the fixture auth.json.
-	hostHome := t.TempDir()
-	codexHome := filepath.Join(hostHome, "codex-home")
-	if err := os.MkdirAll(codexHome, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	fixture, err := os.ReadFile(codexFixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(codexHome, "auth.json"), fixture, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var host struct {
-		Tokens struct {
-			AccessToken string `json:"access_token"`
-			AccountID   string `json:"account_id"`
-		} `json:"tokens"`
-	}
-	if err := json.Unmarshal(fixture, &host); err != nil || host.Tokens.AccessToken == "" {
-		t.Fatalf("fixture %s: %v", codexFixture, err)
-	}
-	real := host.Tokens.AccessToken
-
-	plan, err := provision.Build(provision.Options{
-		HostHome:               hostHome,
-		HostEnv:                map[string]string{"CODEX_HOME": codexHome},
-		ForwardHostCredentials: true,
-	}, provision.Codex{})
-	if err != nil {
-		t.Fatalf("provision.Build(codex) = %v", err)
-	}
-	placeholder := plan.Egress.Slots[provision.CodexSlot].Placeholder
-	if placeholder == "" || placeholder == real {
-		t.Fatalf("codex slot placeholder = %q", placeholder)
-	}
+	plan, host := codexHostPlan(t)
+	real, placeholder := host.accessToken, plan.Egress.Slots[provision.CodexSlot].Placeholder
 
 	cfg := fakeupstream.Config{ChatGPTToken: real}
 	if mode == codexFallback {
@@ -160,8 +126,8 @@ func testCodex(t *testing.T, codex string, mode codexMode, extra []string, row *
 		switch {
 		case q.Path == fakeupstream.AccountsCheckPath && q.Status == http.StatusOK:
 			accountsOK = true
-			if q.Header.Get("ChatGPT-Account-ID") != host.Tokens.AccountID {
-				t.Errorf("accounts/check ChatGPT-Account-ID = %q, want the fixture's %q", q.Header.Get("ChatGPT-Account-ID"), host.Tokens.AccountID)
+			if q.Header.Get("ChatGPT-Account-ID") != host.accountID {
+				t.Errorf("accounts/check ChatGPT-Account-ID = %q, want the fixture's %q", q.Header.Get("ChatGPT-Account-ID"), host.accountID)
 			}
 		case q.Path == fakeupstream.ResponsesPath && q.WebSocket:
 			ws = append(ws, q)
@@ -291,4 +257,49 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// codexHost is what the host's fixture auth.json holds.
+type codexHost struct {
+	accessToken, accountID string
+}
+
+// codexHostPlan provisions the Codex profile from a host CODEX_HOME
+// holding the fixture auth.json (ChatGPT sign-in).
+func codexHostPlan(t *testing.T) (provision.Plan, codexHost) {
+	t.Helper()
+	hostHome := t.TempDir()
+	codexHome := filepath.Join(hostHome, "codex-home")
+	if err := os.MkdirAll(codexHome, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fixture, err := os.ReadFile(codexFixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(codexHome, "auth.json"), fixture, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var host struct {
+		Tokens struct {
+			AccessToken string `json:"access_token"`
+			AccountID   string `json:"account_id"`
+		} `json:"tokens"`
+	}
+	if err := json.Unmarshal(fixture, &host); err != nil || host.Tokens.AccessToken == "" {
+		t.Fatalf("fixture %s: %v", codexFixture, err)
+	}
+	plan, err := provision.Build(provision.Options{
+		HostHome:               hostHome,
+		HostEnv:                map[string]string{"CODEX_HOME": codexHome},
+		ForwardHostCredentials: true,
+	}, provision.Codex{})
+	if err != nil {
+		t.Fatalf("provision.Build(codex) = %v", err)
+	}
+	placeholder := plan.Egress.Slots[provision.CodexSlot].Placeholder
+	if placeholder == "" || placeholder == host.Tokens.AccessToken {
+		t.Fatalf("codex slot placeholder = %q", placeholder)
+	}
+	return plan, codexHost{accessToken: host.Tokens.AccessToken, accountID: host.Tokens.AccountID}
 }

@@ -2,7 +2,6 @@ package compat
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -35,36 +34,8 @@ func TestCodexQemu(t *testing.T) {
 	g := qemuguest.Require(t)
 	row := report(t, 13, "Codex CLI (`codex exec`, ChatGPT sign-in) in a QEMU microVM", version, "WebSocket (default)", "")
 
-	hostHome := t.TempDir()
-	codexHome := filepath.Join(hostHome, "codex-home")
-	if err := os.MkdirAll(codexHome, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	fixture, err := os.ReadFile(codexFixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(codexHome, "auth.json"), fixture, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var host struct {
-		Tokens struct {
-			AccessToken string `json:"access_token"`
-		} `json:"tokens"`
-	}
-	if err := json.Unmarshal(fixture, &host); err != nil || host.Tokens.AccessToken == "" {
-		t.Fatalf("fixture %s: %v", codexFixture, err)
-	}
-	real := host.Tokens.AccessToken
-	plan, err := provision.Build(provision.Options{
-		HostHome:               hostHome,
-		HostEnv:                map[string]string{"CODEX_HOME": codexHome},
-		ForwardHostCredentials: true,
-	}, provision.Codex{})
-	if err != nil {
-		t.Fatalf("provision.Build(codex) = %v", err)
-	}
-	placeholder := plan.Egress.Slots[provision.CodexSlot].Placeholder
+	plan, host := codexHostPlan(t)
+	real, placeholder := host.accessToken, plan.Egress.Slots[provision.CodexSlot].Placeholder
 	fake := startFake(t, fakeupstream.Config{ChatGPTToken: real})
 
 	// The guest's root: the static binary, and nothing else.
@@ -80,7 +51,7 @@ func TestCodexQemu(t *testing.T) {
 	}
 	var stdout, stderr, logs testenv.Buffer // the proxy logs from its own goroutines
 	logger := zerolog.New(&logs)
-	hostEnv := map[string]string{"PATH": os.Getenv("PATH"), "CODEX_HOME": codexHome}
+	hostEnv := map[string]string{"PATH": os.Getenv("PATH")}
 	tokens, err := launch.Tokens(plan, hostEnv)
 	if err != nil {
 		t.Fatal(err)

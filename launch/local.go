@@ -385,16 +385,11 @@ func envList(env map[string]string) []string {
 // CheckDir checks that path is a directory cork can list (a workspace).
 // Its errors read "path: reason".
 func CheckDir(path string) error {
-	// Non-blocking, so that a FIFO is opened and checked, not waited on.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, st, err := openStat(path)
 	if err != nil {
-		return pathError(err)
+		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return pathError(err)
-	}
 	if !st.IsDir() {
 		return fmt.Errorf("%s: not a directory", path)
 	}
@@ -402,6 +397,21 @@ func CheckDir(path string) error {
 		return fmt.Errorf("%s: %v", path, errors.Unwrap(err))
 	}
 	return nil
+}
+
+// openStat opens path for reading, non-blocking (a FIFO is opened and
+// checked, not waited on), and stats it. Errors read "path: reason".
+func openStat(path string) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, pathError(err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, pathError(err)
+	}
+	return f, st, nil
 }
 
 // pathError shortens an *os.PathError to "path: reason".

@@ -60,10 +60,6 @@ const (
 	QemuWorkspace = "/workspace"
 )
 
-// qemuGuestEnv are the host variables the guest keeps: terminal and
-// locale settings only.
-var qemuGuestEnv = []string{"TERM", "COLORTERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
-
 // Name implements Backend.
 func (*Qemu) Name() string { return "qemu" }
 
@@ -86,7 +82,7 @@ type qemuSandbox struct {
 	ip        *inProcess
 }
 
-func (*qemuSandbox) layout() layout { return layout{home: QemuHome, hostEnv: qemuGuestEnv} }
+func (*qemuSandbox) layout() layout { return layout{home: QemuHome, hostEnv: vmGuestEnv} }
 
 // preflight checks the binary, the kernel, the initramfs, the image, the
 // workspace and the accelerator before anything exists.
@@ -391,15 +387,11 @@ func (vb *qemuSandbox) teardown(*session) error {
 
 // readableFile checks that p is a regular file cork can open.
 func readableFile(p string) error {
-	f, err := os.Open(p)
+	f, st, err := openStat(p)
 	if err != nil {
-		return pathError(err)
+		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return pathError(err)
-	}
 	if st.IsDir() {
 		return fmt.Errorf("%s: is a directory", p)
 	}

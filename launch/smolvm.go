@@ -93,9 +93,9 @@ const (
 var smolvmHostEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ",
 	"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"}
 
-// smolvmGuestEnv are host variables passed on to the VM: terminal and
-// locale settings only.
-var smolvmGuestEnv = []string{"TERM", "COLORTERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
+// vmGuestEnv are the host variables a microVM (smolvm, qemu) keeps:
+// terminal and locale settings only.
+var vmGuestEnv = []string{"TERM", "COLORTERM", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
 
 // Name implements Backend.
 func (*Smolvm) Name() string { return "smolvm" }
@@ -115,7 +115,7 @@ type smolvmSandbox struct {
 }
 
 func (*smolvmSandbox) layout() layout {
-	return layout{home: SmolvmHome, hostEnv: smolvmGuestEnv}
+	return layout{home: SmolvmHome, hostEnv: vmGuestEnv}
 }
 
 // preflight: every check that can fail runs before anything exists, the
