@@ -2,10 +2,14 @@
 IMAGE ?= cork:dev
 GO ?= go
 
-.PHONY: build test image bench clean
+.PHONY: build test image bench clean guest
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cork ./cmd/cork
+
+# The qemu backend's guest init (docs/QEMU.md): static, like cork.
+guest:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/cork-guest ./cmd/cork-guest
 
 test:
 	$(GO) test -race -count=1 -timeout 40m ./...
