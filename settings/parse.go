@@ -53,14 +53,8 @@ func (s *Input) Parse(cmd Command) (*Proxy, error) {
 	if cmd == ForProxy {
 		s.checkProxyFiles(o, bad)
 	}
-	if cmd == ForRun {
-		if strings.TrimSpace(s.CACertFile) != "" || strings.TrimSpace(s.CAKeyFile) != "" {
-			// Not loaded: cork run never uses it (each run makes its own).
-			errs = append(errs, fmt.Errorf("%s, %s: not used by cork run: each run makes its own session CA, name-constrained to the intercepted hosts; a CA of your own is for cork proxy",
-				s.Name("ca-cert-file"), s.Name("ca-key-file")))
-		}
-	} else {
-		s.parseCA(o, bad)
+	if err := s.caFor(cmd, o, bad); err != nil {
+		errs = append(errs, err)
 	}
 	if f := strings.TrimSpace(s.UpstreamCAFile); f != "" {
 		pem, err := os.ReadFile(f)
@@ -129,6 +123,20 @@ func (s *Input) checkProxyFiles(o *Proxy, bad func(flagName, format string, a ..
 			bad("tokens-file", "%v", err)
 		}
 	}
+}
+
+// caFor loads the CA of the operator's for cork proxy; cork run refuses
+// one (each run makes its own), without reading its key.
+func (s *Input) caFor(cmd Command, o *Proxy, bad func(flagName, format string, a ...any)) error {
+	if cmd != ForRun {
+		s.parseCA(o, bad)
+		return nil
+	}
+	if strings.TrimSpace(s.CACertFile) != "" || strings.TrimSpace(s.CAKeyFile) != "" {
+		return fmt.Errorf("%s, %s: not used by cork run: each run makes its own session CA, name-constrained to the intercepted hosts; a CA of your own is for cork proxy",
+			s.Name("ca-cert-file"), s.Name("ca-key-file"))
+	}
+	return nil
 }
 
 // parseCA loads the CA given as a certificate and key file, if any.

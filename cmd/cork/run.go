@@ -88,6 +88,21 @@ func (f *runFlags) checkLocal(backend string) error {
 	return nil
 }
 
+// configure sets the microVM backends' own settings, and refuses them
+// for the others.
+func (f *runFlags) configure(backend launch.Backend, environ map[string]string) error {
+	if qv, ok := backend.(*launch.Qemu); ok {
+		qv.Kernel, qv.Initrd, qv.Accel = *f.kernel, *f.initrd, *f.accel
+	} else if *f.kernel != "" || *f.initrd != "" || *f.accel != "" {
+		return usageErrorf("--kernel, --initrd and --accel: only for --backend qemu")
+	}
+	if sv, ok := backend.(*launch.Smolvm); ok {
+		// Where the VM reaches the proxy: default the host's primary IPv4.
+		sv.ProxyListen = strings.TrimSpace(environ["CORK_SMOLVM_PROXY_LISTEN"])
+	}
+	return nil
+}
+
 // profiles are the --agent profiles, then the generic one of --inject
 // and --policy.
 func (f *runFlags) profiles() ([]provision.Profile, error) {
@@ -187,14 +202,8 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	if *f.isolateNet {
 		fmt.Fprintln(stderr, "cork: --isolate-net is the default now (the local sandbox has its own network namespace); the flag will go")
 	}
-	if qv, ok := backend.(*launch.Qemu); ok {
-		qv.Kernel, qv.Initrd, qv.Accel = *f.kernel, *f.initrd, *f.accel
-	} else if *f.kernel != "" || *f.initrd != "" || *f.accel != "" {
-		return usageErrorf("--kernel, --initrd and --accel: only for --backend qemu")
-	}
-	if sv, ok := backend.(*launch.Smolvm); ok {
-		// Where the VM reaches the proxy: default the host's primary IPv4.
-		sv.ProxyListen = strings.TrimSpace(environ["CORK_SMOLVM_PROXY_LISTEN"])
+	if err := f.configure(backend, environ); err != nil {
+		return err
 	}
 	profiles, err := f.profiles()
 	if err != nil {
