@@ -72,6 +72,8 @@ func (q *Qemu) Run(ctx context.Context, spec *Spec) (int, error) {
 type qemuSandbox struct {
 	cfg       *Qemu
 	bin       string
+	kernel    string // absolute
+	initrd    string // absolute
 	accel     string
 	relay     []string
 	workspace string     // absolute, or empty
@@ -96,11 +98,19 @@ func (vb *qemuSandbox) preflight(_ context.Context, s *session) error {
 	if vb.bin, err = lookExecutable(name, spec.HostEnv); err != nil {
 		return setupErrorf("qemu: %v; install QEMU (Debian: qemu-system-x86) or pick another --backend", err)
 	}
-	for _, f := range []struct{ flag, path string }{{"--kernel", cfg.Kernel}, {"--initrd", cfg.Initrd}} {
-		if f.path == "" {
+	for _, f := range []struct {
+		flag string
+		path *string
+	}{{"--kernel", &vb.kernel}, {"--initrd", &vb.initrd}} {
+		*f.path = map[string]string{"--kernel": cfg.Kernel, "--initrd": cfg.Initrd}[f.flag]
+		if *f.path == "" {
 			return setupErrorf("%s: the qemu backend needs one (docs/QEMU.md says how to get a kernel and build the initramfs)", f.flag)
 		}
-		if err := readableFile(f.path); err != nil {
+		// Absolute: QEMU runs in the session's directory.
+		if *f.path, err = filepath.Abs(*f.path); err != nil {
+			return setupErrorf("%s: %v", f.flag, err)
+		}
+		if err := readableFile(*f.path); err != nil {
 			return setupErrorf("%s: %v", f.flag, err)
 		}
 	}
@@ -132,11 +142,6 @@ func (vb *qemuSandbox) preflight(_ context.Context, s *session) error {
 		}
 		vb.workspace = ws
 	}
-	for what, p := range map[string]string{"--workspace": vb.workspace, "--image": vb.image, "--kernel": cfg.Kernel, "--initrd": cfg.Initrd} {
-		if strings.Contains(p, ",") {
-			return setupErrorf("%s %s: QEMU cannot take a path with a comma", what, p)
-		}
-	}
 	if vb.accel, err = qemuAccel(cfg.Accel, kvmDevice); err != nil {
 		return &SetupError{Err: err}
 	}
@@ -145,7 +150,7 @@ func (vb *qemuSandbox) preflight(_ context.Context, s *session) error {
 		if err != nil {
 			return setupErrorf("qemu: the relay: %v", err)
 		}
-		vb.relay = []string{self, "relay", "--socket"}
+		vb.relay = []string{self, "relay", "--quiet", "--socket"}
 	}
 	return nil
 }
@@ -255,8 +260,13 @@ func (vb *qemuSandbox) run(ctx context.Context, s *session, env map[string]strin
 		return 0, fmt.Errorf("start %s: %w", vb.bin, err)
 	}
 	code, err := waitChild(ctx, cmd, grouped)
-	if err != nil || ctx.Err() != nil {
+	if err != nil {
 		return code, err
+	}
+	if ctx.Err() != nil {
+		// Stopped: QEMU exits 0 on SIGTERM; report what a command killed
+		// by it would.
+		return 128 + int(syscall.SIGTERM), nil
 	}
 	if code != 0 {
 		return 0, fmt.Errorf("qemu exited with status %d before the guest reported (see its messages above)", code)
@@ -307,43 +317,62 @@ func (vb *qemuSandbox) args(home, ctl string) []string {
 	a := []string{"-M", "microvm", "-accel", vb.accel, "-cpu", "max", "-m", strconv.Itoa(mem), "-smp", "1",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-serial", "stdio",
-		"-kernel", vb.cfg.Kernel, "-initrd", vb.cfg.Initrd, "-append", cmdline,
+		"-kernel", qemuValue(vb.kernel), "-initrd", qemuValue(vb.initrd), "-append", cmdline,
 		// The only network: QEMU's user mode, restricted, with one
 		// forwarded endpoint, relayed per connection to the proxy.
 		"-netdev", "user,id=n0,restrict=on,ipv6=off,guestfwd=tcp:" + guest.ProxyAddr + "-cmd:" + qemuCmd(append(vb.relay, vb.sock)),
 		"-device", "virtio-net-device,netdev=n0",
 	}
-	// mapped-xattr: what the guest creates is the host user's, 0600 or
-	// 0700, the guest's owner and mode kept in extended attributes; a
-	// guest cannot leave a root-owned or setuid file on the host.
-	share := func(id, tag, path string) {
-		a = append(a, "-fsdev", "local,id="+id+",path="+path+",security_model=mapped-xattr",
+	share := func(id, tag, path, opts string) {
+		a = append(a, "-fsdev", "local,id="+id+",path="+qemuValue(path)+","+opts,
 			"-device", "virtio-9p-device,fsdev="+id+",mount_tag="+tag)
 	}
-	share("ctl", guest.ControlTag, ctl)
-	share("home", guest.HomeTag, home)
+	rw := writableShareModel()
+	share("ctl", guest.ControlTag, ctl, rw)
+	share("home", guest.HomeTag, home, rw)
 	if vb.workspace != "" {
-		share("ws", guest.WorkspaceTag, vb.workspace)
+		share("ws", guest.WorkspaceTag, vb.workspace, rw)
 	}
 	switch vb.root {
 	case guest.RootShare:
-		share("root", guest.RootTag, vb.image)
+		// Read-only, so passed through as it is: links work, and the
+		// guest writes nothing there (its /tmp is its own).
+		share("root", guest.RootTag, vb.image, "security_model=none,readonly=on")
 	case guest.RootBlock:
 		// A snapshot: the guest's writes never reach the image.
-		a = append(a, "-drive", "file="+vb.image+",format=raw,if=none,id=root,snapshot=on",
+		a = append(a, "-drive", "file="+qemuValue(vb.image)+",format=raw,if=none,id=root,snapshot=on",
 			"-device", "virtio-blk-device,drive=root")
 	}
 	return a
 }
 
-// qemuCmd quotes argv for guestfwd's cmd: (QEMU runs it with /bin/sh -c;
-// a comma ends the option, so a doubled one stands for itself).
+// qemuCmd quotes argv for guestfwd's cmd: (libslirp splits it as a
+// shell would, g_shell_parse_argv, and runs it without one), a comma
+// doubled (qemuValue).
 func qemuCmd(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
 		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	return strings.ReplaceAll(strings.Join(q, " "), ",", ",,")
+	return qemuValue(strings.Join(q, " "))
+}
+
+// qemuValue is v as the value of a QEMU option: a comma would end it, so
+// it is doubled.
+func qemuValue(v string) string { return strings.ReplaceAll(v, ",", ",,") }
+
+// writableShareModel is the 9p security model of the shares the guest
+// writes (home, workspace, control). Run as root, QEMU would pass the
+// guest's owners and modes through: mapped-xattr instead keeps them in
+// extended attributes, and what the guest creates is cork's user's, 0600
+// or 0700 — no root-owned or setuid file planted on the host, at the
+// price of symbolic links (the guest sees none). Run as a user, QEMU
+// cannot create another user's file: none, passed through, links and all.
+func writableShareModel() string {
+	if os.Geteuid() == 0 {
+		return "security_model=mapped-xattr"
+	}
+	return "security_model=none"
 }
 
 // hostTSCkHz is the host's CPU clock in kHz (/proc/cpuinfo), 0 if unknown.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cork-sh/cork/internal/guest"
 	"github.com/cork-sh/cork/internal/testing/qemuguest"
 	"github.com/cork-sh/cork/internal/testing/testenv"
 )
@@ -34,6 +37,11 @@ func requireQemu(t *testing.T) {
 	qemuProbeOnce.Do(func() {
 		if qemuProbeRoot, qemuProbeErr = os.MkdirTemp("", "cork-qemu-root-"); qemuProbeErr == nil {
 			qemuProbeErr = qemuguest.Build(filepath.Join(qemuProbeRoot, "bin", "probe"), "github.com/cork-sh/cork/internal/testing/e2e/fakeagent")
+		}
+		if qemuProbeErr == nil {
+			// The command is given by name, through a link: found in
+			// the guest's PATH, the link resolved in the guest's root.
+			qemuProbeErr = os.Symlink("probe", filepath.Join(qemuProbeRoot, "bin", "probe-link"))
 		}
 	})
 	if qemuProbeErr != nil {
@@ -106,7 +114,7 @@ func qemuEndToEnd(t *testing.T, image string) {
 		HostEnv:   map[string]string{"PATH": os.Getenv("PATH"), "API_TOKEN": testToken, testSecretVar: testSecretValue, "TERM": "xterm"},
 		Image:     image,
 		Workspace: ws,
-		Command: []string{"/bin/probe", "probe", "-api", "https://" + testHost + "/v1/ping", "-token-env", "API_TOKEN",
+		Command: []string{"probe-link", "probe", "-api", "https://" + testHost + "/v1/ping", "-token-env", "API_TOKEN",
 			"-direct", "10.0.2.2:" + strconv.Itoa(otherPort) + ",10.0.2.2:22,10.0.2.3:53", "-dump", "-exit", "7"},
 		Proxy:    up.proxyOptions(),
 		Stdout:   &stdout,
@@ -177,11 +185,6 @@ func TestQemuPreflight(t *testing.T) {
 		{"initrd a directory", Qemu{Kernel: kernel, Initrd: dir}, nil, "--initrd: " + dir + ": is a directory"},
 		{"unreadable image", Qemu{Kernel: kernel, Initrd: kernel}, func(s *Spec) { s.Image = filepath.Join(dir, "rootfs.ext4") }, "--image: " + filepath.Join(dir, "rootfs.ext4") + ": no such file"},
 		{"bad accel", Qemu{Kernel: kernel, Initrd: kernel, Accel: "hvf"}, nil, `--accel "hvf": want kvm, tcg or auto`},
-		{"comma in workspace", Qemu{Kernel: kernel, Initrd: kernel}, func(s *Spec) {
-			ws := filepath.Join(t.TempDir(), "a,b")
-			os.Mkdir(ws, 0o755)
-			s.Workspace = ws
-		}, "QEMU cannot take a path with a comma"},
 		{"--accel kvm without KVM", Qemu{Kernel: kernel, Initrd: kernel, Accel: "kvm"}, func(*Spec) {
 			old := kvmDevice
 			kvmDevice = filepath.Join(dir, "no-kvm")
@@ -231,7 +234,10 @@ func TestQemuCancel(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := qemuBackend().Run(ctx, resolved(spec))
+		code, err := qemuBackend().Run(ctx, resolved(spec))
+		if err == nil && code != 128+int(syscall.SIGTERM) {
+			err = fmt.Errorf("status %d, want %d: a stopped run is not a success", code, 128+int(syscall.SIGTERM))
+		}
 		done <- err
 	}()
 	ready := false
@@ -247,7 +253,10 @@ func TestQemuCancel(t *testing.T) {
 	}
 	cancel()
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after Ctrl-C = %v", err)
+		}
 	case <-time.After(ChildStopGrace + 10*time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
@@ -280,5 +289,18 @@ func TestQemuReadStatus(t *testing.T) {
 	}
 	if got, err := readStatus(status); err != nil || got != "7" {
 		t.Errorf("readStatus = %q, %v; want 7", got, err)
+	}
+}
+
+// A comma in any path QEMU is given (a TMPDIR, a workspace) is doubled:
+// QEMU would end the option there.
+func TestQemuArgsCommas(t *testing.T) {
+	vb := &qemuSandbox{cfg: &Qemu{}, kernel: "/k,1/vmlinux", initrd: "/i/initrd", accel: "tcg", sock: "/t,x/sock/proxy.sock",
+		relay: []string{"/bin/cork", "relay", "--quiet", "--socket"}, workspace: "/w,s", root: guest.RootBlock, image: "/img,1.ext4"}
+	args := strings.Join(vb.args("/t,x/home", "/t,x/ctl"), "\x00")
+	for _, want := range []string{"/k,,1/vmlinux", "path=/t,,x/home,", "path=/t,,x/ctl,", "path=/w,,s,", "file=/img,,1.ext4,", "'/t,,x/sock/proxy.sock'"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("QEMU's arguments lack %q:\n%s", want, strings.ReplaceAll(args, "\x00", " "))
+		}
 	}
 }

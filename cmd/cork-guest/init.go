@@ -138,7 +138,21 @@ func mountRoot(spec guest.Spec) (string, error) {
 	case guest.RootBlock:
 		return newRoot, mount("/dev/vda", newRoot, "ext4", "")
 	case guest.RootShare:
-		return newRoot, mount(guest.RootTag, newRoot, "9p", p9)
+		// The host directory is shared read-only; an overlay with a
+		// tmpfs on top gives the command a root it can write (and the
+		// mount points cork needs), the writes staying in the guest.
+		if err := mount(guest.RootTag, "/lower", "9p", p9+",ro"); err != nil {
+			return "", err
+		}
+		if err := mount("tmpfs", "/upper", "tmpfs", "mode=0755"); err != nil {
+			return "", err
+		}
+		for _, d := range []string{"/upper/data", "/upper/work"} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return "", err
+			}
+		}
+		return newRoot, mount("overlay", newRoot, "overlay", "lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work")
 	}
 	return "", fmt.Errorf("%s: unknown root %q", guest.SpecFile, spec.Root)
 }
@@ -228,12 +242,13 @@ func run(spec guest.Spec, root string) (int, error) {
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
 		env = append(env, "PATH="+defaultPath)
 	}
-	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	if !strings.Contains(spec.Argv[0], "/") {
-		// Looked up in the sandbox's PATH, inside its root.
-		cmd.Path = lookPath(root, spec.Argv[0], env)
+	path := spec.Argv[0]
+	if !strings.Contains(path, "/") {
+		// Looked up in the sandbox's PATH, inside its root (not in this
+		// init's environment, which has none).
+		path = lookPath(root, path, env)
 	}
-	cmd.Env = env
+	cmd := &exec.Cmd{Path: path, Args: spec.Argv, Env: env}
 	cmd.Dir = spec.Dir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Chroot: root}
@@ -270,7 +285,10 @@ func lookPath(root, name string, env []string) string {
 	}
 	for _, dir := range filepath.SplitList(path) {
 		p := filepath.Join(dir, name)
-		if st, err := os.Stat(root + p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		// Lstat: a link resolves inside the command's root, not this
+		// init's (the exec in the chroot follows it there).
+		st, err := os.Lstat(root + p)
+		if err == nil && (st.Mode()&os.ModeSymlink != 0 || (st.Mode().IsRegular() && st.Mode()&0o111 != 0)) {
 			return p
 		}
 	}

@@ -18,7 +18,7 @@ import (
 // guestModules are the kernel modules the guest loads, by name; their
 // dependencies (modules.dep) come first. A module built into the kernel
 // is not in modules.dep and is skipped.
-var guestModules = []string{"virtio_mmio", "virtio_net", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic", "ext4"}
+var guestModules = []string{"virtio_mmio", "virtio_net", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic", "ext4", "overlay"}
 
 // modulesDir is where the initramfs holds the modules, with an "order"
 // file naming them in load order.

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // relayDialTimeout bounds connecting to the proxy's socket.
@@ -25,8 +27,17 @@ const relayDialTimeout = 10 * time.Second
 func runRelay(ctx context.Context, args []string, _ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("relay", "--socket PATH", stderr)
 	socket := fs.String("socket", "", "the proxy's Unix socket: the PATH of `cork proxy`'s CORK_LISTEN=unix:PATH")
+	quiet := fs.Bool("quiet", false, "no diagnostics at all: for QEMU's guestfwd, which gives the relay the guest's connection as stderr")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	if *quiet && stderr == io.Writer(os.Stderr) {
+		// Nothing of the host (a path, a panic) may reach the guest's
+		// stream: fd 2 itself goes to /dev/null.
+		if devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+			_ = unix.Dup2(int(devNull.Fd()), 2)
+			devNull.Close()
+		}
 	}
 	switch {
 	case fs.NArg() > 0:

@@ -369,5 +369,15 @@ func TestRelayErrors(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || stdout.Len() != 0 || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("cork relay on a missing socket = %v, stdout %q, stderr %q; want exit 2, one line on stderr only", err, stdout.String(), stderr.String())
 		}
+		// --quiet (QEMU's guestfwd, where stderr is the guest's
+		// connection): the same exit status, and not a byte of the host.
+		cmd = exec.Command(corkBinary(t), "relay", "--quiet", "--socket", missing)
+		stdout.Reset()
+		stderr.Reset()
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err = runWithin(t, cmd, 10*time.Second)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || stdout.Len() != 0 || stderr.Len() != 0 {
+			t.Errorf("cork relay --quiet on a missing socket = %v, stdout %q, stderr %q; want exit 2 and nothing written", err, stdout.String(), stderr.String())
+		}
 	})
 }

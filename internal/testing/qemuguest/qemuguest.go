@@ -29,8 +29,7 @@ const QemuBinary = "qemu-system-x86_64"
 // Guest is a bootable guest.
 type Guest struct {
 	Kernel, Initrd string
-	// Cork is a static cork binary: the relay command is
-	// []string{Cork, "relay", "--socket"}.
+	// Cork is a static cork binary, for the relay (Relay).
 	Cork string
 	dir  string
 }
@@ -63,7 +62,7 @@ func Require(t testing.TB) *Guest {
 }
 
 // Relay is the relay command for launch.Qemu.Relay.
-func (g *Guest) Relay() []string { return []string{g.Cork, "relay", "--socket"} }
+func (g *Guest) Relay() []string { return []string{g.Cork, "relay", "--quiet", "--socket"} }
 
 // Cleanup removes what Require built; a TestMain calls it.
 func Cleanup() {
