@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // TestListenUnix: CORK_LISTEN (or --listen) unix:PATH names a socket in an
@@ -129,7 +131,7 @@ func TestListenUnixErrors(t *testing.T) {
 	})
 	t.Run("directory of another user", func(t *testing.T) {
 		if os.Geteuid() != 0 {
-			t.Skip("needs root to give a directory away")
+			testenv.Missing(t, "needs root to give a directory away")
 		}
 		other := mkdir("other", 0o700)
 		if err := os.Chown(other, 4242, 4242); err != nil {
