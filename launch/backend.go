@@ -85,10 +85,11 @@ func (s *Spec) progress(format string, a ...any) {
 // registration.
 func Backends() map[string]Backend {
 	return map[string]Backend{
-		"docker": &Docker{},
-		"local":  &Local{},
-		"qemu":   &Qemu{},
-		"smolvm": &Smolvm{},
+		"docker":     &Docker{},
+		"kubernetes": &Kubernetes{},
+		"local":      &Local{},
+		"qemu":       &Qemu{},
+		"smolvm":     &Smolvm{},
 	}
 }
 

@@ -140,7 +140,7 @@ func (s *dockerSandbox) check(ctx context.Context, spec *Spec) error {
 		return setupErrorf("--image: the docker backend needs an image for the sandbox")
 	}
 	pre := s
-	pre.sidecarImage = d.sidecarImageFor(spec)
+	pre.sidecarImage = sidecarImageFor(d.SidecarImage, spec)
 	if spec.Workspace != "" {
 		abs, err := filepath.Abs(spec.Workspace)
 		if err == nil {
@@ -198,16 +198,6 @@ func (s *dockerSandbox) check(ctx context.Context, spec *Spec) error {
 		return setupErrorf("--image %q: %w", spec.Image, err)
 	}
 	return nil
-}
-
-func (d *Docker) sidecarImageFor(spec *Spec) string {
-	if d.SidecarImage != "" {
-		return d.SidecarImage
-	}
-	if v := strings.TrimSpace(spec.HostEnv["CORK_SIDECAR_IMAGE"]); v != "" {
-		return v
-	}
-	return DefaultSidecarImage
 }
 
 // numericUser parses an image's "uid[:gid]" user; a name or nothing is

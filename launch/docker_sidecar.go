@@ -42,18 +42,25 @@ func sidecarSettings(p *settings.Proxy) (*settings.Sidecar, error) {
 	})
 }
 
-// sidecar is the running `cork proxy` container, attached through a
-// long-lived `docker start -a -i` whose stdin carries the token maps.
+// sidecar is a running `cork proxy` in a container or pod, attached
+// through a long-lived stream whose stdin carries the token maps (a
+// `docker start -a -i`, or a Kubernetes attach): its stdout carries the
+// readiness line, its stderr the JSON log.
 type sidecar struct {
-	name string
+	kind string          // what messages call it: "docker sidecar"
+	name string          // its container or pod
 	log  *zerolog.Logger // nil: the sidecar's lines are dropped
 
 	mu    sync.Mutex
 	stdin io.WriteCloser
 
-	ready   chan struct{} // closed on the readiness line (settings.Ready)
-	done    chan struct{} // closed when the attach process ends
-	waitErr error
+	ready     chan struct{} // closed on the readiness line (settings.Ready)
+	readyLine settings.Ready
+	done      chan struct{} // closed when the attach stream ends
+	waitErr   error
+
+	outputs     []*io.PipeWriter // the stream's stdout and stderr (follow)
+	readersDone chan struct{}
 
 	tailMu sync.Mutex
 	tail   []string // the last lines that were not JSON: errors to show
@@ -72,42 +79,63 @@ func startSidecar(cli *dockerCLI, name string, log *zerolog.Logger) (*sidecar, e
 	}
 	// Without a TTY, docker attach keeps the streams apart: the
 	// readiness line on stdout, the JSON log on stderr.
-	pr, pw := io.Pipe()
-	rr, rw := io.Pipe()
-	cmd.Stdout = rw
-	cmd.Stderr = pw
-	s := &sidecar{
-		name: name, log: log, stdin: stdin,
-		ready: make(chan struct{}), done: make(chan struct{}),
-	}
+	s := newSidecar("docker sidecar", name, log, stdin)
+	stdout, stderr := s.follow()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
+		stdout.Close()
+		stderr.Close()
 		return nil, fmt.Errorf("docker start %s: %w", name, err)
 	}
-	logsDone, readyDone := make(chan struct{}), make(chan struct{})
+	go func() { s.ended(cmd.Wait()) }()
+	return s, nil
+}
+
+// newSidecar is a sidecar whose token stream is stdin; follow gives it
+// its output streams, ended the end of its attach stream.
+func newSidecar(kind, name string, log *zerolog.Logger, stdin io.WriteCloser) *sidecar {
+	return &sidecar{
+		kind: kind, name: name, log: log, stdin: stdin,
+		ready: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// follow returns the writers for the sidecar's stdout and stderr, read
+// until ended is called.
+func (s *sidecar) follow() (stdout, stderr *io.PipeWriter) {
+	rr, rw := io.Pipe()
+	pr, pw := io.Pipe()
+	s.outputs = []*io.PipeWriter{rw, pw}
+	s.readersDone = make(chan struct{}, 2)
 	go func() {
-		defer close(logsDone)
+		defer func() { s.readersDone <- struct{}{} }()
 		s.readLogs(pr)
 	}()
 	go func() {
-		defer close(readyDone)
+		defer func() { s.readersDone <- struct{}{} }()
 		s.readReady(rr)
 	}()
-	go func() {
-		s.waitErr = cmd.Wait()
-		pw.Close()
-		rw.Close()
-		<-logsDone
-		<-readyDone
-		close(s.done)
-	}()
-	return s, nil
+	return rw, pw
+}
+
+// ended records that the attach stream ended with err, once its output
+// is read.
+func (s *sidecar) ended(err error) {
+	s.waitErr = err
+	for _, w := range s.outputs {
+		w.Close()
+	}
+	for range s.outputs {
+		<-s.readersDone
+	}
+	close(s.done)
 }
 
 // SetTokens sends a token map to the sidecar, which replaces its current
 // one. It implements tokenSink; safe for concurrent use.
 func (s *sidecar) SetTokens(t resolve.Tokens) {
 	if err := s.sendTokens(t); err != nil && s.log != nil {
-		s.log.Warn().Str("error", err.Error()).Msg("docker sidecar: tokens not delivered")
+		s.log.Warn().Str("error", err.Error()).Msg(s.kind + ": tokens not delivered")
 	}
 }
 
@@ -151,7 +179,8 @@ func (s *sidecar) exited() bool {
 // the host cannot reach the internal network, and the scratch image has
 // no shell to probe with.
 func (s *sidecar) readReady(r io.Reader) {
-	if _, err := settings.ReadReady(r); err == nil {
+	if rd, err := settings.ReadReady(r); err == nil {
+		s.readyLine = rd
 		close(s.ready)
 	}
 	io.Copy(io.Discard, r)
@@ -169,7 +198,7 @@ func (s *sidecar) readLogs(r io.Reader) {
 		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &m) != nil {
 			s.keepTail(string(line))
 			if s.log != nil {
-				s.log.Warn().Str("line", string(line)).Msg("docker sidecar")
+				s.log.Warn().Str("line", string(line)).Msg(s.kind)
 			}
 			continue
 		}
@@ -246,11 +275,11 @@ func (s *sidecar) waitReady(ctx context.Context, timeout time.Duration) error {
 		if msg == "" {
 			msg = fmt.Sprint(s.waitErr)
 		}
-		return fmt.Errorf("docker sidecar %s exited before it was ready:\n%s", s.name, msg)
+		return fmt.Errorf("%s %s exited before it was ready:\n%s", s.kind, s.name, msg)
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("docker sidecar %s: not ready after %v (no readiness line on its stdout; is the image a cork built from this repo? `make image`)", s.name, timeout)
+		return fmt.Errorf("%s %s: not ready after %v (no readiness line on its stdout; is the image a cork built from this repo? `make image`)", s.kind, s.name, timeout)
 	}
 }
 

@@ -17,6 +17,7 @@ type Ready struct {
 	Ready  bool   `json:"ready"`
 	Listen string `json:"listen"`          // the proxy's listener: host:port, or unix:PATH
 	Admin  string `json:"admin,omitempty"` // the admin listener; empty: none
+	CA     string `json:"ca,omitempty"`
 }
 
 // WriteReady writes r to w as one JSON line.

@@ -25,8 +25,9 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-const runSynopsis = `[--backend docker|smolvm|qemu|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
+const runSynopsis = `[--backend docker|kubernetes|smolvm|qemu|local] [--agent NAME]... [--inject HOST=VAR[,OPTION]...]...
                 [--policy FILE] [--image IMAGE] [--workspace DIR] [--allow HOST]... [--env K=V]...
+                [--sidecar-image IMAGE] [--kubeconfig FILE] [--context NAME] [--namespace-prefix P] [--workspace-volume FILE]
                 [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
@@ -35,6 +36,8 @@ const runSynopsis = `[--backend docker|smolvm|qemu|local] [--agent NAME]... [--i
 type runFlags struct {
 	backend, policyFile, image, workspace *string
 	kernel, initrd, accel                 *string
+	sidecarImage, kubeconfig, kubeContext *string
+	nsPrefix, workspaceVolume             *string
 	agents, allows, envs, injects         listFlag
 	hides, readOnly, readWrite            listFlag
 	noForward, noIsolate, hideHome        *bool
@@ -54,6 +57,11 @@ func newRunFlags(fs *flag.FlagSet) *runFlags {
 	f.initrd = fs.String("initrd", "", "qemu backend: the initramfs `cork-guest initrd` wrote (docs/QEMU.md)")
 	f.accel = fs.String("accel", "", "qemu backend: kvm, tcg or auto (default: KVM where it can run the guest, else TCG)")
 	f.workspace = fs.String("workspace", "", "host directory made available to the sandbox (default: none)")
+	f.sidecarImage = fs.String("sidecar-image", "", "docker and kubernetes backends: the cork proxy image (default: $CORK_SIDECAR_IMAGE, else "+launch.DefaultSidecarImage+")")
+	f.kubeconfig = fs.String("kubeconfig", "", "kubernetes backend: the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+	f.kubeContext = fs.String("context", "", "kubernetes backend: the kubeconfig context (default: its current one)")
+	f.nsPrefix = fs.String("namespace-prefix", "", "kubernetes backend: the start of each session's namespace name (default "+launch.DefaultNamespacePrefix+")")
+	f.workspaceVolume = fs.String("workspace-volume", "", "kubernetes backend: YAML file of a volume (a core/v1 VolumeSource) mounted at "+launch.SandboxWorkspace+", e.g. a csi or ephemeral volume")
 	fs.Var(&f.allows, "allow", "extra host to tunnel without credentials (repeatable), e.g. registry.npmjs.org")
 	fs.Var(&f.envs, "env", "extra sandbox variable K=V (repeatable); never a real credential")
 	f.noForward = fs.Bool("no-forward-host-credentials", false, "read no host credential file; tokens come only from the host variables each slot names")
@@ -96,9 +104,45 @@ func (f *runFlags) configure(backend launch.Backend, environ map[string]string) 
 	} else if *f.kernel != "" || *f.initrd != "" || *f.accel != "" {
 		return usageErrorf("--kernel, --initrd and --accel: only for --backend qemu")
 	}
+	if err := f.configureKube(backend); err != nil {
+		return err
+	}
+	if dv, ok := backend.(*launch.Docker); ok {
+		dv.SidecarImage = *f.sidecarImage
+	}
 	if sv, ok := backend.(*launch.Smolvm); ok {
 		// Where the VM reaches the proxy: default the host's primary IPv4.
 		sv.ProxyListen = strings.TrimSpace(environ["CORK_SMOLVM_PROXY_LISTEN"])
+	}
+	return nil
+}
+
+// configureKube sets the kubernetes backend's settings, and refuses them
+// for the others.
+func (f *runFlags) configureKube(backend launch.Backend) error {
+	kv, ok := backend.(*launch.Kubernetes)
+	if !ok {
+		if *f.kubeconfig != "" || *f.kubeContext != "" || *f.nsPrefix != "" || *f.workspaceVolume != "" {
+			return usageErrorf("--kubeconfig, --context, --namespace-prefix and --workspace-volume: only for --backend kubernetes")
+		}
+		if *f.sidecarImage != "" && backend.Name() != "docker" {
+			return usageErrorf("--sidecar-image: only for --backend docker or kubernetes")
+		}
+		return nil
+	}
+	kv.Kubeconfig, kv.Context, kv.SidecarImage = *f.kubeconfig, *f.kubeContext, *f.sidecarImage
+	if p := *f.nsPrefix; p != "" {
+		if err := launch.CheckNamespacePrefix(strings.TrimSuffix(p, "-")); err != nil {
+			return &usageError{err}
+		}
+		kv.NamespacePrefix = p
+	}
+	if *f.workspaceVolume != "" {
+		vs, err := launch.ReadVolumeSource(*f.workspaceVolume)
+		if err != nil {
+			return usageErrorf("--workspace-volume: %v", err)
+		}
+		kv.Workspace = vs
 	}
 	return nil
 }
