@@ -1,10 +1,15 @@
 package kubeschema
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,10 +159,9 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestSchemasSelfContained is the offline guarantee's other half: a kind
-// with no schema is an error (TestValidate), and no committed schema can
-// make kubeconform load anything else, as there is no reference ($ref,
-// $id, $schema) in any of them.
+// TestSchemasSelfContained: no committed schema can make kubeconform load
+// another document, as none holds a reference ($ref, $id, $schema); and
+// each is strict at the top level. TestNoNetwork checks the whole.
 func TestSchemasSelfContained(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob("schemas/*.json")
@@ -184,6 +188,65 @@ func TestSchemasSelfContained(t *testing.T) {
 		if s["additionalProperties"] != false {
 			t.Errorf("%s: additionalProperties = %v at the top level, want false", f, s["additionalProperties"])
 		}
+	}
+}
+
+// TestNoNetwork runs Validate in a child process whose HTTP_PROXY and
+// HTTPS_PROXY (which kubeconform's HTTP loader honours) point at a listener
+// that records each request line. Validating known, unknown and misfiled
+// kinds must send nothing; the child's last request, to control.invalid,
+// proves the trap would have seen one.
+func TestNoNetwork(t *testing.T) {
+	if os.Getenv("KUBESCHEMA_TEST_CHILD") == "1" {
+		session, err := os.ReadFile("testdata/session.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range []string{
+			string(session),
+			"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+			"apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+			"apiVersion: networking.example.com/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n",
+		} {
+			_ = Validate([]byte(m))
+		}
+		if resp, err := http.Get("http://control.invalid/"); err == nil {
+			resp.Body.Close()
+		}
+		return
+	}
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			mu.Lock()
+			seen = append(seen, strings.TrimSpace(line))
+			mu.Unlock()
+			c.Close()
+		}
+	}()
+	proxy := "http://" + ln.Addr().String()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNoNetwork$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "KUBESCHEMA_TEST_CHILD=1",
+		"HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy, "NO_PROXY=", "no_proxy=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	ln.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"GET http://control.invalid/ HTTP/1.1"}; !slices.Equal(seen, want) {
+		t.Errorf("requests through the proxy: %q, want only %q", seen, want)
 	}
 }
 

@@ -331,6 +331,9 @@ func (c *converter) schema(in map[string]any) (map[string]any, error) {
 	out := map[string]any{}
 	for k, v := range in {
 		switch {
+		case k == "x-kubernetes-preserve-unknown-fields":
+			// Would need additionalProperties left open; no kind cork uses has it.
+			return nil, fmt.Errorf("%s: not handled", k)
 		case k == "description" || strings.HasPrefix(k, "x-"):
 		case k == "type" || k == "format" || k == "required" || k == "enum":
 			out[k] = v

@@ -92,6 +92,9 @@ func TestGenerateErrors(t *testing.T) {
 		{"unknown keyword", func(defs map[string]any) {
 			defs["io.k8s.api.core.v1.Item"] = map[string]any{"allOf": []any{}}
 		}, widget, `keyword "allOf"`},
+		{"preserve unknown fields", func(defs map[string]any) {
+			defs["io.k8s.api.core.v1.Item"] = map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+		}, widget, "x-kubernetes-preserve-unknown-fields: not handled"},
 		{"dangling ref", func(defs map[string]any) {
 			delete(defs, "io.k8s.api.core.v1.Item")
 		}, widget, "no such definition"},
