@@ -65,10 +65,10 @@ func Validate(manifests []byte) error {
 
 // shared is the one validator every call uses. kubeconform compiles a
 // kind's schema the first time it sees the kind and keeps it in memory;
-// newValidator has it compile every committed schema up front, from a
+// newChecker has it compile every committed schema up front, from a
 // temporary directory that is gone before the first real object is read.
-// A kind not compiled then is looked up in that removed directory, not
-// found, and reported as an error.
+// An object of any other apiVersion and kind is reported as ErrNoSchema,
+// whatever kubeconform's lookup in that removed directory found.
 var shared = sync.OnceValues(newChecker)
 
 // ErrNoSchema is (wrapped in) the error for an object whose apiVersion and
@@ -152,7 +152,7 @@ func (c *checker) check(n int, res validator.Result) error {
 	if sig != nil && (sig.Kind != "" || sig.Name != "") {
 		obj += " (" + strings.TrimSpace(sig.Kind+" "+sig.Name) + ")"
 	}
-	if sigErr == nil && res.Status == validator.Error && !c.known[[2]string{sig.Version, sig.Kind}] {
+	if sigErr == nil && !c.known[[2]string{sig.Version, sig.Kind}] {
 		return fmt.Errorf("%s: apiVersion %q, kind %q: %w", obj, sig.Version, sig.Kind, ErrNoSchema)
 	}
 	switch res.Status {
