@@ -123,58 +123,20 @@ func (*kubeSandbox) layout() layout { return layout{home: SandboxHome} }
 // then removes what this host's killed corks left behind.
 func (s *kubeSandbox) preflight(ctx context.Context, ss *session) error {
 	spec := ss.spec
-	k := s.cfg
-	if spec.Image == "" {
-		return setupErrorf("--image: the kubernetes backend needs an image for the agent pod (already on the nodes, or pullable by them)")
+	var err error
+	if s.objects, err = s.cfg.objects(spec, "", s.id, s.owner); err != nil {
+		return err
 	}
-	if spec.Workspace != "" {
-		return setupErrorf("--workspace: a host directory cannot reach a cluster; name a volume with --workspace-volume instead")
-	}
-	prefix := k.NamespacePrefix
-	if prefix == "" {
-		prefix = DefaultNamespacePrefix
-	}
-	if err := CheckNamespacePrefix(strings.TrimSuffix(prefix, "-")); err != nil {
+	if s.client, s.rest, err = s.cfg.connect(spec.HostEnv); err != nil {
 		return &SetupError{err}
 	}
-	for _, f := range spec.Plan.Files {
-		if _, err := sandboxPath(SandboxHome, f.Path); err != nil {
-			return &SetupError{err}
-		}
-	}
-	pol, err := spec.Plan.Egress.Policy()
-	if err != nil {
-		return setupErrorf("policy from the plan: %w", err)
-	}
-	polYAML, err := policy.Marshal(*pol)
-	if err != nil {
-		return &SetupError{err}
-	}
-	side, err := kubeProxySettings(&spec.Proxy.Settings)
-	if err != nil {
-		return &SetupError{err}
-	}
-	s.objects = &kubeObjects{
-		Session:      s.id,
-		Namespace:    prefix + s.id,
-		SidecarImage: sidecarImageFor(k.SidecarImage, spec),
-		Image:        spec.Image,
-		Command:      spec.Command,
-		Policy:       polYAML,
-		Proxy:        side,
-		Workspace:    k.Workspace,
-		Owner:        s.owner,
-	}
-	if s.client, s.rest, err = k.connect(spec.HostEnv); err != nil {
-		return &SetupError{err}
-	}
-	vctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if _, err := s.client.Discovery().ServerVersion(); err != nil {
+	vctx, vcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer vcancel()
+	if err := s.client.Discovery().RESTClient().Get().AbsPath("/version").Do(vctx).Error(); err != nil {
 		return setupErrorf("kubernetes: the API server at %s does not answer (%s): check the kubeconfig and --context", s.rest.Host, firstLine(err.Error()))
 	}
-	gctx, gcancel := context.WithTimeout(vctx, 20*time.Second)
-	defer gcancel()
+	gctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
 	left, gerr := kubeGC(gctx, s.client, s.owner, false)
 	if len(left) > 0 {
 		spec.progress("kubernetes: deleted the namespaces of ended sessions: %s", strings.Join(left, ", "))
@@ -183,6 +145,56 @@ func (s *kubeSandbox) preflight(ctx context.Context, ss *session) error {
 		spec.progress("kubernetes: could not delete every namespace ended sessions left (see `cork gc --backend kubernetes`): %s", firstLine(gerr.Error()))
 	}
 	return nil
+}
+
+// objects checks spec for the backend and returns the builder of the
+// session's objects: in namespace (empty: the prefix and id), labelled
+// with id, annotated with owner. Errors are *SetupError.
+func (k *Kubernetes) objects(spec *Spec, namespace, id string, o owner) (*kubeObjects, error) {
+	if spec.Image == "" {
+		return nil, setupErrorf("--image: the kubernetes backend needs an image for the agent pod (already on the nodes, or pullable by them)")
+	}
+	if spec.Workspace != "" {
+		return nil, setupErrorf("--workspace: a host directory cannot reach a cluster; name a volume with --workspace-volume instead")
+	}
+	if namespace == "" {
+		prefix := k.NamespacePrefix
+		if prefix == "" {
+			prefix = DefaultNamespacePrefix
+		}
+		if err := CheckNamespacePrefix(strings.TrimSuffix(prefix, "-")); err != nil {
+			return nil, &SetupError{err}
+		}
+		namespace = prefix + id
+	}
+	for _, f := range spec.Plan.Files {
+		if _, err := sandboxPath(SandboxHome, f.Path); err != nil {
+			return nil, &SetupError{err}
+		}
+	}
+	pol, err := spec.Plan.Egress.Policy()
+	if err != nil {
+		return nil, setupErrorf("policy from the plan: %w", err)
+	}
+	polYAML, err := policy.Marshal(*pol)
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	side, err := kubeProxySettings(&spec.Proxy.Settings)
+	if err != nil {
+		return nil, &SetupError{err}
+	}
+	return &kubeObjects{
+		Session:      id,
+		Namespace:    namespace,
+		SidecarImage: sidecarImageFor(k.SidecarImage, spec),
+		Image:        spec.Image,
+		Command:      spec.Command,
+		Policy:       polYAML,
+		Proxy:        side,
+		Workspace:    k.Workspace,
+		Owner:        o,
+	}, nil
 }
 
 // kubeProxySettings renders the proxy's settings for its pod (package
