@@ -28,15 +28,15 @@ import (
 // `seeded N files into DIR`; errors are one line naming the path (exit
 // 1), or the flag (exit 2).
 func runSeedHome(ctx context.Context, args []string, _ map[string]string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("seed-home", "--from DIR --to DIR", stderr)
-	from := fs.String("from", "", "the sandbox home to copy: a ConfigMap volume's mount; required")
-	to := fs.String("to", "", "the directory to fill, e.g. an emptyDir; nothing in it is overwritten; required")
-	if err := parseFlags(fs, args, stdout); err != nil {
+	flags := newFlagSet("seed-home", "--from DIR --to DIR", stderr)
+	from := flags.String("from", "", "the sandbox home to copy: a ConfigMap volume's mount; required")
+	to := flags.String("to", "", "the directory to fill, e.g. an emptyDir; nothing in it is overwritten; required")
+	if err := parseFlags(flags, args, stdout); err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return usageErrorf("seed-home: unexpected argument %q", fs.Arg(0))
+	case flags.NArg() > 0:
+		return usageErrorf("seed-home: unexpected argument %q", flags.Arg(0))
 	case *from == "" && *to == "":
 		return usageErrorf("seed-home: missing --from, --to")
 	case *from == "":
