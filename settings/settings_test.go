@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/internal/localca"
+	"github.com/cork-sh/cork/proxy/pki"
 	"github.com/cork-sh/cork/resolve"
 )
 
@@ -291,6 +293,45 @@ func TestReady(t *testing.T) {
 	}
 	if _, err := ReadReady(strings.NewReader("noise\n{\"ready\":false}\n")); !errors.Is(err, ErrNotReady) {
 		t.Errorf("ReadReady without the line = %v, want ErrNotReady", err)
+	}
+}
+
+// TestReadyCA: the CA's certificate survives the line, however many
+// hosts its name constraints list, and WriteReady refuses anything but
+// certificates in it: a key never leaves the proxy this way.
+func TestReadyCA(t *testing.T) {
+	hosts := make([]string, 3000) // a certificate well over bufio's 64 KiB default
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("api-%04d.example.test", i)
+	}
+	ca, err := pki.Generate(hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteReady(&b, Ready{Ready: true, Listen: "127.0.0.1:3128", CA: string(ca.CertPEM())}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(b.String(), "\n"); n != 1 || b.Len() < 64<<10 {
+		t.Fatalf("WriteReady wrote %d lines, %d bytes; want one line over 64 KiB", n, b.Len())
+	}
+	rd, err := ReadReady(strings.NewReader("noise\n" + b.String()))
+	if err != nil || rd.CA != string(ca.CertPEM()) {
+		t.Fatalf("ReadReady = CA of %d bytes, %v; want the CA written", len(rd.CA), err)
+	}
+	key := "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+	for name, bad := range map[string]string{
+		"key after the certificate": string(ca.CertPEM()) + key,
+		"key alone":                 key,
+		"not PEM":                   "hello",
+		"trailing junk":             string(ca.CertPEM()) + "junk",
+		"junk before":               "MIIEvQIBADANBg\n" + string(ca.CertPEM()),
+	} {
+		var out bytes.Buffer
+		err := WriteReady(&out, Ready{Ready: true, Listen: "127.0.0.1:3128", CA: bad})
+		if err == nil || out.Len() != 0 {
+			t.Errorf("WriteReady(%s) = %v, wrote %q; want an error and nothing written", name, err, out.String())
+		}
 	}
 }
 

@@ -108,6 +108,10 @@ func run(ctx context.Context, args []string, env map[string]string, stdin io.Rea
 		return runDemoAgent(ctx, args[1:], env, stdin, stdout, stderr)
 	case "probe": // the docker backend's preflight, from the sidecar image
 		return runProbe(ctx, args[1:], env, stdin, stdout, stderr)
+	case "canary": // the kubernetes backend's preflight: what the probe must not reach
+		return runCanary(ctx, args[1:], env, stdin, stdout, stderr)
+	case "seed-home": // the kubernetes backend's agent pod: its home from a ConfigMap
+		return runSeedHome(ctx, args[1:], env, stdin, stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

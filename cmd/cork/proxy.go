@@ -126,7 +126,8 @@ func readyWriter(fd int, stdout, stderr io.Writer) (w io.Writer, closeReady func
 // proxy down as ctx's end does: the docker backend's sidecar thus ends
 // when cork, which holds its stdin, is gone, even if it was SIGKILLed.
 // Once it listens and has a token map (from the file, or the stream's
-// first), it writes one settings.Ready line to ready, if not nil.
+// first), it writes one settings.Ready line to ready, if not nil: its
+// addresses and the CA's certificate.
 func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin io.Reader, ready io.Writer, log zerolog.Logger, reload func() error) error {
 	// Before "proxy listening": a SIGHUP sent on that line must not meet
 	// the default action, which ends the process.
@@ -146,7 +147,10 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 	go func() { errc <- srv.Serve(p.LimitListener(ln)) }()
 
 	var admin *http.Server
-	rd := settings.Ready{Ready: true, Listen: addr}
+	// The CA's certificate (never its key) rides on the line: a launcher
+	// that cannot copy CORK_CA_OUT out of the proxy's container (the
+	// kubernetes backend) reads it there.
+	rd := settings.Ready{Ready: true, Listen: addr, CA: string(p.CACertPEM())}
 	if opts.AdminListen != "" {
 		aln, err := net.Listen("tcp", opts.AdminListen)
 		if err != nil {

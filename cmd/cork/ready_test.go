@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cork-sh/cork/settings"
 )
 
 // lockedBuffer is a strings.Builder safe for concurrent use.
@@ -192,5 +198,68 @@ func TestReadyWriterKeepsStdio(t *testing.T) {
 		}
 		w.Close()
 		r.Close()
+	}
+}
+
+// TestProxyReadyLineCA: the readiness line carries the CA certificate the
+// proxy intercepts with, the one CORK_CA_OUT gets, and never its key: a
+// leaf the proxy presents for an intercepted host chains to it.
+func TestProxyReadyLineCA(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "tokens.json")
+	if err := os.WriteFile(tokens, []byte(`{"api":"REALtoken0123456789"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caOut := filepath.Join(dir, "ca.pem")
+	_, lines, _ := startReadyProxy(t, map[string]string{"CORK_TOKENS_FILE": tokens, "CORK_CA_OUT": caOut})
+	var line string
+	select {
+	case line = <-lines:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no readiness line")
+	}
+	if strings.Contains(line, "PRIVATE") || strings.Contains(line, "REAL") {
+		t.Fatalf("readiness line %q holds a key or a token", line)
+	}
+	var rd settings.Ready
+	if err := json.Unmarshal([]byte(line), &rd); err != nil {
+		t.Fatalf("readiness line %q: %v", line, err)
+	}
+	block, rest := pem.Decode([]byte(rd.CA))
+	if block == nil || block.Type != "CERTIFICATE" || len(strings.TrimSpace(string(rest))) != 0 {
+		t.Fatalf("readiness line's ca %q: want one PEM certificate", rd.CA)
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || !ca.IsCA {
+		t.Fatalf("readiness line's ca: %v (IsCA %v); want a CA certificate", err, ca != nil && ca.IsCA)
+	}
+	written, err := os.ReadFile(caOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.CA != string(written) {
+		t.Errorf("readiness line's ca differs from CORK_CA_OUT's:\n%s\nwant\n%s", rd.CA, written)
+	}
+
+	// The leaf the proxy presents for api.test (an intercepted host)
+	// verifies against the line's CA alone.
+	c, err := net.DialTimeout("tcp", rd.Listen, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT api.test:443 = %v, %v; want 200", resp, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	tc := tls.Client(c, &tls.Config{ServerName: "api.test", RootCAs: pool})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS to api.test through the proxy, trusting only the line's CA: %v", err)
 	}
 }

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// configMapVolume builds dir as the kubelet lays out a ConfigMap volume:
+// the items in a timestamped directory, ..data a link to it, and each
+// top-level item (a file, or the first directory of a nested path) a
+// link through ..data. files maps item paths to contents and modes.
+func configMapVolume(t *testing.T, dir string, files map[string]seedFile) {
+	t.Helper()
+	const stamp = "..2026_12_07_05_12_44.1234567890"
+	top := map[string]bool{}
+	for p, f := range files {
+		full := filepath.Join(dir, stamp, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(f.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(full, f.mode); err != nil { // past the umask, and setuid too
+			t.Fatal(err)
+		}
+		top[strings.Split(p, "/")[0]] = true
+	}
+	mustSymlink(t, stamp, filepath.Join(dir, "..data"))
+	for name := range top {
+		mustSymlink(t, filepath.Join("..data", name), filepath.Join(dir, name))
+	}
+}
+
+type seedFile struct {
+	data string
+	mode fs.FileMode
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSeedHome: every item of a ConfigMap volume lands at its own path
+// with its own mode (no setuid), directories 0700, and nothing of the
+// volume's internals.
+func TestSeedHome(t *testing.T) {
+	from, to := t.TempDir(), t.TempDir()
+	files := map[string]seedFile{
+		".bashrc":                  {"export EDITOR=vi\n", 0o644},
+		".npmrc":                   {"//registry.npmjs.org/:_authToken=placeholder-npm-0000\n", 0o600},
+		".config/gh/hosts.yml":     {"github.com:\n  oauth_token: placeholder-gh-0000\n", 0o600},
+		".config/git/config":       {"[user]\n\tname = agent\n", 0o666},
+		"bin/tool":                 {"#!/bin/sh\n", 0o755 | fs.ModeSetuid | fs.ModeSetgid},
+		".local/share/empty-named": {"", 0o640},
+	}
+	configMapVolume(t, from, files)
+	code, stdout, stderr := runCork(t, nil, "seed-home", "--from", from, "--to", to)
+	if code != 0 || stderr != "" || stdout != "seeded 6 files into "+to+"\n" {
+		t.Fatalf("cork seed-home: exit %d, stdout %q, stderr %q; want 0, \"seeded 6 files into %s\\n\"", code, stdout, stderr, to)
+	}
+	got := map[string]string{}
+	err := filepath.WalkDir(to, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == to {
+			return err
+		}
+		rel, _ := filepath.Rel(to, path)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.IsDir():
+			if fi.Mode() != fs.ModeDir|0o700 {
+				t.Errorf("%s: mode %v, want drwx------", rel, fi.Mode())
+			}
+		case fi.Mode().IsRegular():
+			want, ok := files[rel]
+			if !ok {
+				t.Errorf("%s: not an item of the volume", rel)
+				return nil
+			}
+			if fi.Mode() != want.mode.Perm() {
+				t.Errorf("%s: mode %v, want %v", rel, fi.Mode(), want.mode.Perm())
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			got[rel] = string(data)
+		default:
+			t.Errorf("%s: %v, want a file or a directory", rel, fi.Mode().Type())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, f := range files {
+		if got[p] != f.data {
+			t.Errorf("%s = %q, want %q", p, got[p], f.data)
+		}
+	}
+	if len(got) != len(files) {
+		t.Errorf("copied %d files, want %d", len(got), len(files))
+	}
+}
+
+// TestSeedHomeRefuses: a link out of --from (relative, absolute or deep
+// inside the volume), a link loop, and anything already in --to (a file,
+// a directory, a link) stop the copy with one line naming the path; the
+// existing file and a link's target are left as they were.
+func TestSeedHomeRefuses(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]seedFile{".bashrc": {"export A=1\n", 0o644}, ".config/gh/hosts.yml": {"x\n", 0o600}}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, from, to string)
+		want  string // stderr, with FROM and TO for the directories
+	}{
+		{"relative link out", func(t *testing.T, from, to string) {
+			rel, _ := filepath.Rel(from, outside)
+			mustSymlink(t, rel, filepath.Join(from, "evil"))
+		}, "cork: seed-home: --from FROM/evil: symbolic link to \"REL\" refused: it must resolve inside --from (path escapes from parent)\n"},
+		{"absolute link", func(t *testing.T, from, to string) {
+			mustSymlink(t, outside, filepath.Join(from, "evil"))
+		}, "cork: seed-home: --from FROM/evil: symbolic link to \"" + outside + "\" refused: it must resolve inside --from (path escapes from parent)\n"},
+		{"link out deep in the volume", func(t *testing.T, from, to string) {
+			mustSymlink(t, strings.Repeat("../", 12)+outside[1:], filepath.Join(from, "..data", ".config", "gh", "leak"))
+		}, "cork: seed-home: --from FROM/.config/gh/leak: symbolic link to \"" + strings.Repeat("../", 12) + outside[1:] + "\" refused: it must resolve inside --from (path escapes from parent)\n"},
+		{"dangling link", func(t *testing.T, from, to string) {
+			mustSymlink(t, "..data/gone", filepath.Join(from, "gone"))
+		}, "cork: seed-home: --from FROM/gone: symbolic link to \"..data/gone\" refused: it must resolve inside --from (no such file or directory)\n"},
+		{"link loop", func(t *testing.T, from, to string) {
+			mustSymlink(t, ".", filepath.Join(from, "..data", ".config", "up"))
+		}, "cork: seed-home: --from FROM/.config/up: a symbolic link to a directory that contains it\n"},
+		{"existing file", func(t *testing.T, from, to string) {
+			if err := os.WriteFile(filepath.Join(to, ".bashrc"), []byte("mine\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "cork: seed-home: --to TO/.bashrc: exists; seed-home overwrites nothing\n"},
+		{"existing directory", func(t *testing.T, from, to string) {
+			if err := os.Mkdir(filepath.Join(to, ".config"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "cork: seed-home: --to TO/.config: exists; seed-home overwrites nothing\n"},
+		{"existing link", func(t *testing.T, from, to string) {
+			mustSymlink(t, outside, filepath.Join(to, ".bashrc"))
+		}, "cork: seed-home: --to TO/.bashrc: exists; seed-home overwrites nothing\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := t.TempDir(), t.TempDir()
+			configMapVolume(t, from, base)
+			tc.setup(t, from, to)
+			rel, _ := filepath.Rel(from, outside)
+			want := strings.NewReplacer("FROM", from, "TO", to, "REL", rel).Replace(tc.want)
+			code, stdout, stderr := runCork(t, nil, "seed-home", "--from", from, "--to", to)
+			if code != 1 || stdout != "" || stderr != want {
+				t.Errorf("cork seed-home: exit %d, stdout %q, stderr %q; want 1, nothing,\n%q", code, stdout, stderr, want)
+			}
+			if data, err := os.ReadFile(outside); err != nil || string(data) != "host secret\n" {
+				t.Errorf("%s = %q, %v; want it untouched", outside, data, err)
+			}
+			if tc.name == "existing file" {
+				if data, _ := os.ReadFile(filepath.Join(to, ".bashrc")); string(data) != "mine\n" {
+					t.Errorf("the existing .bashrc = %q, want it untouched", data)
+				}
+			}
+		})
+	}
+}
+
+func TestSeedHomeUsage(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "cork: seed-home: missing --from, --to\n"},
+		{[]string{"--from", dir}, "cork: seed-home: missing --to\n"},
+		{[]string{"--to", dir}, "cork: seed-home: missing --from\n"},
+		{[]string{"--from", missing, "--to", dir}, "cork: seed-home: --from " + missing + ": no such file or directory\n"},
+		{[]string{"--from", dir, "--to", missing}, "cork: seed-home: --to " + missing + ": no such file or directory\n"},
+		{[]string{"--from", dir, "--to", dir, "extra"}, "cork: seed-home: unexpected argument \"extra\"\n"},
+	} {
+		code, stdout, stderr := runCork(t, nil, append([]string{"seed-home"}, tt.args...)...)
+		if code != 2 || stdout != "" || stderr != tt.want {
+			t.Errorf("cork seed-home %q: exit %d, stdout %q, stderr %q; want 2, nothing, %q", tt.args, code, stdout, stderr, tt.want)
+		}
+	}
+}
