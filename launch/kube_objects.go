@@ -40,6 +40,7 @@ const (
 	kubeHomeSrc     = "/cork-home-src"
 	kubeCorkBinary  = "/cork"
 	kubeProbeWindow = "30s" // KubeBoundaryTimeout, as cork probe's --timeout
+	kubeProbeSettle = "20s" // how long a CNI may take to apply the policy to a new pod
 )
 
 // kubeObjects builds the objects of one kubernetes session: the same for
@@ -259,7 +260,7 @@ func (o *kubeObjects) canaryPod() *corev1.Pod {
 // proxyAddr must answer, and the API server (the kubelet gives every pod
 // its Service address) and the canary at canaryAddr must not.
 func (o *kubeObjects) boundaryCheck(name, proxyAddr, canaryAddr string) corev1.Container {
-	args := []string{"probe", "--timeout", kubeProbeWindow,
+	args := []string{"probe", "--timeout", kubeProbeWindow, "--settle", kubeProbeSettle,
 		"--deny", "$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}
 	if canaryAddr != "" {
 		args = append(args, "--deny", canaryAddr)

@@ -66,7 +66,8 @@ func commands() []command {
 		{"relay", "relay stdin and stdout to the proxy's Unix socket (a microVM's way in)", runRelay},
 		{"demo", "show cork working end to end, offline, on an embedded default", runDemo},
 		{"ca", "generate a CA certificate and key for the proxy", runCA},
-		{"gc", "remove what killed docker sessions left behind", runGC},
+		{"manifests", "print a kubernetes session's objects as YAML, without tokens (GitOps)", runManifests},
+		{"gc", "remove what killed docker or kubernetes sessions left behind", runGC},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -84,7 +85,7 @@ Run 'cork <command> --help' for a command's flags.
 func usage() string {
 	var b strings.Builder
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
 	}
 	return fmt.Sprintf(usageText, b.String())
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,7 +58,7 @@ Exit status:
 // nothing); 2 for a usage error, one line naming the flag; 3 when a
 // --deny address accepted a connection, one line per such address.
 func runProbe(ctx context.Context, args []string, _ map[string]string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("probe", "[--timeout D] [--verbose] [--deny HOST:PORT]... [--deny-timeout D] http://HOST:PORT", stderr)
+	fs := newFlagSet("probe", "[--timeout D] [--verbose] [--deny HOST:PORT]... [--deny-timeout D] [--settle D] http://HOST:PORT", stderr)
 	flagUsage := fs.Usage
 	fs.Usage = func() {
 		flagUsage()
@@ -68,6 +69,8 @@ func runProbe(ctx context.Context, args []string, _ map[string]string, _ io.Read
 	var deny repeatedFlag
 	fs.Var(&deny, "deny", "a HOST:PORT the sandbox must not reach over TCP, dialled once the proxy answered (repeatable)")
 	denyTimeout := fs.Duration("deny-timeout", DefaultDenyTimeout, "how long each --deny dial may take; its end counts as blocked")
+	settle := fs.Duration("settle", 0, "how long a --deny address that connects is dialled again before it counts (a network policy\n"+
+		"applies to a new pod within seconds); 0: once")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -80,6 +83,9 @@ func runProbe(ctx context.Context, args []string, _ map[string]string, _ io.Read
 	}
 	if *timeout <= 0 {
 		return usageErrorf("--timeout: want a positive duration")
+	}
+	if *settle < 0 {
+		return usageErrorf("--settle: want a duration of 0 or more")
 	}
 	if *denyTimeout <= 0 {
 		return usageErrorf("--deny-timeout: want a positive duration")
@@ -95,8 +101,34 @@ func runProbe(ctx context.Context, args []string, _ map[string]string, _ io.Read
 	if len(deny) == 0 {
 		return nil
 	}
-	return probeDenied(ctx, deny, *denyTimeout, stdout, stderr)
+	return probeSettled(ctx, deny, *denyTimeout, *settle, stdout, stderr)
 }
+
+// probeSettled runs probeDenied until no address connects or settle
+// passes, and prints the last round: a policy that a network applies
+// late to a new pod counts once it applies; one it never applies counts
+// at the end of settle.
+func probeSettled(ctx context.Context, addrs []string, timeout, settle time.Duration, stdout, stderr io.Writer) error {
+	start := time.Now()
+	for round := 1; ; round++ {
+		var out, errOut bytes.Buffer
+		err := probeDenied(ctx, addrs, timeout, &out, &errOut)
+		var ee *exitError
+		if errors.As(err, &ee) && ee.code == probeExitConnected && time.Since(start)+probeSettleDelay < settle {
+			time.Sleep(probeSettleDelay)
+			continue
+		}
+		if round > 1 {
+			fmt.Fprintf(stdout, "deny: round %d, after %v\n", round, time.Since(start).Round(time.Millisecond))
+		}
+		io.Copy(stdout, &out)
+		io.Copy(stderr, &errOut)
+		return err
+	}
+}
+
+// probeSettleDelay is the pause between two rounds of --deny dials.
+const probeSettleDelay = 500 * time.Millisecond
 
 // waitForProxy asks the proxy at proxyURL until it answers or timeout
 // passes, and prints one line saying what answered and when.

@@ -291,3 +291,53 @@ func listenInNetns(t *testing.T, ns string) net.Listener {
 	}
 	return r.ln
 }
+
+// TestProbeSettle: with --settle, an address that connects is dialled
+// again until it is blocked (a network policy that applies late counts
+// once it applies) or settle passes (one that never applies counts).
+func TestProbeSettle(t *testing.T) {
+	answering := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusProxyAuthRequired)
+	}))
+	t.Cleanup(answering.Close)
+
+	t.Run("applies late", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		time.AfterFunc(1200*time.Millisecond, func() { ln.Close() })
+		code, stdout, stderr := runCork(t, nil, "probe", "--settle", "10s", "--deny", addr, answering.URL)
+		if code != 0 || !strings.Contains(stdout, "deny "+addr+": blocked (refused)\n") || !strings.Contains(stdout, "deny: round ") {
+			t.Errorf("exit %d, stdout %q, stderr %q: want blocked after more than one round", code, stdout, stderr)
+		}
+	})
+	t.Run("never applies", func(t *testing.T) {
+		open := acceptCounter(t)
+		start := time.Now()
+		code, stdout, stderr := runCork(t, nil, "probe", "--settle", "1500ms", "--deny", open.addr, answering.URL)
+		took := time.Since(start)
+		if code != 3 || !strings.Contains(stderr, "connected to "+open.addr+" directly") {
+			t.Errorf("exit %d, stdout %q, stderr %q: want exit 3", code, stdout, stderr)
+		}
+		if took < time.Second || open.count() < 2 {
+			t.Errorf("gave up after %v and %d dials: want about --settle (1.5s), several rounds", took, open.count())
+		}
+	})
+	t.Run("negative", func(t *testing.T) {
+		code, _, stderr := runCork(t, nil, "probe", "--settle", "-1s", "--deny", "127.0.0.1:1", answering.URL)
+		if code != 2 || !strings.Contains(stderr, "--settle") {
+			t.Errorf("exit %d, stderr %q: want a usage error naming --settle", code, stderr)
+		}
+	})
+}
