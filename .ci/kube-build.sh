@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Builds and installs what internal/testing/kubecluster needs to run a real
-# single-node Kubernetes v1.32.4 (docs/KUBERNETES.md if present; the package
-# doc otherwise): Debian's etcd, containerd, CNI plugins, runc, iptables,
-# ipset and conntrack, and, from Go modules, the control plane and node
-# binaries plus kube-router (NetworkPolicy enforcement; test infrastructure
-# only, never shipped). Idempotent: a stamp file records what was built.
-# Cold ≈ 8-10 min on 2 cores; warm (stamp matches) < 1 s.
+# Installs what internal/testing/kubecluster needs to run a real single-node
+# Kubernetes v1.32.4 (its package doc says how): from Debian, etcd,
+# containerd, runc, the CNI plugins (bridge, host-local, portmap), iptables
+# (kube-proxy, kube-router) and ipset (kube-router); from Go modules, the
+# control plane and node binaries (wrapper module .ci/k8s) and kube-router
+# (NetworkPolicy enforcement; test infrastructure only, never shipped).
+# Neither kube-proxy v1.32 (netlink) nor kube-router runs the conntrack
+# tool. Idempotent: a stamp file records what was built. Cold, on 2 cores:
+# ≈ 7 min for Kubernetes (kube-apiserver ≈ 5) and up to 7 min for
+# kube-router with its module downloads; warm build cache ≈ 80 s; stamp up
+# to date ≈ 1 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -20,7 +24,7 @@ start=$SECONDS
 say() { printf 'kube-build: %s (%ds)\n' "$*" "$((SECONDS - start))"; }
 
 need=()
-for pkg in etcd-server containerd containernetworking-plugins runc iptables ipset conntrack; do
+for pkg in etcd-server containerd containernetworking-plugins runc iptables ipset; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,6 +42,7 @@ func teardown(ctx context.Context, dir string) error {
 		errs = append(errs, killContainers(ctx, dir))
 		killUnder(dir) // shims a container kill may have woken
 		errs = append(errs, unmountUnder(dir))
+		removeShimSockets(dir)
 	}
 	for _, ipt := range []string{"iptables", "ip6tables"} {
 		errs = append(errs, cleanIPTables(ctx, ipt, ownedChainPrefixes, ruleComment))
@@ -111,6 +114,19 @@ func killContainers(ctx context.Context, dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeShimSockets removes the sockets of the cluster's containerd shims.
+// containerd 1.6 puts them in /run/containerd/s whatever its config says,
+// named sha256(<grpc address>/<namespace>/<container id>); a killed shim
+// leaves its socket behind.
+func removeShimSockets(dir string) {
+	sock := filepath.Join(dir, "containerd", "containerd.sock")
+	tasks, _ := os.ReadDir(filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task", criNamespace))
+	for _, task := range tasks {
+		sum := sha256.Sum256([]byte(filepath.Join(sock, criNamespace, task.Name())))
+		_ = os.Remove(filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
+	}
 }
 
 // unmountUnder detaches every mount point under dir, deepest first: the

@@ -181,8 +181,9 @@ makeIPTablesUtilChains: true
 `, nodeIP, c.containerdSocket(), filepath.Join(c.dir, "pod-logs"), c.pki.path("ca", "crt"), c.opts.MaxPods)
 }
 
-// kubeProxyConfig is iptables mode; the host's conntrack sysctls are left
-// as they are.
+// kubeProxyConfig is iptables mode; NodePorts only on the node IP (no
+// localhost NodePorts, so route_localnet stays off); the host's conntrack
+// sysctls are left as they are.
 func (c *Cluster) kubeProxyConfig(kubeconfig string) string {
 	return fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -192,6 +193,7 @@ clientConnection:
 hostnameOverride: %s
 clusterCIDR: %s
 bindAddress: %s
+nodePortAddresses: [%s/32]
 healthzBindAddress: 127.0.0.1:%d
 metricsBindAddress: 127.0.0.1:10249
 conntrack:
@@ -201,5 +203,5 @@ conntrack:
 iptables:
   syncPeriod: 10s
   minSyncPeriod: 0s
-`, kubeconfig, NodeName, clusterCIDR, nodeIP, kubeProxyHealthPort)
+`, kubeconfig, NodeName, clusterCIDR, nodeIP, nodeIP, kubeProxyHealthPort)
 }

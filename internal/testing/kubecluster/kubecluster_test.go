@@ -1,6 +1,7 @@
 package kubecluster
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -287,4 +288,62 @@ func checkGone(t *testing.T, dir string) {
 	if out, err := exec.Command("ipset", "list", "-n").Output(); err == nil && bytes.Contains(out, []byte("KUBE-")) {
 		t.Errorf("ipsets left: %s", out)
 	}
+}
+
+// helperEnv makes the test binary a cluster owner that never closes: the
+// killed run TestStartAfterKilledRun cleans up after.
+const helperEnv = "KUBECLUSTER_TEST_HELPER_STATE_DIR"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(helperEnv); dir != "" {
+		if _, err := Start(context.Background(), Options{StateDir: dir}); err != nil {
+			fmt.Println("start:", err)
+			os.Exit(1)
+		}
+		fmt.Println("started")
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+// TestStartAfterKilledRun kills a process that owns a running cluster
+// (SIGKILL: no Close) and checks that the next Start cleans up after it
+// and succeeds, and that its Close removes both runs' leftovers.
+func TestStartAfterKilledRun(t *testing.T) {
+	Require(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	killedDir := filepath.Join(t.TempDir(), "killed")
+	helper := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	helper.Env = append(os.Environ(), helperEnv+"="+killedDir)
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper.Stderr = os.Stderr
+	if err := helper.Start(); err != nil {
+		t.Fatalf("start helper: %v", err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "started" {
+		_ = helper.Process.Kill()
+		_ = helper.Wait()
+		t.Fatalf("helper: %q, want started", line)
+	}
+	_ = helper.Process.Kill()
+	_ = helper.Wait()
+
+	c, err := Start(ctx, Options{Log: logWriter{t}})
+	if err != nil {
+		t.Fatalf("Start after a killed run: %v", err)
+	}
+	if _, err := os.Stat(killedDir); !os.IsNotExist(err) {
+		t.Errorf("killed run's state dir %s still exists after Start (stat: %v)", killedDir, err)
+	}
+	dir := c.StateDir()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	checkGone(t, dir)
+	checkGone(t, killedDir)
 }
