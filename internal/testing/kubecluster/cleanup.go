@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -107,12 +108,18 @@ func killContainers(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, id := range strings.Fields(string(out)) {
-		if _, err := run(ctx, "runc", "--root", root, "delete", "--force", id); err != nil {
-			errs = append(errs, err)
-		}
+	ids := strings.Fields(string(out))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8) // each delete waits for its container's death
+	for i, id := range ids {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			_, errs[i] = run(ctx, "runc", "--root", root, "delete", "--force", id)
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

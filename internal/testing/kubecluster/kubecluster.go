@@ -206,8 +206,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// leftovers reports whether the lo address or the bridge of a cluster are
-// present without a recorded state dir (a run killed before recording).
+// leftovers reports whether a cluster's bridge is present: a run killed
+// before it recorded its state dir still left rules and links to remove.
 func leftovers() bool {
 	_, err := os.Stat("/sys/class/net/" + bridgeName)
 	return err == nil

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -102,6 +103,21 @@ func TestCluster(t *testing.T) {
 	if got := dial(); got != "ok" {
 		t.Fatalf("dial %s from client before any policy = %q, want ok", target, got)
 	}
+	// Services work (kube-proxy), the API server's included.
+	svc, err := cs.CoreV1().Services("default").Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "server"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "server"},
+			Ports:    []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create Service: %v", err)
+	}
+	services := []string{svc.Spec.ClusterIP + ":80", apiServiceIP + ":443"}
+	for _, addr := range services {
+		waitDial(ctx, t, client.Status.PodIP, addr, "ok")
+	}
 	denyEgress(ctx, t, cs, "client")
 	t.Run("policy not enforced without kube-router", func(t *testing.T) {
 		time.Sleep(2 * time.Second) // room for a wrongly enforcing CNI to act
@@ -117,6 +133,11 @@ func TestCluster(t *testing.T) {
 		t.Logf("TIMING StartNetworkPolicy: %v", time.Since(begin).Round(time.Millisecond))
 		if got := dial(); !strings.HasPrefix(got, "fail") {
 			t.Errorf("dial %s with deny-all egress and kube-router = %q, want fail", target, got)
+		}
+		for _, addr := range services {
+			if got := dialFrom(ctx, t, client.Status.PodIP, addr); !strings.HasPrefix(got, "fail") {
+				t.Errorf("dial Service %s with deny-all egress and kube-router = %q, want fail", addr, got)
+			}
 		}
 	})
 	t.Run("policy not enforced after StopNetworkPolicy", func(t *testing.T) {
@@ -238,6 +259,23 @@ func dialFrom(ctx context.Context, t *testing.T, podIP, target string) string {
 	}
 	t.Fatalf("GET %s: %s", url, last)
 	return ""
+}
+
+// waitDial waits until a dial from the pod at podIP to target reports want
+// (a new Service takes a kube-proxy sync to work).
+func waitDial(ctx context.Context, t *testing.T, podIP, target, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := dialFrom(ctx, t, podIP, target)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s from %s = %q, want %q", target, podIP, got, want)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func denyEgress(ctx context.Context, t *testing.T, cs kubernetes.Interface, app string) {
