@@ -7,8 +7,8 @@ import (
 	"strconv"
 )
 
-// writeKubeconfig writes a kubeconfig for the client certificate name of
-// p, pointing at the API server.
+// writeKubeconfig writes a kubeconfig for the client certificate name,
+// pointing at the API server, and returns its path.
 func (c *Cluster) writeKubeconfig(name string) (string, error) {
 	path := filepath.Join(c.dir, "kubeconfig", name+".kubeconfig")
 	body := fmt.Sprintf(`apiVersion: v1
