@@ -137,13 +137,8 @@ func podStuck(p *corev1.Pod) error {
 			return fmt.Errorf("container %s: %s: %s", st.Name, w.Reason, firstLine(w.Message))
 		}
 	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			// Unschedulable may pass (a node joins, pods end): report it
-			// only with the timeout, through podSummary.
-			continue
-		}
-	}
+	// Unschedulable may pass (a node joins, pods end): it is reported
+	// with the timeout, through podSummary.
 	return nil
 }
 

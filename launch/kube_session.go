@@ -21,6 +21,10 @@ import (
 // kubePoll is how often cork looks at a pod it waits for.
 const kubePoll = 250 * time.Millisecond
 
+// kubeLogDrain bounds how long the agent's log stream may run on after
+// its container ended.
+const kubeLogDrain = 10 * time.Second
+
 // makeHome stages the sandbox home on the host; run copies it into the
 // home ConfigMap once the session CA is in it.
 func (s *kubeSandbox) makeHome(ss *session) (string, error) {
@@ -186,10 +190,20 @@ func (s *kubeSandbox) run(ctx context.Context, ss *session, env map[string]strin
 		return 0, s.agentStartError(err)
 	}
 	spec.progress("sandbox ready; running %s", path.Base(spec.Command[0]))
+	// Not the run's context: what the agent writes as it stops
+	// (interrupted) is its output too. The stream ends with the
+	// container.
+	lctx, lcancel := context.WithCancel(context.Background())
+	defer lcancel()
 	logsDone := make(chan error, 1)
-	go func() { logsDone <- s.streamLogs(ctx, spec.Stdout) }()
+	go func() { logsDone <- s.streamLogs(lctx, spec.Stdout) }()
 	code, err := s.waitAgent(ctx, spec)
-	<-logsDone
+	select {
+	case <-logsDone:
+	case <-time.After(kubeLogDrain):
+		lcancel()
+		<-logsDone
+	}
 	if err != nil {
 		return code, err
 	}

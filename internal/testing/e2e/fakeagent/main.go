@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -63,6 +64,9 @@ func probe(args []string) int {
 	fs := flag.NewFlagSet("probe", flag.ExitOnError)
 	api := fs.String("api", "", "URL to GET through the proxy with the placeholder bearer")
 	tokenEnv := fs.String("token-env", "", "variable holding the (dummy) bearer token")
+	tokenFile := fs.String("token-file", "", "JSON file holding the (dummy) bearer token instead, at -token-field")
+	tokenField := fs.String("token-field", "tokens.access_token", "dotted path of the token in -token-file")
+	awaitChange := fs.Duration("await-change", 0, "after the checks, print PAUSE and call -api until its answer changes (a refreshed token), at most this long")
 	direct := fs.String("direct", "", "comma-separated host:port to dial without the proxy")
 	gwPort := fs.Int("gateway-port", 0, "also dial the default gateway on this port, without the proxy")
 	denied := fs.String("denied", "", "URL outside the policy to GET through the proxy")
@@ -84,17 +88,32 @@ func probe(args []string) int {
 			},
 		},
 	}
-	call := func(label string) {
+	bearer := os.Getenv(*tokenEnv)
+	if *tokenFile != "" {
+		bearer = jsonField(*tokenFile, *tokenField)
+	}
+	get := func() (string, error) {
 		req, _ := http.NewRequest("GET", *api, nil)
-		req.Header.Set("Authorization", "Bearer "+os.Getenv(*tokenEnv))
+		req.Header.Set("Authorization", "Bearer "+bearer)
 		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		return fmt.Sprintf("status=%d body=%s", resp.StatusCode, strings.TrimSpace(string(body))), nil
+	}
+	var first string
+	call := func(label string) {
+		out, err := get()
 		if err != nil {
 			fmt.Printf("%s err=%v\n", label, err)
 			return
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		resp.Body.Close()
-		fmt.Printf("%s status=%d body=%s\n", label, resp.StatusCode, strings.TrimSpace(string(body)))
+		fmt.Printf("%s %s\n", label, out)
+		if first == "" {
+			first = out
+		}
 	}
 	if *api != "" {
 		call("API")
@@ -152,6 +171,18 @@ func probe(args []string) int {
 			dump(root)
 		}
 	}
+	if *awaitChange > 0 {
+		fmt.Println("PAUSE")
+		deadline := time.Now().Add(*awaitChange)
+		for {
+			out, err := get()
+			if (err == nil && out != first) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		call("API2")
+	}
 	if *pause != "" {
 		fmt.Println("PAUSE")
 		for i := 0; i < 1200; i++ {
@@ -166,6 +197,26 @@ func probe(args []string) int {
 	}
 	fmt.Println("DONE")
 	return *exit
+}
+
+// jsonField is the string at a dotted path in a JSON file, or "".
+func jsonField(file, path string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Printf("TOKENFILE err=%v\n", err)
+		return ""
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		fmt.Printf("TOKENFILE err=%v\n", err)
+		return ""
+	}
+	for _, k := range strings.Split(path, ".") {
+		m, _ := v.(map[string]any)
+		v = m[k]
+	}
+	s, _ := v.(string)
+	return s
 }
 
 // dump prints every regular file under root with its content quoted.
