@@ -134,7 +134,6 @@ type session struct {
 	cmd            *exec.Cmd
 	done           chan struct{}
 	code           int
-	maxRSS         int64 // KiB, the cork launcher's peak
 }
 
 // hostHome writes a host HOME whose Codex auth.json holds token.
@@ -215,9 +214,6 @@ func (e *env) start(t *testing.T, home string, agentArgs ...string) *session {
 		s.code = s.cmd.ProcessState.ExitCode()
 		if err != nil && s.code < 0 {
 			s.code = -1
-		}
-		if ru, ok := s.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			s.maxRSS = ru.Maxrss
 		}
 		close(s.done)
 	}()
@@ -307,12 +303,13 @@ func testEndToEnd(t *testing.T, e *env) {
 	}
 	t.Logf("agent running %v after cork run started", time.Since(start).Round(time.Millisecond))
 	ns := s.namespace()
+	hwm := vmHWM(s.cmd.Process.Pid)
 	// What the cluster holds about the session, while it runs: no token.
 	e.assertNoToken(t, ns, real1, real2)
 	writeAuth(t, home, real2)
 	code := s.wait(t, 3*time.Minute)
 	out, stderr := s.stdout.String(), s.stderr.String()
-	t.Logf("session took %v; stderr:\n%s", time.Since(start).Round(time.Millisecond), stderr)
+	t.Logf("session took %v, the cork run launcher's RSS peaked at %.1f MiB by the agent's pause; stderr:\n%s", time.Since(start).Round(time.Millisecond), float64(hwm)/1024, stderr)
 	if code != 7 {
 		t.Errorf("exit %d, want the agent's 7\nstdout:\n%s", code, out)
 	}
@@ -403,7 +400,6 @@ func testConcurrent(t *testing.T, e *env) {
 			"-direct", e.upstream.addr+",10.96.0.1:443"))
 	}
 	var failed int
-	var peakLauncher int64
 	for i, s := range sessions {
 		code := s.wait(t, 10*time.Minute)
 		out := s.stdout.String()
@@ -413,32 +409,34 @@ func testConcurrent(t *testing.T, e *env) {
 			failed++
 			t.Errorf("session %d: exit %d\nstdout:\n%s\nstderr:\n%s", i, code, out, s.stderr.String())
 		}
-		peakLauncher = max(peakLauncher, s.maxRSS)
 		e.assertGone(t, s.namespace())
 	}
 	elapsed := time.Since(start)
-	peakPods, peakRSS := stopSampling()
-	t.Logf("FIGURES %d concurrent sessions: all done in %v (%d failed); peak %d proxy pods at once using %.1f MiB RSS together (%.1f MiB each); each cork run launcher peaked at most %.1f MiB RSS",
+	peakPods, peakRSS, peakLauncher := stopSampling()
+	t.Logf("FIGURES %d concurrent sessions: all done in %v (%d failed); peak %d proxy pods at once using %.1f MiB RSS together (%.1f MiB each); the largest cork run launcher peaked at %.1f MiB RSS",
 		nSessions, elapsed.Round(time.Millisecond), failed, peakPods, float64(peakRSS)/1024, float64(peakRSS)/1024/float64(max(peakPods, 1)), float64(peakLauncher)/1024)
 }
 
 // sampleProxies samples, every half second, the `cork proxy` processes
-// on this host (the node's containers), until the returned function is
-// called; it returns the most seen at once and their RSS then (KiB).
-func sampleProxies(t *testing.T) func() (int, int64) {
+// on this host (the node's containers) and the `cork run` launchers,
+// until the returned function is called; it returns the most proxies
+// seen at once, their RSS then (KiB), and the largest launcher's peak RSS
+// (KiB).
+func sampleProxies(t *testing.T) func() (int, int64, int64) {
 	stop := make(chan struct{})
 	var mu sync.Mutex
 	var peak int
-	var peakRSS int64
+	var peakRSS, launcher int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			n, rss := proxyProcesses()
+			n, rss, l := corkProcesses()
 			mu.Lock()
 			if n > peak {
 				peak, peakRSS = n, rss
 			}
+			launcher = max(launcher, l)
 			mu.Unlock()
 			select {
 			case <-stop:
@@ -447,42 +445,58 @@ func sampleProxies(t *testing.T) func() (int, int64) {
 			}
 		}
 	}()
-	return func() (int, int64) {
+	return func() (int, int64, int64) {
 		close(stop)
 		<-done
 		mu.Lock()
 		defer mu.Unlock()
-		return peak, peakRSS
+		return peak, peakRSS, launcher
 	}
 }
 
-// proxyProcesses counts the processes running `/cork proxy` and sums
-// their RSS (KiB).
-func proxyProcesses() (int, int64) {
+// corkProcesses counts the processes running `/cork proxy` and sums
+// their RSS (KiB), and returns the largest peak RSS (VmHWM, KiB) of the
+// `cork run` processes.
+func corkProcesses() (n int, rss, launcher int64) {
 	entries, _ := os.ReadDir("/proc")
-	var n int
-	var rss int64
 	for _, d := range entries {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
-		if err != nil || string(cmdline) != "/cork\x00proxy\x00" {
-			continue
-		}
-		status, err := os.ReadFile("/proc/" + d.Name() + "/status")
+		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				rss += kb
-				n++
-			}
+		cmdline, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		switch {
+		case len(args) > 1 && args[0] == "/cork" && args[1] == "proxy":
+			rss += statusKiB(pid, "VmRSS:")
+			n++
+		case len(args) > 2 && filepath.Base(args[0]) == "cork" && args[1] == "run" && args[2] == "--backend":
+			launcher = max(launcher, statusKiB(pid, "VmHWM:"))
 		}
 	}
-	return n, rss
+	return n, rss, launcher
+}
+
+// vmHWM is process pid's peak RSS (KiB). Not the rusage of its end: Linux
+// counts there the RSS of the process that forked it, before its exec.
+func vmHWM(pid int) int64 { return statusKiB(pid, "VmHWM:") }
+
+// statusKiB reads a "Name:   N kB" line of /proc/PID/status.
+func statusKiB(pid int, field string) int64 {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 // testInterrupted: SIGTERM to cork while its agent runs stops the agent
