@@ -21,7 +21,7 @@ func TestRunBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown backend", nil, []string{"--backend", "vmware", "--agent", "codex", "--", "true"}, `cork: --backend: unknown backend "vmware" (want docker, local, qemu, smolvm)`},
+		{"unknown backend", nil, []string{"--backend", "vmware", "--agent", "codex", "--", "true"}, `cork: --backend: unknown backend "vmware" (want docker, kubernetes, local, qemu, smolvm)`},
 		{"unknown agent", nil, []string{"--agent", "cursor", "--", "true"}, `cork: --agent: unknown agent profile "cursor" (known: claude, codex, github)`},
 		{"no command", nil, []string{"--agent", "codex"}, "cork: run: no command: give it after --, e.g. cork run --agent codex -- codex"},
 		{"missing workspace", nil, []string{"--agent", "github", "--workspace", filepath.Join(home, "nope"), "--", "true"}, "cork: --workspace: " + filepath.Join(home, "nope") + ": no such file or directory"},

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -28,9 +29,15 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/cork-sh/cork/internal/testing/kubecluster"
 	"github.com/cork-sh/cork/internal/testing/testenv"
@@ -75,6 +82,7 @@ func TestKubernetes(t *testing.T) {
 	t.Logf("NetworkPolicy enforcement (kube-router) up in %v", time.Since(start).Round(time.Millisecond))
 	t.Run("end to end", func(t *testing.T) { testEndToEnd(t, e) })
 	t.Run("concurrent sessions", func(t *testing.T) { testConcurrent(t, e) })
+	t.Run("manifests", func(t *testing.T) { testManifests(t, e) })
 	t.Run("interrupted", func(t *testing.T) { testInterrupted(t, e) })
 	t.Run("killed cork", func(t *testing.T) { testKilled(t, e) })
 }
@@ -497,6 +505,156 @@ func statusKiB(pid int, field string) int64 {
 		}
 	}
 	return 0
+}
+
+// testManifests deploys what `cork manifests` prints as the docs say a
+// GitOps user would: apply the objects, write the token map on the
+// proxy's stdin through an attach that then ends, make the trust
+// ConfigMap with `cork manifests trust` from the proxy's log. The agent,
+// held until the trust ConfigMap exists, then reaches the upstream with
+// the real token, and nothing stored holds it.
+func testManifests(t *testing.T, e *env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	real := accessToken(t)
+	ns := "cork-gitops-" + randHex(3)
+	home := hostHome(t, real)
+	gen := exec.Command(e.cork, "manifests", "--namespace", ns, "--agent", "codex",
+		"--image", agentImage, "--sidecar-image", corkImage, "--",
+		"/fakeagent", "probe", "-api", "https://"+apiHost+"/backend-api/me",
+		"-token-file", "/home/sandbox/.codex/auth.json", "-direct", e.upstream.addr+",10.96.0.1:443")
+	gen.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"),
+		"CORK_UPSTREAM_CA_FILE=" + e.upstream.caFile,
+		"CORK_RESOLVE=" + apiHost + ":443=" + e.upstream.addr,
+		"CORK_ALLOW_PRIVATE=" + e.cluster.NodeIP() + "/32"}
+	var stderr bytes.Buffer
+	gen.Stderr = &stderr
+	manifests, err := gen.Output()
+	if err != nil {
+		t.Fatalf("cork manifests: %v\n%s", err, stderr.String())
+	}
+	if strings.Contains(string(manifests), real) {
+		t.Fatal("cork manifests printed the real token")
+	}
+	t.Cleanup(func() {
+		e.client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
+	apply(t, ctx, e, manifests)
+	waitPod(t, ctx, e, ns, "cork-proxy", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+
+	// The tokens, as the docs say: a JSON map on the proxy's stdin, by an
+	// attach whose stdin then ends (kubectl attach -i < map).
+	tokens := `{"codex":"` + real + `"}` + "\n"
+	if err := attachStdin(ctx, e, ns, "cork-proxy", "proxy", tokens); err != nil {
+		t.Fatalf("attach the tokens: %v", err)
+	}
+	var logs []byte
+	for {
+		logs, err = e.client.CoreV1().Pods(ns).GetLogs("cork-proxy", &corev1.PodLogOptions{Container: "proxy"}).DoRaw(ctx)
+		if err == nil && bytes.Contains(logs, []byte(`"ready":true`)) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no readiness line in the proxy's log: %v\n%s", err, logs)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	trust := exec.Command(e.cork, "manifests", "trust", "--namespace", ns)
+	trust.Stdin = bytes.NewReader(logs)
+	trust.Stderr = &stderr
+	trustYAML, err := trust.Output()
+	if err != nil {
+		t.Fatalf("cork manifests trust: %v\n%s", err, stderr.String())
+	}
+	apply(t, ctx, e, trustYAML)
+
+	waitPod(t, ctx, e, ns, "cork-agent", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+	out, err := e.client.CoreV1().Pods(ns).GetLogs("cork-agent", &corev1.PodLogOptions{Container: "agent"}).DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"API status=200 body=" + authBody("Bearer "+real), "DIRECT " + e.upstream.addr + " err=", "DIRECT 10.96.0.1:443 err="} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("the agent deployed from manifests: output lacks %q:\n%s", w, out)
+		}
+	}
+	// The proxy still runs after the attach that fed it ended.
+	if p, err := e.client.CoreV1().Pods(ns).Get(ctx, "cork-proxy", metav1.GetOptions{}); err != nil || p.Status.Phase != corev1.PodRunning {
+		t.Errorf("the proxy pod after its token attach ended: %v, %v", err, p.Status.Phase)
+	}
+	e.assertNoToken(t, ns, real)
+}
+
+// apply creates every object of a YAML stream.
+func apply(t *testing.T, ctx context.Context, e *env, stream []byte) {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(stream), 4096)
+	for {
+		var raw runtime.RawExtension
+		if err := dec.Decode(&raw); err != nil {
+			if err == io.EOF {
+				return
+			}
+			t.Fatalf("decode manifests: %v", err)
+		}
+		if len(raw.Raw) == 0 {
+			continue
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw.Raw, nil, nil)
+		if err != nil {
+			t.Fatalf("decode an object: %v", err)
+		}
+		core, net := e.client.CoreV1(), e.client.NetworkingV1()
+		switch o := obj.(type) {
+		case *corev1.Namespace:
+			_, err = core.Namespaces().Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.ConfigMap:
+			_, err = core.ConfigMaps(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.Service:
+			_, err = core.Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.Pod:
+			_, err = core.Pods(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *networkingv1.NetworkPolicy:
+			_, err = net.NetworkPolicies(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("unexpected object %T in the manifests", obj)
+		}
+		if err != nil {
+			t.Fatalf("create %T: %v", obj, err)
+		}
+	}
+}
+
+func waitPod(t *testing.T, ctx context.Context, e *env, ns, name string, ok func(*corev1.Pod) bool) {
+	t.Helper()
+	for {
+		p, err := e.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && ok(p) {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("pod %s/%s: %v (%+v)", ns, name, err, p.Status)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// attachStdin writes data on a container's stdin through an attach, as
+// `kubectl attach -i` does with a file on its stdin, and ends it.
+func attachStdin(ctx context.Context, e *env, ns, pod, container, data string) error {
+	req := e.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("attach").
+		VersionedParams(&corev1.PodAttachOptions{Container: container, Stdin: true}, scheme.ParameterCodec)
+	cfg, err := clientcmd.BuildConfigFromFlags("", e.cluster.Kubeconfig())
+	if err != nil {
+		return err
+	}
+	exec, err := remotecommand.NewSPDYExecutor(cfg, "POST", req.URL())
+	if err != nil {
+		return err
+	}
+	return exec.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(data)})
 }
 
 // testInterrupted: SIGTERM to cork while its agent runs stops the agent
