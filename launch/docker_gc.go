@@ -18,18 +18,25 @@ const (
 	LabelStart = "cork.start" // its start time (Linux: clock ticks after boot); empty where unknown
 	LabelBoot  = "cork.boot"  // the host's boot id; empty where unknown
 	LabelHost  = "cork.host"  // the host's name: another host's sessions are never judged
+	// LabelMachine is the machine's id (/etc/machine-id) and LabelPIDNS
+	// its pid namespace: hosts that share a name (CI runners, containers
+	// with the host's UTS namespace) are still told apart. Empty where
+	// unknown.
+	LabelMachine = "cork.machine"
+	LabelPIDNS   = "cork.pidns"
 )
 
 // owner identifies a cork process: the values of the owner labels.
 type owner struct {
-	pid               int
-	start, boot, host string
+	pid                               int
+	start, boot, host, machine, pidns string
 }
 
 // selfOwner is the identity of this process.
 func selfOwner() owner {
 	host, _ := os.Hostname()
-	return owner{pid: os.Getpid(), start: procStart(os.Getpid()), boot: bootID(), host: host}
+	return owner{pid: os.Getpid(), start: procStart(os.Getpid()), boot: bootID(), host: host,
+		machine: machineID(), pidns: pidNamespace()}
 }
 
 func (o owner) labels() []string {
@@ -38,16 +45,25 @@ func (o owner) labels() []string {
 		"--label", LabelStart + "=" + o.start,
 		"--label", LabelBoot + "=" + o.boot,
 		"--label", LabelHost + "=" + o.host,
+		"--label", LabelMachine + "=" + o.machine,
+		"--label", LabelPIDNS + "=" + o.pidns,
 	}
 }
 
 // gone reports whether the process o names has ended, as seen from self.
 // It errs on the side of keeping: a session is judged gone only when its
-// owner ran on this host and is provably not running any more.
-func (o owner) gone(self owner) bool {
+// owner ran on this host (same name, and the same machine id and pid
+// namespace where recorded) and is provably not running any more. With
+// shared (a cluster many hosts use), an owner without a machine id is
+// never judged: a host name alone does not tell two machines apart.
+func (o owner) gone(self owner, shared bool) bool {
 	switch {
 	case o.pid <= 0 || o.host == "" || o.host != self.host:
 		return false // not ours to judge
+	case o.machine != "" && o.machine != self.machine, o.pidns != "" && o.pidns != self.pidns:
+		return false // another machine, or another pid namespace, of the same name
+	case shared && (o.machine == "" || self.machine == ""):
+		return false
 	case o.boot != "" && self.boot != "" && o.boot != self.boot:
 		return true // the host rebooted since
 	case !pidAlive(o.pid):
@@ -93,8 +109,8 @@ func DockerGC(ctx context.Context, cli string, hostEnv map[string]string, dryRun
 // dockerGC is DockerGC with the client, the identity to judge from, and a
 // session to spare (the caller's own, being created).
 func dockerGC(ctx context.Context, cli *dockerCLI, self owner, dryRun bool, spare string) ([]DockerLeftover, error) {
-	format := fmt.Sprintf(`{{.ID}}\t{{.Name}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}`,
-		LabelSession, LabelPID, LabelStart, LabelBoot, LabelHost)
+	format := fmt.Sprintf(`{{.ID}}\t{{.Name}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}\t{{.Label %q}}`,
+		LabelSession, LabelPID, LabelStart, LabelBoot, LabelHost, LabelMachine, LabelPIDNS)
 	kinds := []struct {
 		kind string
 		list []string
@@ -123,11 +139,12 @@ func dockerGC(ctx context.Context, cli *dockerCLI, self owner, dryRun bool, spar
 		start := len(found)
 		for _, l := range lines {
 			fl := strings.Split(l, "\t")
-			if len(fl) != 7 || fl[2] == spare {
+			if len(fl) != 9 || fl[2] == spare {
 				continue
 			}
 			pid, _ := strconv.Atoi(fl[3])
-			if !(owner{pid: pid, start: fl[4], boot: fl[5], host: fl[6]}).gone(self) {
+			o := owner{pid: pid, start: fl[4], boot: fl[5], host: fl[6], machine: fl[7], pidns: fl[8]}
+			if !o.gone(self, false) {
 				continue
 			}
 			found = append(found, DockerLeftover{Kind: k.kind, ID: fl[0], Name: fl[1], Session: fl[2]})

@@ -31,24 +31,41 @@ func TestOwnerGone(t *testing.T) {
 		testenv.Missing(t, "a host name (os.Hostname): the owner labels need one")
 	}
 	dead := deadPID(t)
+	ended := owner{pid: dead, host: self.host, boot: self.boot, machine: self.machine, pidns: self.pidns}
+	otherMachine := ended
+	otherMachine.machine, otherMachine.boot = "another-machine", "another-boot"
+	otherNS := ended
+	otherNS.pidns = "1"
+	legacy := owner{pid: dead, host: self.host, boot: self.boot} // labels from before machine ids
 	tests := []struct {
-		name string
-		o    owner
-		want bool
+		name         string
+		o            owner
+		want, shared bool // shared: judged for a cluster many hosts use
 	}{
-		{"this process", self, false},
-		{"no owner labels", owner{}, false},
-		{"another host", owner{pid: dead, host: self.host + "-other"}, false},
-		{"ended process", owner{pid: dead, host: self.host, boot: self.boot}, true},
-		{"another boot", owner{pid: self.pid, start: self.start, host: self.host, boot: "another-boot"}, self.boot != ""},
-		{"reused pid", owner{pid: self.pid, start: self.start + "1", host: self.host, boot: self.boot}, self.start != ""},
+		{"this process", self, false, false},
+		{"no owner labels", owner{}, false, false},
+		{"another host", owner{pid: dead, host: self.host + "-other"}, false, false},
+		{"ended process", ended, true, true},
+		{"another boot", owner{pid: self.pid, start: self.start, host: self.host, boot: "another-boot", machine: self.machine, pidns: self.pidns}, self.boot != "", self.boot != "" && self.machine != ""},
+		{"reused pid", owner{pid: self.pid, start: self.start + "1", host: self.host, boot: self.boot, machine: self.machine, pidns: self.pidns}, self.start != "", self.start != "" && self.machine != ""},
+		// Hosts of one name: another machine (CI runners), another pid
+		// namespace (containers sharing the host's name).
+		{"another machine of the same name", otherMachine, false, false},
+		{"another pid namespace", otherNS, false, false},
+		{"no machine id recorded", legacy, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.o.gone(self); got != tc.want {
-				t.Errorf("%+v.gone() = %v, want %v", tc.o, got, tc.want)
+			if got := tc.o.gone(self, false); got != tc.want {
+				t.Errorf("%+v.gone(local engine) = %v, want %v", tc.o, got, tc.want)
+			}
+			if got := tc.o.gone(self, true); got != (tc.want && tc.shared) {
+				t.Errorf("%+v.gone(shared cluster) = %v, want %v", tc.o, got, tc.want && tc.shared)
 			}
 		})
+	}
+	if runtime.GOOS == "linux" && self.pidns == "" {
+		t.Error("on Linux, the pid namespace must be known")
 	}
 	if runtime.GOOS == "linux" && (self.start == "" || self.boot == "") {
 		t.Errorf("on Linux, start %q and boot %q must be known", self.start, self.boot)
@@ -63,7 +80,7 @@ func fakeDockerGC(t *testing.T) (cli *dockerCLI, argv string) {
 	self := selfOwner()
 	dead := deadPID(t)
 	row := func(id, name, session string, pid int, host string) string {
-		return strings.Join([]string{id, name, session, strconv.Itoa(pid), self.start, self.boot, host}, `\t`)
+		return strings.Join([]string{id, name, session, strconv.Itoa(pid), self.start, self.boot, host, self.machine, self.pidns}, `\t`)
 	}
 	rows := func(kind string) string {
 		return strings.Join([]string{

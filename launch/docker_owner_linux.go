@@ -35,3 +35,26 @@ func bootID() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// machineID is the machine's id (systemd's /etc/machine-id, or D-Bus's),
+// or "" when it has none.
+func machineID() string {
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil {
+			if id := strings.TrimSpace(string(b)); id != "" {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// pidNamespace is the inode of this process's pid namespace, or "" when
+// it cannot be read: a pid means a process only within its namespace.
+func pidNamespace() string {
+	l, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(l, "pid:["), "]")
+}

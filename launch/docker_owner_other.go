@@ -8,3 +8,6 @@ func procStart(int) string { return "" }
 
 // bootID is unknown outside Linux.
 func bootID() string { return "" }
+
+func machineID() string    { return "" }
+func pidNamespace() string { return "" }

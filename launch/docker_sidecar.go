@@ -51,8 +51,10 @@ type sidecar struct {
 	name string          // its container or pod
 	log  *zerolog.Logger // nil: the sidecar's lines are dropped
 
-	mu    sync.Mutex
-	stdin io.WriteCloser
+	mu     sync.Mutex
+	stdin  io.WriteCloser
+	last   resolve.Tokens // the last map sent: sent again on a new stream
+	closed bool           // closeStdin was called: the stream is over
 
 	ready     chan struct{} // closed on the readiness line (settings.Ready)
 	readyLine settings.Ready
@@ -148,16 +150,59 @@ func (s *sidecar) sendTokens(t resolve.Tokens) error {
 	if s.stdin == nil {
 		return errors.New("sidecar stdin closed")
 	}
+	s.last = t
 	if err := resolve.NewTokenEncoder(s.stdin).Encode(t); err != nil {
 		return fmt.Errorf("write to the sidecar's stdin: %w", err)
 	}
 	return nil
 }
 
+// replaceStdin makes w the token stream, after the last one broke, and
+// sends it the last map. It returns false, closing w, once closeStdin
+// was called.
+func (s *sidecar) replaceStdin(w io.WriteCloser) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		w.Close()
+		return false, nil
+	}
+	if s.stdin != nil {
+		s.stdin.Close()
+	}
+	s.stdin = w
+	if s.last == nil {
+		return true, nil
+	}
+	if err := resolve.NewTokenEncoder(w).Encode(s.last); err != nil {
+		return true, fmt.Errorf("write to the sidecar's stdin: %w", err)
+	}
+	return true, nil
+}
+
+// isClosed reports whether closeStdin was called.
+func (s *sidecar) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// heartbeat writes a blank line on the token stream: the proxy reads it
+// as nothing, but as a sign that cork is still there
+// (CORK_EXIT_ON_STDIN_IDLE).
+func (s *sidecar) heartbeat() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stdin != nil {
+		io.WriteString(s.stdin, "\n")
+	}
+}
+
 // closeStdin ends the token stream; the proxy keeps its last map.
 func (s *sidecar) closeStdin() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.stdin != nil {
 		s.stdin.Close()
 		s.stdin = nil

@@ -3,6 +3,8 @@ package launch
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,10 +30,14 @@ const (
 	// KubePodStartTimeout bounds how long a pod may take to be scheduled
 	// and started (its image is already on the node: cork never pulls).
 	KubePodStartTimeout = 2 * time.Minute
+	// KubeAgentStartTimeout bounds how long the agent pod may take to
+	// start: the node may pull --image first (a pull that fails, fails
+	// at once).
+	KubeAgentStartTimeout = 10 * time.Minute
 	// KubeBoundaryTimeout bounds how long a pod under the session's
 	// NetworkPolicy may take to reach the proxy and to find everything
 	// else blocked (a CNI applies a new pod's policy within seconds).
-	KubeBoundaryTimeout = 30 * time.Second
+	KubeBoundaryTimeout = 90 * time.Second
 	// KubeSandboxUID is the user id of the sandbox's and the proxy's
 	// containers: the namespaces enforce the "restricted" Pod Security
 	// Standard, so nothing runs as root.
@@ -88,11 +94,31 @@ func (k *Kubernetes) Run(ctx context.Context, spec *Spec) (int, error) {
 // namespacePrefix is a DNS label's start, leaving room for the session id.
 var namespacePrefix = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,38}[-a-z0-9])?$|^[a-z0-9]$`)
 
+// namespaceName is a namespace name: a DNS label.
+var namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
 // CheckNamespacePrefix refuses a --namespace-prefix that cannot start a
-// namespace name.
+// namespace name, or that would name the cluster's own (kube-*).
 func CheckNamespacePrefix(p string) error {
 	if !namespacePrefix.MatchString(p) {
 		return fmt.Errorf("--namespace-prefix %q: want 1 to 40 lower-case letters, digits or '-', starting with a letter or digit", p)
+	}
+	if strings.HasPrefix(p+"-", "kube-") {
+		return fmt.Errorf("--namespace-prefix %q: kube- names the cluster's own namespaces", p)
+	}
+	return nil
+}
+
+// CheckNamespace refuses a session namespace (--namespace) that is not a
+// namespace name, or that is one the cluster or its users already rely
+// on: default and kube-*, whose pods the restricted Pod Security
+// Standard the session's namespace enforces would stop.
+func CheckNamespace(ns string) error {
+	switch {
+	case !namespaceName.MatchString(ns):
+		return fmt.Errorf("--namespace %q: want a namespace name: up to 63 lower-case letters, digits or '-'", ns)
+	case ns == "default" || strings.HasPrefix(ns, "kube-"):
+		return fmt.Errorf("--namespace %q: the cluster's own namespace: a session needs one of its own", ns)
 	}
 	return nil
 }
@@ -110,11 +136,13 @@ type kubeSandbox struct {
 	objects *kubeObjects
 
 	// What the session created.
-	dir       string // host: the staged sandbox home
-	ns        bool   // the namespace exists
-	side      *sidecar
-	proxyAddr string // the Service's ip:port
-	canaryIP  string
+	dir        string // host: the staged sandbox home
+	ns         bool   // the namespace exists
+	side       *sidecar
+	stopAttach func()   // ends the attach stream's loop (attachProxy)
+	proxyAddr  string   // the Service's ip:port
+	apiAddrs   []string // the API server's addresses, as cork reaches it
+	deny       []string // what a sandbox pod must not reach (proveBoundary)
 }
 
 func (*kubeSandbox) layout() layout { return layout{home: SandboxHome} }
@@ -127,6 +155,7 @@ func (s *kubeSandbox) preflight(ctx context.Context, ss *session) error {
 	if s.objects, err = s.cfg.objects(spec, "", s.id, s.owner); err != nil {
 		return err
 	}
+	s.objects.Heartbeat = true
 	if s.client, s.rest, err = s.cfg.connect(spec.HostEnv); err != nil {
 		return &SetupError{err}
 	}
@@ -135,6 +164,7 @@ func (s *kubeSandbox) preflight(ctx context.Context, ss *session) error {
 	if err := s.client.Discovery().RESTClient().Get().AbsPath("/version").Do(vctx).Error(); err != nil {
 		return setupErrorf("kubernetes: the API server at %s does not answer (%s): check the kubeconfig and --context", s.rest.Host, firstLine(err.Error()))
 	}
+	s.apiAddrs = apiAddrs(vctx, s.rest.Host)
 	gctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	left, gerr := kubeGC(gctx, s.client, s.owner, false)
@@ -157,7 +187,11 @@ func (k *Kubernetes) objects(spec *Spec, namespace, id string, o owner) (*kubeOb
 	if spec.Workspace != "" {
 		return nil, setupErrorf("--workspace: a host directory cannot reach a cluster; name a volume with --workspace-volume instead")
 	}
-	if namespace == "" {
+	if namespace != "" {
+		if err := CheckNamespace(namespace); err != nil {
+			return nil, &SetupError{err}
+		}
+	} else {
 		prefix := k.NamespacePrefix
 		if prefix == "" {
 			prefix = DefaultNamespacePrefix
@@ -195,6 +229,40 @@ func (k *Kubernetes) objects(spec *Spec, namespace, id string, o owner) (*kubeOb
 		Workspace:    k.Workspace,
 		Owner:        o,
 	}, nil
+}
+
+// apiAddrs are the addresses (ip:port) of the API server at URL host, as
+// cork reaches it: a sandbox pod must not. A name is resolved here; one
+// that does not resolve adds nothing.
+func apiAddrs(ctx context.Context, host string) []string {
+	u, err := url.Parse(host)
+	if err != nil || u.Hostname() == "" {
+		return nil
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	if ip := net.ParseIP(u.Hostname()); ip != nil {
+		if ip.IsLoopback() {
+			return nil // the host's own loopback: not a pod's
+		}
+		return []string{net.JoinHostPort(ip.String(), port)}
+	}
+	ips, err := net.DefaultResolver.LookupHost(ctx, u.Hostname())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, ip := range ips {
+		if p := net.ParseIP(ip); p != nil && !p.IsLoopback() {
+			out = append(out, net.JoinHostPort(ip, port))
+		}
+	}
+	return out
 }
 
 // kubeProxySettings renders the proxy's settings for its pod (package

@@ -50,16 +50,16 @@ func KubeManifests(spec *Spec, k *Kubernetes, namespace string, tokens resolve.T
 	if err != nil {
 		return nil, err
 	}
-	if namespace != "" {
-		o.Session = namespace
-	}
+	// Labelled by namespace: `cork manifests trust`, which knows only
+	// the namespace, labels its ConfigMap the same.
+	o.Session = o.Namespace
 	files, err := planFiles(spec)
 	if err != nil {
 		return nil, err
 	}
 	s := &session{spec: spec}
 	env := s.sandboxEnv(layout{home: SandboxHome}, "http://"+kubeServiceProxy, kubeTrustDir+"/bundle.pem", kubeTrustDir+"/ca.pem")
-	agent := o.agentPod(env, files, kubeServiceProxy, "")
+	agent := o.agentPod(env, files, kubeServiceProxy, nil)
 	yes := true
 	agent.Spec.EnableServiceLinks = &yes
 	agent.Spec.Volumes = append(agent.Spec.Volumes, corev1.Volume{Name: "trust", VolumeSource: corev1.VolumeSource{

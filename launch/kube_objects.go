@@ -39,7 +39,7 @@ const (
 	kubeCanaryPort  = 8080
 	kubeHomeSrc     = "/cork-home-src"
 	kubeCorkBinary  = "/cork"
-	kubeProbeWindow = "30s" // KubeBoundaryTimeout, as cork probe's --timeout
+	kubeProbeWindow = "60s" // how long the proxy may take to answer the probe
 	kubeProbeSettle = "20s" // how long a CNI may take to apply the policy to a new pod
 )
 
@@ -56,6 +56,10 @@ type kubeObjects struct {
 	Proxy        *settings.Sidecar    // the proxy's environment and files
 	Workspace    *corev1.VolumeSource // nil: none
 	Owner        owner                // zero: no owner annotations (manifests)
+	// Heartbeat makes the proxy stop when its token stream goes silent
+	// (cork writes a heartbeat on it: kube_attach.go); manifests, fed by
+	// a `kubectl attach` that ends, leave it out.
+	Heartbeat bool
 }
 
 func (o *kubeObjects) meta(name, role string) metav1.ObjectMeta {
@@ -84,10 +88,12 @@ func (o *kubeObjects) namespace() *corev1.Namespace {
 	m.Labels["pod-security.kubernetes.io/enforce-version"] = "latest"
 	if o.Owner.pid > 0 {
 		m.Annotations = map[string]string{
-			LabelPID:   strconv.Itoa(o.Owner.pid),
-			LabelStart: o.Owner.start,
-			LabelBoot:  o.Owner.boot,
-			LabelHost:  o.Owner.host,
+			LabelPID:     strconv.Itoa(o.Owner.pid),
+			LabelStart:   o.Owner.start,
+			LabelBoot:    o.Owner.boot,
+			LabelHost:    o.Owner.host,
+			LabelMachine: o.Owner.machine,
+			LabelPIDNS:   o.Owner.pidns,
 		}
 	}
 	return &corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: m}
@@ -167,6 +173,9 @@ func (o *kubeObjects) proxyPod(auth string) *corev1.Pod {
 		k, v, _ := strings.Cut(kv, "=")
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
 	}
+	if o.Heartbeat {
+		c.Env = append(c.Env, corev1.EnvVar{Name: "CORK_EXIT_ON_STDIN_IDLE", Value: kubeStdinIdle.String()})
+	}
 	if auth != "" {
 		c.Env = append(c.Env, corev1.EnvVar{Name: settings.ClientAuthVar, Value: auth})
 	}
@@ -174,10 +183,14 @@ func (o *kubeObjects) proxyPod(auth string) *corev1.Pod {
 		{Name: "proxy", ContainerPort: ProxyPort, Protocol: corev1.ProtocolTCP},
 		{Name: "admin", ContainerPort: kubeAdminPort, Protocol: corev1.ProtocolTCP},
 	}
+	// Ready at the first answer; once ready, a node too busy to answer
+	// in time for a while does not take the proxy out of its Service
+	// under a running agent.
 	c.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(kubeAdminPort)}},
 		PeriodSeconds:    1,
-		FailureThreshold: 3,
+		TimeoutSeconds:   5,
+		FailureThreshold: 30,
 	}
 	c.VolumeMounts = []corev1.VolumeMount{
 		{Name: "config", MountPath: sidecarConfigDir, ReadOnly: true},
@@ -248,8 +261,10 @@ func (o *kubeObjects) canaryPod() *corev1.Pod {
 	c := o.corkContainer("canary", "canary", "--listen", fmt.Sprintf(":%d", kubeCanaryPort))
 	c.Ports = []corev1.ContainerPort{{Name: "canary", ContainerPort: kubeCanaryPort, Protocol: corev1.ProtocolTCP}}
 	c.ReadinessProbe = &corev1.Probe{
-		ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(kubeCanaryPort)}},
-		PeriodSeconds: 1,
+		ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(kubeCanaryPort)}},
+		PeriodSeconds:    1,
+		TimeoutSeconds:   5,
+		FailureThreshold: 30,
 	}
 	spec := podSpec(0)
 	spec.Containers = []corev1.Container{c}
@@ -257,24 +272,28 @@ func (o *kubeObjects) canaryPod() *corev1.Pod {
 }
 
 // boundaryCheck is `cork probe` from a sandbox pod: the proxy at
-// proxyAddr must answer, and the API server (the kubelet gives every pod
-// its Service address) and the canary at canaryAddr must not.
-func (o *kubeObjects) boundaryCheck(name, proxyAddr, canaryAddr string) corev1.Container {
-	args := []string{"probe", "--timeout", kubeProbeWindow, "--settle", kubeProbeSettle,
-		"--deny", "$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"}
-	if canaryAddr != "" {
-		args = append(args, "--deny", canaryAddr)
+// proxyAddr must answer, and none of deny (the canary's addresses, the
+// API server's own), nor the API server's Service (the address the
+// kubelet gives every pod), may; with resolvers, nor may the pod's DNS
+// resolvers, over UDP or TCP.
+func (o *kubeObjects) boundaryCheck(name, proxyAddr string, deny []string, resolvers bool) corev1.Container {
+	args := []string{"probe", "--timeout", kubeProbeWindow, "--settle", kubeProbeSettle, "--deny-kubernetes-api"}
+	if resolvers {
+		args = append(args, "--deny-resolvers")
+	}
+	for _, d := range deny {
+		args = append(args, "--deny", d)
 	}
 	args = append(args, "http://"+proxyAddr)
 	return o.corkContainer(name, args...)
 }
 
 // probePod is the boundary probe in the agent's place: same labels, same
-// policy.
-func (o *kubeObjects) probePod(proxyAddr, canaryAddr string) *corev1.Pod {
+// policy; unlike the agent, it has the cluster's resolvers, to try them.
+func (o *kubeObjects) probePod(proxyAddr string, deny []string) *corev1.Pod {
 	spec := podSpec(0)
-	spec.Containers = []corev1.Container{o.boundaryCheck("probe", proxyAddr, canaryAddr)}
-	noDNS(&spec)
+	spec.Containers = []corev1.Container{o.boundaryCheck("probe", proxyAddr, deny, true)}
+	spec.DNSPolicy = corev1.DNSClusterFirst
 	return &corev1.Pod{TypeMeta: typeMeta("v1", "Pod"), ObjectMeta: o.meta(kubeProbeName, kubeRoleSandbox), Spec: spec}
 }
 
@@ -321,7 +340,7 @@ func homeVolume(files []homeFile) corev1.Volume {
 // entrypoint, as `docker run IMAGE COMMAND` does) and env, once two init
 // containers have copied the home in and seen the boundary hold from the
 // pod's own network.
-func (o *kubeObjects) agentPod(env map[string]string, files []homeFile, proxyAddr, canaryAddr string) *corev1.Pod {
+func (o *kubeObjects) agentPod(env map[string]string, files []homeFile, proxyAddr string, deny []string) *corev1.Pod {
 	seed := o.corkContainer("seed-home", "seed-home", "--from", kubeHomeSrc, "--to", SandboxHome)
 	seed.VolumeMounts = []corev1.VolumeMount{
 		{Name: "home-src", MountPath: kubeHomeSrc, ReadOnly: true},
@@ -354,7 +373,7 @@ func (o *kubeObjects) agentPod(env map[string]string, files []homeFile, proxyAdd
 		agent.VolumeMounts = append(agent.VolumeMounts, corev1.VolumeMount{Name: "workspace", MountPath: SandboxWorkspace})
 		agent.WorkingDir = SandboxWorkspace
 	}
-	spec.InitContainers = []corev1.Container{seed, o.boundaryCheck("boundary", proxyAddr, canaryAddr)}
+	spec.InitContainers = []corev1.Container{seed, o.boundaryCheck("boundary", proxyAddr, deny, false)}
 	spec.Containers = []corev1.Container{agent}
 	noDNS(&spec)
 	return &corev1.Pod{TypeMeta: typeMeta("v1", "Pod"), ObjectMeta: o.meta(kubeAgentName, kubeRoleSandbox), Spec: spec}

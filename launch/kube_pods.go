@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/remotecommand"
 )
 
 // kubeClient is the part of client-go cork uses: the typed clientset (a
@@ -162,46 +158,6 @@ func podSummary(p *corev1.Pod) string {
 	return strings.Join(parts, "; ")
 }
 
-// attachProxy attaches to the proxy pod's stdin, stdout and stderr: the
-// token stream goes in, the readiness line and the JSON log come out.
-// The stream lasts until teardown closes the token stream.
-func (s *kubeSandbox) attachProxy(spec *Spec) (*sidecar, error) {
-	ns := s.objects.Namespace
-	req := s.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(kubeProxyName).
-		SubResource("attach").
-		VersionedParams(&corev1.PodAttachOptions{Container: "proxy", Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ws, err := remotecommand.NewWebSocketExecutor(s.rest, "GET", req.URL().String())
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes: attach to %s/%s: %w", ns, kubeProxyName, err)
-	}
-	spdy, err := remotecommand.NewSPDYExecutor(s.rest, "POST", req.URL())
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes: attach to %s/%s: %w", ns, kubeProxyName, err)
-	}
-	exec, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes: attach to %s/%s: %w", ns, kubeProxyName, err)
-	}
-	stdinR, stdinW := io.Pipe()
-	side := newSidecar("kubernetes proxy pod", ns+"/"+kubeProxyName, spec.Proxy.Logger, stdinW)
-	stdout, stderr := side.follow()
-	go func() {
-		// Not the run's context: the stream lasts until teardown ends
-		// the token stream, which ends the attach.
-		err := exec.StreamWithContext(context.Background(), remotecommand.StreamOptions{
-			Stdin: stdinR, Stdout: stdout, Stderr: stderr,
-		})
-		if err == nil {
-			err = io.EOF
-		}
-		stdinR.CloseWithError(err) // a token write no longer blocks
-		side.ended(err)
-	}()
-	return side, nil
-}
-
 // KubeLeftover is the namespace of a kubernetes session whose cork
 // process is gone.
 type KubeLeftover struct {
@@ -244,7 +200,7 @@ func kubeLeftovers(ctx context.Context, c kubeClient, self owner, dryRun bool) (
 	var left []KubeLeftover
 	var errs []error
 	for _, ns := range list.Items {
-		if ns.DeletionTimestamp != nil || !namespaceOwner(&ns).gone(self) {
+		if ns.DeletionTimestamp != nil || !namespaceOwner(&ns).gone(self, true) {
 			continue
 		}
 		l := KubeLeftover{Namespace: ns.Name, Session: ns.Labels[LabelSession]}
@@ -265,7 +221,7 @@ func kubeLeftovers(ctx context.Context, c kubeClient, self owner, dryRun bool) (
 // namespaceOwner reads the owner annotations of a session's namespace.
 func namespaceOwner(ns *corev1.Namespace) owner {
 	a := ns.Annotations
-	o := owner{start: a[LabelStart], boot: a[LabelBoot], host: a[LabelHost]}
+	o := owner{start: a[LabelStart], boot: a[LabelBoot], host: a[LabelHost], machine: a[LabelMachine], pidns: a[LabelPIDNS]}
 	fmt.Sscan(a[LabelPID], &o.pid)
 	return o
 }

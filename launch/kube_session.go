@@ -135,8 +135,14 @@ func (s *kubeSandbox) proveBoundary(ctx context.Context, spec *Spec) error {
 	if err != nil {
 		return kubeErr("get pod "+kubeCanaryName, err)
 	}
-	s.canaryIP = canary.Status.PodIP
-	probe := o.probePod(s.proxyAddr, hostPort(s.canaryIP, kubeCanaryPort))
+	s.deny = append([]string(nil), s.apiAddrs...)
+	for _, ip := range canary.Status.PodIPs {
+		s.deny = append(s.deny, hostPort(ip.IP, kubeCanaryPort))
+	}
+	if len(canary.Status.PodIPs) == 0 && canary.Status.PodIP != "" {
+		s.deny = append(s.deny, hostPort(canary.Status.PodIP, kubeCanaryPort))
+	}
+	probe := o.probePod(s.proxyAddr, s.deny)
 	if _, err := s.client.CoreV1().Pods(o.Namespace).Create(cctx, probe, metav1.CreateOptions{}); err != nil {
 		return kubeErr("create pod "+kubeProbeName, err)
 	}
@@ -148,16 +154,23 @@ func (s *kubeSandbox) proveBoundary(ctx context.Context, spec *Spec) error {
 	if err != nil {
 		return kubeErr("get pod "+kubeProbeName, err)
 	}
-	code, _ := exitCode(p, "probe")
+	code, ran := exitCode(p, "probe")
+	if !ran {
+		// The kubelet refused the pod (no resources, admission): the
+		// boundary is unproven.
+		return setupErrorf("kubernetes: the probe pod %s/%s did not run (%s %s); the boundary is unproven and the agent was not started", o.Namespace, kubeProbeName, p.Status.Reason, podSummary(p))
+	}
 	logs := s.lastLog(kubeProbeName, "probe")
-	switch code {
-	case 0:
-		spec.progress("kubernetes: boundary holds: the probe reached the proxy only")
+	switch {
+	case code == 0 && p.Status.Phase == corev1.PodSucceeded:
+		spec.progress("kubernetes: boundary holds: the probe reached the proxy and nothing else (%d addresses, the API server's Service and the resolvers tried)", len(s.deny))
 		return nil
-	case probeEscaped:
-		return setupErrorf("kubernetes: the cluster does not enforce NetworkPolicy: %s; cork refuses to run an agent there (docs/KUBERNETES.md, \"NetworkPolicy\")", logs)
+	case code == probeEscaped:
+		return setupErrorf("kubernetes: the cluster does not enforce NetworkPolicy: %s; cork refuses to run an agent there (docs/KUBERNETES.md, \"NetworkPolicy must be enforced\")", logs)
+	case code == 1:
+		return setupErrorf("kubernetes: the probe pod could not reach the proxy at %s, or could not test an address: %s", s.proxyAddr, logs)
 	default:
-		return setupErrorf("kubernetes: the probe pod could not reach the proxy at %s (exit %d): %s", s.proxyAddr, code, logs)
+		return setupErrorf("kubernetes: the probe pod failed (exit %d, phase %s): %s; is %s a cork built from this repository?", code, p.Status.Phase, logs, o.SidecarImage)
 	}
 }
 
@@ -173,13 +186,13 @@ func (s *kubeSandbox) run(ctx context.Context, ss *session, env map[string]strin
 	if err != nil {
 		return 0, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, KubePodStartTimeout+KubeBoundaryTimeout)
+	cctx, cancel := context.WithTimeout(ctx, KubeAgentStartTimeout)
 	defer cancel()
 	pods := s.client.CoreV1().Pods(o.Namespace)
 	if _, err := s.client.CoreV1().ConfigMaps(o.Namespace).Create(cctx, o.homeConfig(files), metav1.CreateOptions{}); err != nil {
 		return 0, kubeErr("create configmap "+kubeHomeName, err)
 	}
-	if _, err := pods.Create(cctx, o.agentPod(env, files, s.proxyAddr, hostPort(s.canaryIP, kubeCanaryPort)), metav1.CreateOptions{}); err != nil {
+	if _, err := pods.Create(cctx, o.agentPod(env, files, s.proxyAddr, s.deny), metav1.CreateOptions{}); err != nil {
 		return 0, kubeErr("create pod "+kubeAgentName, err)
 	}
 	spec.progress("kubernetes: agent pod %s/%s created; waiting for it to start", o.Namespace, kubeAgentName)
@@ -198,11 +211,15 @@ func (s *kubeSandbox) run(ctx context.Context, ss *session, env map[string]strin
 	logsDone := make(chan error, 1)
 	go func() { logsDone <- s.streamLogs(lctx, spec.Stdout) }()
 	code, err := s.waitAgent(ctx, spec)
+	var logErr error
 	select {
-	case <-logsDone:
+	case logErr = <-logsDone:
 	case <-time.After(kubeLogDrain):
 		lcancel()
 		<-logsDone
+	}
+	if logErr != nil {
+		spec.progress("kubernetes: the agent's output may be incomplete: its log stream broke (%s)", firstLine(logErr.Error()))
 	}
 	if err != nil {
 		return code, err
@@ -296,9 +313,14 @@ func (s *kubeSandbox) teardown(ss *session) error {
 	if s.side != nil {
 		s.side.closeStdin()
 	}
+	if s.stopAttach != nil {
+		// After the namespace is gone: the proxy's last log lines still
+		// come through the stream until then.
+		defer s.stopAttach()
+	}
 	var errs []error
 	if s.ns {
-		if err := deleteNamespace(s.client, s.objects.Namespace); err != nil {
+		if err := deleteNamespace(s.client, s.objects.Namespace, ss.spec.progress); err != nil {
 			errs = append(errs, err)
 		} else {
 			ss.spec.progress("kubernetes: namespace %s deleted", s.objects.Namespace)
@@ -315,15 +337,18 @@ func (s *kubeSandbox) teardown(ss *session) error {
 	return nil
 }
 
-// deleteNamespace deletes ns and waits until it is gone.
-func deleteNamespace(c kubeClient, ns string) error {
+// deleteNamespace deletes ns and waits until it is gone; progress hears
+// of what did not go as planned on the way.
+func deleteNamespace(c kubeClient, ns string, progress func(string, ...any)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), KubeTeardownTimeout)
 	defer cancel()
 	bg := metav1.DeletePropagationBackground
 	zero := int64(0)
 	// The pods first, at once: the namespace controller would give each
 	// its grace period.
-	c.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+	if err := c.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{}); err != nil {
+		progress("kubernetes: could not stop the pods of %s at once (%s); deleting the namespace stops them", ns, firstLine(err.Error()))
+	}
 	err := c.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{PropagationPolicy: &bg})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return kubeErr("delete namespace "+ns, err)

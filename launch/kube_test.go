@@ -70,8 +70,8 @@ func kubeTestObjects(t *testing.T, spec *Spec) (*kubeObjects, []any) {
 	for _, np := range o.networkPolicies() {
 		objs = append(objs, np)
 	}
-	objs = append(objs, o.service(), o.proxyPod("u:p"), o.canaryPod(), o.probePod("10.96.0.10:3128", "10.244.0.9:8080"),
-		o.homeConfig(files), o.agentPod(env, files, "10.96.0.10:3128", "10.244.0.9:8080"))
+	objs = append(objs, o.service(), o.proxyPod("u:p"), o.canaryPod(), o.probePod("10.96.0.10:3128", []string{"10.244.0.9:8080", "[fd00::9]:8080"}),
+		o.homeConfig(files), o.agentPod(env, files, "10.96.0.10:3128", []string{"10.244.0.9:8080"}))
 	return o, objs
 }
 
@@ -158,7 +158,7 @@ func assertRestricted(t *testing.T, name string, sc *corev1.SecurityContext, rea
 func TestKubeAgentPod(t *testing.T) {
 	o, _ := kubeTestObjects(t, kubeTestSpec(t))
 	files := []homeFile{{Path: ".agent/auth.json", Mode: 0o600, Data: []byte("{}")}}
-	p := o.agentPod(map[string]string{"B": "2", "A": "1"}, files, "10.96.0.10:3128", "10.244.0.9:8080")
+	p := o.agentPod(map[string]string{"B": "2", "A": "1"}, files, "10.96.0.10:3128", []string{"10.244.0.9:8080", "198.18.2.1:6443"})
 	var inits []string
 	for _, c := range p.Spec.InitContainers {
 		inits = append(inits, c.Name)
@@ -168,7 +168,7 @@ func TestKubeAgentPod(t *testing.T) {
 		t.Errorf("init containers %v, want seed-home then boundary", inits)
 	}
 	args := strings.Join(p.Spec.InitContainers[1].Command, " ")
-	for _, w := range []string{"--deny $(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)", "--deny 10.244.0.9:8080", "--settle", "http://10.96.0.10:3128"} {
+	for _, w := range []string{"--deny-kubernetes-api", "--deny 10.244.0.9:8080", "--deny 198.18.2.1:6443", "--settle", "http://10.96.0.10:3128"} {
 		if !strings.Contains(args, w) {
 			t.Errorf("boundary check %q lacks %q", args, w)
 		}
@@ -268,12 +268,17 @@ func TestKubeCreateSession(t *testing.T) {
 }
 
 // TestKubeGC: only namespaces labelled cork=1 whose owner ran on this
-// host and is gone are deleted.
+// machine and is gone are deleted: on a cluster many hosts share, a host
+// name alone proves nothing.
 func TestKubeGC(t *testing.T) {
 	self := selfOwner()
+	if self.machine == "" {
+		self.machine = "this-machine" // a host without /etc/machine-id
+	}
 	ns := func(name string, labelled bool, o owner) runtime.Object {
 		n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{LabelSession: name},
-			Annotations: map[string]string{LabelPID: strconv.Itoa(o.pid), LabelHost: o.host, LabelBoot: o.boot, LabelStart: o.start}}}
+			Annotations: map[string]string{LabelPID: strconv.Itoa(o.pid), LabelHost: o.host, LabelBoot: o.boot, LabelStart: o.start,
+				LabelMachine: o.machine, LabelPIDNS: o.pidns}}}
 		if labelled {
 			n.Labels[Label] = "1"
 		}
@@ -283,7 +288,14 @@ func TestKubeGC(t *testing.T) {
 	dead.pid = deadPID(t)
 	other := dead
 	other.host = "another-host"
-	c := fake.NewClientset(ns("cork-dead", true, dead), ns("cork-alive", true, self), ns("cork-other", true, other), ns("unlabelled", false, dead))
+	// Another machine that happens to have this host's name (CI
+	// runners), and an owner from a host without a machine id.
+	twin := dead
+	twin.machine, twin.boot = "another-machine", "another-boot"
+	anonymous := dead
+	anonymous.machine = ""
+	c := fake.NewClientset(ns("cork-dead", true, dead), ns("cork-alive", true, self), ns("cork-other", true, other),
+		ns("cork-twin", true, twin), ns("cork-anonymous", true, anonymous), ns("unlabelled", false, dead))
 	ctx := context.Background()
 	left, err := kubeLeftovers(ctx, c, self, true)
 	if err != nil || len(left) != 1 || left[0].Namespace != "cork-dead" || left[0].Removed {
@@ -294,8 +306,8 @@ func TestKubeGC(t *testing.T) {
 		t.Fatalf("kubeGC: %v, %v", names, err)
 	}
 	list, _ := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if len(list.Items) != 3 {
-		t.Errorf("%d namespaces left, want 3", len(list.Items))
+	if len(list.Items) != 5 {
+		t.Errorf("%d namespaces left, want 5", len(list.Items))
 	}
 }
 
@@ -325,6 +337,7 @@ func TestKubePreflightRefuses(t *testing.T) {
 		{"no image", func(s *Spec, _ *Kubernetes) { s.Image = "" }, "--image"},
 		{"host workspace", func(s *Spec, _ *Kubernetes) { s.Workspace = "/tmp" }, "--workspace-volume"},
 		{"bad prefix", func(_ *Spec, k *Kubernetes) { k.NamespacePrefix = "Cork_" }, "--namespace-prefix"},
+		{"system prefix", func(_ *Spec, k *Kubernetes) { k.NamespacePrefix = "kube-" }, "cluster's own"},
 		{"admin listener", func(s *Spec, _ *Kubernetes) { s.Proxy.Settings.AdminListen = "127.0.0.1:9090" }, settings.AdminListenVar},
 		{"unreachable API server", func(s *Spec, k *Kubernetes) { k.Kubeconfig = writeKubeconfig(t, "https://127.0.0.1:1") }, "does not answer"},
 		{"missing kubeconfig", func(s *Spec, k *Kubernetes) { k.Kubeconfig = filepath.Join(t.TempDir(), "none") }, "kubeconfig"},
@@ -401,5 +414,84 @@ func TestKubeTrust(t *testing.T) {
 	}
 	if _, err := KubeTrust("ns", strings.NewReader(`{"level":"info"}`+"\n")); err == nil {
 		t.Error("a log without a readiness line: no error")
+	}
+}
+
+// TestKubeProveBoundary: the probe's outcome decides, and a probe pod
+// that the kubelet refused (phase Failed, no container status) proves
+// nothing: refused, not "boundary holds".
+func TestKubeProveBoundary(t *testing.T) {
+	tests := []struct {
+		name  string
+		probe corev1.PodStatus
+		want  string // "" : passes
+	}{
+		{"blocked", corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: []corev1.ContainerStatus{exited("probe", 0)}}, ""},
+		{"escaped", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{exited("probe", probeEscaped)}}, "does not enforce NetworkPolicy"},
+		{"no proxy", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{exited("probe", 1)}}, "could not reach the proxy"},
+		{"refused by the kubelet", corev1.PodStatus{Phase: corev1.PodFailed, Reason: "OutOfcpu"}, "did not run (OutOfcpu"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := kubeTestSpec(t)
+			c := fake.NewClientset()
+			c.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				p := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+				switch p.Name {
+				case kubeCanaryName:
+					p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.9",
+						PodIPs:     []corev1.PodIP{{IP: "10.244.0.9"}, {IP: "fd00::9"}},
+						Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+				case kubeProbeName:
+					p.Status = tc.probe
+				}
+				return false, nil, nil
+			})
+			s := &kubeSandbox{cfg: &Kubernetes{}, id: "abc123", client: c, rest: &rest.Config{}, proxyAddr: "10.96.0.10:3128",
+				apiAddrs: []string{"198.18.2.1:6443"}}
+			var err error
+			if s.objects, err = s.cfg.objects(spec, "", s.id, owner{}); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			c.CoreV1().Pods(s.objects.Namespace).Create(ctx, s.objects.canaryPod(), metav1.CreateOptions{})
+			err = s.proveBoundary(ctx, spec)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("proveBoundary = %v, want nil", err)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("proveBoundary = %v, want an error containing %q", err, tc.want)
+			}
+			probe, _ := c.CoreV1().Pods(s.objects.Namespace).Get(ctx, kubeProbeName, metav1.GetOptions{})
+			args := strings.Join(probe.Spec.Containers[0].Command, " ")
+			for _, w := range []string{"--deny 10.244.0.9:8080", "--deny [fd00::9]:8080", "--deny 198.18.2.1:6443", "--deny-kubernetes-api", "--deny-resolvers"} {
+				if !strings.Contains(args, w) {
+					t.Errorf("probe %q lacks %q", args, w)
+				}
+			}
+		})
+	}
+}
+
+func exited(name string, code int32) corev1.ContainerStatus {
+	return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}}
+}
+
+// TestAPIAddrs: the API server's own address is denied to sandbox pods:
+// an IP as is, a default port by scheme, never the host's loopback.
+func TestAPIAddrs(t *testing.T) {
+	ctx := context.Background()
+	for host, want := range map[string][]string{
+		"https://198.18.2.1:6443":   {"198.18.2.1:6443"},
+		"https://[fd00::1]":         {"[fd00::1]:443"},
+		"http://10.0.0.1":           {"10.0.0.1:80"},
+		"https://127.0.0.1:6443":    nil,
+		"https://cork-none.invalid": nil,
+		"not a url %":               nil,
+	} {
+		if got := apiAddrs(ctx, host); !slices.Equal(got, want) {
+			t.Errorf("apiAddrs(%q) = %v, want %v", host, got, want)
+		}
 	}
 }

@@ -58,8 +58,8 @@ func runManifests(ctx context.Context, args []string, environ map[string]string,
 		return usageErrorf("--kubeconfig, --context: cork manifests talks to no cluster")
 	}
 	if *namespace != "" {
-		if err := launch.CheckNamespacePrefix(*namespace); err != nil {
-			return usageErrorf("--namespace %q: want a namespace name: lower-case letters, digits and '-'", *namespace)
+		if err := launch.CheckNamespace(*namespace); err != nil {
+			return &usageError{err}
 		}
 	}
 	profiles, err := f.profiles()

@@ -43,6 +43,8 @@ func TestManifests(t *testing.T) {
 		{"no command", []string{"manifests", "--image", "a", "--inject", "api.example.test=EXAMPLE_TOKEN"}, "no command"},
 		{"no image", []string{"manifests", "--inject", "api.example.test=EXAMPLE_TOKEN", "--", "x"}, "--image"},
 		{"bad namespace", []string{"manifests", "--namespace", "Agent_1", "--image", "a", "--inject", "api.example.test=EXAMPLE_TOKEN", "--", "x"}, "--namespace"},
+		{"system namespace", []string{"manifests", "--namespace", "kube-system", "--image", "a", "--inject", "api.example.test=EXAMPLE_TOKEN", "--", "x"}, "the cluster's own"},
+		{"default namespace", []string{"manifests", "--namespace", "default", "--image", "a", "--inject", "api.example.test=EXAMPLE_TOKEN", "--", "x"}, "the cluster's own"},
 		{"kubeconfig", []string{"manifests", "--kubeconfig", "k", "--image", "a", "--inject", "api.example.test=EXAMPLE_TOKEN", "--", "x"}, "--kubeconfig"},
 		{"token in env", []string{"manifests", "--env", "LEAK=" + real, "--image", "a", "--inject", "api.example.test=EXAMPLE_TOKEN", "--", "x"}, "--env"},
 		{"trust without namespace", []string{"manifests", "trust"}, "--namespace"},

@@ -24,10 +24,10 @@ type grant struct{ group, resource, verb string }
 
 // want is everything cork-launcher may do; rbac.yaml's header says why.
 var want = grants(
-	"", "namespaces", "create get list watch delete",
+	"", "namespaces", "create get list delete",
 	"", "configmaps", "create get",
 	"", "services", "create get",
-	"", "pods", "create get list watch delete",
+	"", "pods", "create get delete deletecollection",
 	"", "pods/log", "get",
 	"", "pods/attach", "create get",
 	"networking.k8s.io", "networkpolicies", "create get",
