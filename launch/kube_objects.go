@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"sort"
@@ -38,6 +39,8 @@ const (
 	kubeAdminPort   = 9090
 	kubeCanaryPort  = 8080
 	kubeHomeSrc     = "/cork-home-src"
+	kubeHomeModes   = "/cork-home-modes" // modes.json: each file's mode
+	kubeModesKey    = "modes.json"
 	kubeCorkBinary  = "/cork"
 	kubeProbeWindow = "60s" // how long the proxy may take to answer the probe
 	kubeProbeSettle = "20s" // how long a CNI may take to apply the policy to a new pod
@@ -313,17 +316,30 @@ type homeFile struct {
 
 // homeConfig holds the sandbox home (dummy files and the session CA,
 // nothing secret), keyed f0, f1, … with each file's path and mode in the
-// pod's volume items (homeVolume).
+// pod's volume items (homeVolume), and the modes again in modes.json:
+// the pod's fsGroup makes the kubelet add group-read to the volume's
+// files, and seed-home gives each copy its own mode back.
 func (o *kubeObjects) homeConfig(files []homeFile) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{
 		TypeMeta:   typeMeta("v1", "ConfigMap"),
 		ObjectMeta: o.meta(kubeHomeName, kubeRoleSandbox),
 		BinaryData: map[string][]byte{},
+		Data:       map[string]string{kubeModesKey: homeModes(files)},
 	}
 	for i, f := range files {
 		cm.BinaryData["f"+strconv.Itoa(i)] = f.Data
 	}
 	return cm
+}
+
+// homeModes is modes.json: {"path": mode}.
+func homeModes(files []homeFile) string {
+	m := make(map[string]int32, len(files))
+	for _, f := range files {
+		m[f.Path] = f.Mode
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
 }
 
 func homeVolume(files []homeFile) corev1.Volume {
@@ -336,14 +352,22 @@ func homeVolume(files []homeFile) corev1.Volume {
 		LocalObjectReference: corev1.LocalObjectReference{Name: kubeHomeName}, Items: items}}}
 }
 
+func homeModesVolume() corev1.Volume {
+	return corev1.Volume{Name: "home-modes", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: kubeHomeName},
+		Items:                []corev1.KeyToPath{{Key: kubeModesKey, Path: kubeModesKey}}}}}
+}
+
 // agentPod runs the user's image with the command (after the image's
 // entrypoint, as `docker run IMAGE COMMAND` does) and env, once two init
 // containers have copied the home in and seen the boundary hold from the
 // pod's own network.
 func (o *kubeObjects) agentPod(env map[string]string, files []homeFile, proxyAddr string, deny []string) *corev1.Pod {
-	seed := o.corkContainer("seed-home", "seed-home", "--from", kubeHomeSrc, "--to", SandboxHome)
+	seed := o.corkContainer("seed-home", "seed-home", "--from", kubeHomeSrc, "--to", SandboxHome,
+		"--modes", kubeHomeModes+"/"+kubeModesKey)
 	seed.VolumeMounts = []corev1.VolumeMount{
 		{Name: "home-src", MountPath: kubeHomeSrc, ReadOnly: true},
+		{Name: "home-modes", MountPath: kubeHomeModes, ReadOnly: true},
 		{Name: "home", MountPath: SandboxHome},
 	}
 	agent := corev1.Container{
@@ -366,6 +390,7 @@ func (o *kubeObjects) agentPod(env map[string]string, files []homeFile, proxyAdd
 	spec := podSpec(int64(ChildStopGrace.Seconds()))
 	spec.Volumes = []corev1.Volume{
 		homeVolume(files),
+		homeModesVolume(),
 		{Name: "home", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
 	if o.Workspace != nil {

@@ -184,6 +184,12 @@ func TestKubeAgentPod(t *testing.T) {
 	if p.Spec.DNSPolicy != corev1.DNSNone || *p.Spec.EnableServiceLinks || *p.Spec.AutomountServiceAccountToken {
 		t.Errorf("agent pod dns %s, service links %v, automount %v", p.Spec.DNSPolicy, *p.Spec.EnableServiceLinks, *p.Spec.AutomountServiceAccountToken)
 	}
+	if seed := strings.Join(p.Spec.InitContainers[0].Command, " "); !strings.Contains(seed, "--modes "+kubeHomeModes+"/"+kubeModesKey) {
+		t.Errorf("seed-home %q: want the modes file", seed)
+	}
+	if m := homeModes(files); m != `{".agent/auth.json":384}` {
+		t.Errorf("modes.json = %s", m)
+	}
 	item := p.Spec.Volumes[0].ConfigMap.Items[0]
 	if item.Path != ".agent/auth.json" || *item.Mode != 0o600 {
 		t.Errorf("home item %+v", item)

@@ -338,6 +338,11 @@ func testEndToEnd(t *testing.T, e *env) {
 	if !strings.Contains(out, "FILE /home/sandbox/.codex/auth.json") || !strings.Contains(out, "ENV HOME=/home/sandbox") {
 		t.Errorf("the agent's dump lacks its home:\n%s", out)
 	}
+	// The dummy files keep their modes (the pod's fsGroup widens the
+	// ConfigMap's copies; seed-home gives the modes back).
+	if !strings.Contains(out, "MODE /home/sandbox/.codex/auth.json 0600\n") {
+		t.Errorf("the agent's auth.json is not mode 0600:\n%s", grepLines(out, "MODE "))
+	}
 	for name, secret := range map[string]string{"real token": real1, "refreshed token": real2} {
 		if strings.Contains(out, secret) || strings.Contains(stderr, secret) {
 			t.Errorf("the %s reached the agent's output or cork's stderr", name)
@@ -353,6 +358,17 @@ func testEndToEnd(t *testing.T, e *env) {
 		}
 	}
 	e.assertGone(t, ns)
+}
+
+// grepLines is the lines of s that start with prefix.
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // assertNoToken fails if any object of namespace ns holds a secret.

@@ -238,6 +238,9 @@ func dump(root string) {
 			return nil
 		}
 		fmt.Printf("FILE %s %q\n", p, data)
+		if info, err := d.Info(); err == nil {
+			fmt.Printf("MODE %s %04o\n", p, info.Mode().Perm())
+		}
 		return nil
 	})
 }
