@@ -122,3 +122,11 @@ func (e *SetupError) Unwrap() error { return e.Err }
 func setupErrorf(format string, a ...any) error {
 	return &SetupError{Err: fmt.Errorf(format, a...)}
 }
+
+// TeardownError is a teardown that failed after the command ran: Run
+// returns it with the command's exit status, which stands. What is left
+// is named in it.
+type TeardownError struct{ Err error }
+
+func (e *TeardownError) Error() string { return e.Err.Error() }
+func (e *TeardownError) Unwrap() error { return e.Err }

@@ -84,7 +84,12 @@ func runSession(ctx context.Context, spec *Spec, sb sandbox) (code int, err erro
 	}
 	defer func() {
 		if terr := sb.teardown(s); terr != nil {
-			err = errors.Join(err, terr)
+			if err == nil {
+				// The command ran: its status stands beside this.
+				err = &TeardownError{Err: terr}
+			} else {
+				err = errors.Join(err, terr)
+			}
 		}
 	}()
 	spec.progress("provisioning a sandbox home with %d dummy file(s)", len(spec.Plan.Files))

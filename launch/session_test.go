@@ -105,3 +105,33 @@ func TestSessionCheck(t *testing.T) {
 		})
 	}
 }
+
+// teardownFails is a sandbox whose command exits 7 and whose teardown
+// fails.
+type teardownFails struct{ dir string }
+
+func (f *teardownFails) preflight(context.Context, *session) error { return nil }
+func (f *teardownFails) makeHome(*session) (string, error)          { return f.dir, nil }
+func (f *teardownFails) layout() layout                             { return layout{} }
+func (f *teardownFails) startProxy(context.Context, *session) (*sessionProxy, error) {
+	return &sessionProxy{url: "http://127.0.0.1:1", sink: nopSink{}, caPEM: []byte("ca")}, nil
+}
+func (f *teardownFails) run(context.Context, *session, map[string]string) (int, error) {
+	return 7, nil
+}
+func (f *teardownFails) teardown(*session) error { return errors.New("namespace x: still there") }
+
+type nopSink struct{}
+
+func (nopSink) SetTokens(resolve.Tokens) {}
+
+// TestTeardownErrorKeepsStatus: a teardown that fails after the command
+// ran is a *TeardownError, beside the command's status, which stands.
+func TestTeardownErrorKeepsStatus(t *testing.T) {
+	spec := &Spec{Command: []string{"true"}, Tokens: resolve.Tokens{}}
+	code, err := runSession(context.Background(), spec, &teardownFails{dir: t.TempDir()})
+	var te *TeardownError
+	if code != 7 || !errors.As(err, &te) || !strings.Contains(err.Error(), "still there") {
+		t.Fatalf("runSession = %d, %v: want 7 and a *TeardownError", code, err)
+	}
+}

@@ -290,6 +290,12 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		Progress:  progress,
 	}
 	code, err := backend.Run(ctx, spec)
+	if te, ok := err.(*launch.TeardownError); ok {
+		// The command's status stands; a clean exit becomes 1, for what
+		// is left behind.
+		printLines(stderr, te)
+		return &exitError{code: max(code, 1)}
+	}
 	if err != nil {
 		var se *launch.SetupError
 		if errors.As(err, &se) {
