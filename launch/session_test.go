@@ -111,8 +111,8 @@ func TestSessionCheck(t *testing.T) {
 type teardownFails struct{ dir string }
 
 func (f *teardownFails) preflight(context.Context, *session) error { return nil }
-func (f *teardownFails) makeHome(*session) (string, error)          { return f.dir, nil }
-func (f *teardownFails) layout() layout                             { return layout{} }
+func (f *teardownFails) makeHome(*session) (string, error)         { return f.dir, nil }
+func (f *teardownFails) layout() layout                            { return layout{} }
 func (f *teardownFails) startProxy(context.Context, *session) (*sessionProxy, error) {
 	return &sessionProxy{url: "http://127.0.0.1:1", sink: nopSink{}, caPEM: []byte("ca")}, nil
 }
