@@ -33,11 +33,16 @@ const (
 // When the stream breaks while the session runs, it attaches again and
 // sends the last token map; teardown ends it (stopAttach).
 func (s *kubeSandbox) attachProxy(spec *Spec) (*sidecar, error) {
-	ns := s.objects.Namespace
 	exec, err := s.attachExecutor()
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: attach to %s/%s: %w", ns, kubeProxyName, err)
+		return nil, fmt.Errorf("kubernetes: attach to %s/%s: %w", s.objects.Namespace, kubeProxyName, err)
 	}
+	return s.attachProxyWith(spec, exec)
+}
+
+// attachProxyWith is attachProxy with its executor.
+func (s *kubeSandbox) attachProxyWith(spec *Spec, exec remotecommand.Executor) (*sidecar, error) {
+	ns := s.objects.Namespace
 	stdinR, stdinW := io.Pipe()
 	side := newSidecar("kubernetes proxy pod", ns+"/"+kubeProxyName, spec.Proxy.Logger, stdinW)
 	stdout, stderr := side.follow()

@@ -1,13 +1,16 @@
 package launch
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/remotecommand"
 	"sigs.k8s.io/yaml"
 
 	"github.com/cork-sh/cork/internal/testing/kubeschema"
@@ -499,5 +503,78 @@ func TestAPIAddrs(t *testing.T) {
 		if got := apiAddrs(ctx, host); !slices.Equal(got, want) {
 			t.Errorf("apiAddrs(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+// fakeAttach is an attach executor: each stream reads stdin into a
+// channel; the first one breaks after its first line, as a stream cut by
+// an API server restart would.
+type fakeAttach struct {
+	mu      sync.Mutex
+	streams int
+	lines   chan string
+}
+
+func (f *fakeAttach) Stream(remotecommand.StreamOptions) error { panic("not used") }
+
+func (f *fakeAttach) StreamWithContext(ctx context.Context, o remotecommand.StreamOptions) error {
+	f.mu.Lock()
+	f.streams++
+	n := f.streams
+	f.mu.Unlock()
+	if n == 1 {
+		// The readiness line, so that the sidecar is ready.
+		fmt.Fprintln(o.Stdout, `{"ready":true,"listen":"0.0.0.0:3128","ca":"x"}`)
+	}
+	sc := bufio.NewScanner(o.Stdin)
+	for sc.Scan() {
+		f.lines <- sc.Text()
+		if n == 1 {
+			return errors.New("websocket: close 1006 (abnormal closure)")
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestKubeReattach: when the attach stream breaks while the proxy runs,
+// cork attaches again and sends the last token map on the new stream.
+func TestKubeReattach(t *testing.T) {
+	spec := kubeTestSpec(t)
+	proxyPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: kubeProxyName, Namespace: "cork-abc123"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	s := &kubeSandbox{cfg: &Kubernetes{}, id: "abc123", client: fake.NewClientset(proxyPod)}
+	var err error
+	if s.objects, err = s.cfg.objects(spec, "", s.id, owner{}); err != nil {
+		t.Fatal(err)
+	}
+	fa := &fakeAttach{lines: make(chan string, 16)}
+	var progress []string
+	var mu sync.Mutex
+	spec.Progress = func(m string) { mu.Lock(); progress = append(progress, m); mu.Unlock() }
+	side, err := s.attachProxyWith(spec, fa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		side.closeStdin()
+		s.stopAttach()
+	}()
+	if err := side.sendTokens(spec.Tokens); err != nil {
+		t.Fatal(err)
+	}
+	first := <-fa.lines
+	select {
+	case again := <-fa.lines:
+		if again != first || !strings.HasPrefix(first, "{") {
+			t.Errorf("after the stream broke: %q, want the same token map %q again", again, first)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no second stream, or no token map on it, 10s after the first broke")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(strings.Join(progress, "\n"), "attaching again") {
+		t.Errorf("progress %q: want it said", progress)
 	}
 }
