@@ -94,11 +94,12 @@ func runProbe(ctx context.Context, args []string, environ map[string]string, _ i
 	err := probe(ctx, args, environ, stdout, stderr)
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// Not 130 as for cork run: the probe's statuses are 0 to 3.
-		return fmt.Errorf("probe: interrupted before every check ended")
+		return errors.New("probe: interrupted before every check ended")
 	}
 	return err
 }
 
+// probe is runProbe but for the interruption's status.
 func probe(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("probe", probeSynopsis, stderr)
 	fs.Usage = func() {
