@@ -5,11 +5,10 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/cork-sh/cork/launch"
-	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/resolve"
 	"github.com/cork-sh/cork/settings"
 )
 
@@ -26,78 +25,15 @@ func runManifests(ctx context.Context, args []string, environ map[string]string,
 	if len(args) > 0 && args[0] == "trust" {
 		return runManifestsTrust(args[1:], stdin, stdout, stderr)
 	}
-	in, err := loadSettings(environ)
+	m, err := parseManifests(args, environ, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	fs := newFlagSet("manifests", manifestsSynopsis, stderr)
-	f := newRunFlags(fs)
-	namespace := fs.String("namespace", "", "the session's namespace (default: "+launch.DefaultNamespacePrefix+"and a fresh id)")
-	in.RegisterFlags(fs, settings.ForRun)
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	in.FlagsParsed(fs)
-	backendSet := false
-	fs.Visit(func(fl *flag.Flag) { backendSet = backendSet || fl.Name == "backend" })
-	if backendSet && *f.backend != "kubernetes" {
-		return usageErrorf("--backend %s: cork manifests writes kubernetes objects only", *f.backend)
-	}
-	command := fs.Args()
-	if len(command) == 0 {
-		return usageErrorf("manifests: no command: give the agent's command after --")
-	}
-	kube := &launch.Kubernetes{}
-	if err := f.checkLocal(kube.Name()); err != nil {
-		return err
-	}
-	if err := f.configure(kube, environ); err != nil {
-		return err
-	}
-	if *f.kubeconfig != "" || *f.kubeContext != "" {
-		return usageErrorf("--kubeconfig, --context: cork manifests talks to no cluster")
-	}
-	if *namespace != "" {
-		if err := launch.CheckNamespace(*namespace); err != nil {
-			return &usageError{err}
-		}
-	}
-	profiles, err := f.profiles()
+	spec, tokens, err := m.spec(environ)
 	if err != nil {
 		return err
 	}
-	extraEnv, err := f.extraEnv()
-	if err != nil {
-		return err
-	}
-	opts, err := parseSettings(in, settings.ForRun)
-	if err != nil {
-		return err
-	}
-	home, _ := os.UserHomeDir()
-	if h := environ["HOME"]; h != "" {
-		home = h
-	}
-	plan, err := provision.Build(provision.Options{HostHome: home, HostEnv: environ, ForwardHostCredentials: !*f.noForward}, profiles...)
-	if err != nil {
-		return &usageError{err}
-	}
-	plan.Egress.Allow = append(plan.Egress.Allow, f.allows...)
-	// The tokens are not written anywhere; those the host has are only
-	// refused in the command and the variables.
-	tokens, _ := launch.Tokens(plan, environ)
-	spec := &launch.Spec{
-		Plan:    plan,
-		HostEnv: environ,
-		Command: command,
-		Image:   *f.image,
-		Env:     extraEnv,
-		Proxy:   launch.ProxyOptions{Settings: *opts},
-	}
-	if *f.workspace != "" {
-		spec.Workspace = *f.workspace
-	}
-	out, err := launch.KubeManifests(spec, kube, *namespace, tokens)
+	out, err := launch.KubeManifests(spec, m.kube, m.namespace, tokens)
 	if err != nil {
 		var se *launch.SetupError
 		if errors.As(err, &se) {
@@ -107,6 +43,88 @@ func runManifests(ctx context.Context, args []string, environ map[string]string,
 	}
 	_, err = stdout.Write(out)
 	return err
+}
+
+// manifests is a parsed `cork manifests`.
+type manifests struct {
+	f         *runFlags
+	in        *settings.Input
+	kube      *launch.Kubernetes
+	namespace string
+	command   []string
+}
+
+// parseManifests parses `cork manifests`' flags: `cork run`'s, for the
+// kubernetes backend, and --namespace.
+func parseManifests(args []string, environ map[string]string, stdout, stderr io.Writer) (*manifests, error) {
+	in, err := loadSettings(environ)
+	if err != nil {
+		return nil, err
+	}
+	fs := newFlagSet("manifests", manifestsSynopsis, stderr)
+	m := &manifests{f: newRunFlags(fs), in: in, kube: &launch.Kubernetes{}}
+	namespace := fs.String("namespace", "", "the session's namespace (default: "+launch.DefaultNamespacePrefix+"and a fresh id; not default or kube-*)")
+	in.RegisterFlags(fs, settings.ForRun)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return nil, err
+	}
+	in.FlagsParsed(fs)
+	f := m.f
+	backendSet := false
+	fs.Visit(func(fl *flag.Flag) { backendSet = backendSet || fl.Name == "backend" })
+	switch {
+	case backendSet && *f.backend != "kubernetes":
+		return nil, usageErrorf("--backend %s: cork manifests writes kubernetes objects only", *f.backend)
+	case *f.kubeconfig != "" || *f.kubeContext != "":
+		return nil, usageErrorf("--kubeconfig, --context: cork manifests talks to no cluster")
+	case len(fs.Args()) == 0:
+		return nil, usageErrorf("manifests: no command: give the agent's command after --")
+	}
+	if *namespace != "" {
+		if err := launch.CheckNamespace(*namespace); err != nil {
+			return nil, &usageError{err}
+		}
+	}
+	if err := f.checkLocal(m.kube.Name()); err != nil {
+		return nil, err
+	}
+	if err := f.configure(m.kube, environ); err != nil {
+		return nil, err
+	}
+	m.namespace, m.command = *namespace, fs.Args()
+	return m, nil
+}
+
+// spec is the session `cork manifests` describes, and the tokens the
+// host has for it: they are not written anywhere, only refused in the
+// command and the variables.
+func (m *manifests) spec(environ map[string]string) (*launch.Spec, resolve.Tokens, error) {
+	profiles, err := m.f.profiles()
+	if err != nil {
+		return nil, nil, err
+	}
+	extraEnv, err := m.f.extraEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts, err := parseSettings(m.in, settings.ForRun)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := m.f.provision(environ, profiles)
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens, _ := launch.Tokens(plan, environ)
+	return &launch.Spec{
+		Plan:      plan,
+		HostEnv:   environ,
+		Command:   m.command,
+		Image:     *m.f.image,
+		Workspace: *m.f.workspace,
+		Env:       extraEnv,
+		Proxy:     launch.ProxyOptions{Settings: *opts},
+	}, tokens, nil
 }
 
 // runManifestsTrust is `cork manifests trust --namespace NAME`: it reads

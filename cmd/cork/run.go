@@ -313,6 +313,19 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 // resolution, whose tokens the backend gets (a refresh of the host's
 // credential files resolves the same way).
 func (f *runFlags) plan(environ map[string]string, profiles []provision.Profile) (provision.Plan, resolve.Tokens, error) {
+	plan, err := f.provision(environ, profiles)
+	if err != nil {
+		return plan, nil, err
+	}
+	tokens, err := launch.Tokens(plan, environ)
+	if err != nil {
+		return plan, nil, &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
+	}
+	return plan, tokens, nil
+}
+
+// provision builds the run's plan from the profiles and --allow.
+func (f *runFlags) provision(environ map[string]string, profiles []provision.Profile) (provision.Plan, error) {
 	home, _ := os.UserHomeDir()
 	if h := environ["HOME"]; h != "" {
 		home = h
@@ -323,14 +336,10 @@ func (f *runFlags) plan(environ map[string]string, profiles []provision.Profile)
 		ForwardHostCredentials: !*f.noForward,
 	}, profiles...)
 	if err != nil {
-		return plan, nil, &usageError{err}
+		return plan, &usageError{err}
 	}
 	plan.Egress.Allow = append(plan.Egress.Allow, f.allows...)
-	tokens, err := launch.Tokens(plan, environ)
-	if err != nil {
-		return plan, nil, &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
-	}
-	return plan, tokens, nil
+	return plan, nil
 }
 
 // genericProfile builds the generic profile from the --inject specs and
