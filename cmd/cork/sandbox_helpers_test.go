@@ -402,22 +402,48 @@ func serveUDP(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// hostAddrs are the host's addresses but loopback and link-local ones.
+// hostAddrs are the host's addresses but loopback and link-local ones,
+// and those of bridges and veths that other tests create and remove while
+// this one runs (docker networks, the test cluster's CNI bridge): an
+// address that vanishes mid-test proves nothing either way.
 func hostAddrs(t *testing.T) []net.IP {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
+	ifaces, err := net.Interfaces()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []net.IP
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() || n.IP.IsLinkLocalMulticast() {
+	for _, iface := range ifaces {
+		// The loopback device's own addresses are probed by name; others
+		// on it (the test cluster's node address) come and go.
+		if iface.Flags&net.FlagLoopback != 0 || ephemeralInterface(iface.Name) {
 			continue
 		}
-		out = append(out, n.IP)
+		addrs, err := iface.Addrs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() || n.IP.IsLinkLocalMulticast() {
+				continue
+			}
+			out = append(out, n.IP)
+		}
 	}
 	return out
+}
+
+// ephemeralInterface reports whether name is an interface that tests
+// create and remove: a docker network's bridge (br-…), a veth, a CNI
+// bridge (cni0) or kube-router's and kube-proxy's devices.
+func ephemeralInterface(name string) bool {
+	for _, p := range []string{"br-", "veth", "cni", "kube-", "cork"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // runUserSocketDir is /run/user/<uid> of a: created (0700, owned by a)
