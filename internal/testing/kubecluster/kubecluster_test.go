@@ -295,6 +295,13 @@ func denyEgress(ctx context.Context, t *testing.T, cs kubernetes.Interface, app 
 // checkGone fails t for anything of the cluster still on the machine.
 func checkGone(t *testing.T, dir string) {
 	t.Helper()
+	// Under the machine's lock: another package's cluster (they run at
+	// the same time) must not start while the machine is inspected.
+	lock, err := lockMachine(t.Context(), LockFile)
+	if err != nil {
+		t.Fatalf("lock the machine to check it: %v", err)
+	}
+	defer lock.Close()
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("state dir %s still exists (stat: %v)", dir, err)
 	}
