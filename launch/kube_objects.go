@@ -177,7 +177,7 @@ func (o *kubeObjects) proxyPod(auth string) *corev1.Pod {
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
 	}
 	if o.Heartbeat {
-		c.Env = append(c.Env, corev1.EnvVar{Name: "CORK_EXIT_ON_STDIN_IDLE", Value: kubeStdinIdle.String()})
+		c.Env = append(c.Env, corev1.EnvVar{Name: settings.ExitOnStdinIdleVar, Value: kubeStdinIdle.String()})
 	}
 	if auth != "" {
 		c.Env = append(c.Env, corev1.EnvVar{Name: settings.ClientAuthVar, Value: auth})

@@ -65,6 +65,7 @@ func (p *Proxy) Env() map[string]string {
 	if p.ExitOnStdinEOF {
 		put("exit-on-stdin-eof", "true")
 	}
+	duration("exit-on-stdin-idle", p.ExitOnStdinIdle)
 	if p.ReadyFD != 0 {
 		put("ready-fd", strconv.Itoa(p.ReadyFD))
 	}
@@ -93,13 +94,16 @@ type Sidecar struct {
 // Sidecar renders the settings for a `cork proxy` in container c: its
 // token map comes on stdin, whose end shuts it down; it logs JSON on
 // stderr (relayed to cork's logger) and writes its readiness line on
-// stdout (ReadyFD 1). Errors name the variable that the sidecar cannot
-// honour.
+// stdout (ReadyFD 1). It never sets ExitOnStdinIdle: the docker
+// backend's sidecar sees the end of stdin instead, and a launcher that
+// writes heartbeats (the kubernetes backend) adds ExitOnStdinIdleVar to
+// Env itself. Errors name the variable that the sidecar cannot honour.
 func (p *Proxy) Sidecar(c Container) (*Sidecar, error) {
 	q := *p
 	q.Listen, q.PolicyFile, q.TokensFile, q.CAOut = c.Listen, c.PolicyFile, "-", c.CAOut
 	q.LogFormat = "json"
 	q.ExitOnStdinEOF = true
+	q.ExitOnStdinIdle = 0
 	q.ReadyFD = 1
 	out := &Sidecar{}
 	var errs []error

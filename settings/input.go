@@ -23,6 +23,12 @@ const (
 	CAKeyFileVar   = "CORK_CA_KEY_FILE"
 )
 
+// ExitOnStdinIdleVar is the heartbeat timeout of a proxy whose token
+// stream cannot end (a Kubernetes pod's stdin): a launcher that sets it
+// writes a blank line to the stream more often than that (Sidecar never
+// sets it).
+const ExitOnStdinIdleVar = "CORK_EXIT_ON_STDIN_IDLE"
+
 // Input is the CORK_* settings as given: from the environment (Load),
 // then flags (RegisterFlags, FlagsParsed). Every field is a string so
 // that Parse reports each bad value naming its variable or flag. The
@@ -51,8 +57,9 @@ type Input struct {
 	TunnelIdleTimeout      string `env:"CORK_TUNNEL_IDLE_TIMEOUT"`
 	MaxConnsPerClient      string `env:"CORK_MAX_CONNS_PER_CLIENT"`
 
-	ExitOnStdinEOF string `env:"CORK_EXIT_ON_STDIN_EOF"`
-	ReadyFD        string `env:"CORK_READY_FD"`
+	ExitOnStdinEOF  string `env:"CORK_EXIT_ON_STDIN_EOF"`
+	ExitOnStdinIdle string `env:"CORK_EXIT_ON_STDIN_IDLE"`
+	ReadyFD         string `env:"CORK_READY_FD"`
 
 	set map[string]bool // flags given on the command line
 }
@@ -90,6 +97,7 @@ var table = []setting{
 	{"tunnel-idle-timeout", "CORK_TUNNEL_IDLE_TIMEOUT", "how long a tunnel or intercepted connection may go without traffic" + defaultDuration(proxy.DefaultTunnelIdleTimeout), false, false, func(s *Input) *string { return &s.TunnelIdleTimeout }},
 	{"max-conns-per-client", "CORK_MAX_CONNS_PER_CLIENT", fmt.Sprintf("most concurrent connections from one client address; 0: no bound (default %d)", proxy.DefaultMaxConnsPerClient), false, false, func(s *Input) *string { return &s.MaxConnsPerClient }},
 	{"exit-on-stdin-eof", "CORK_EXIT_ON_STDIN_EOF", "shut down cleanly when stdin ends (the docker backend's sidecar: the end of its token stream means cork is gone); default false", true, true, func(s *Input) *string { return &s.ExitOnStdinEOF }},
+	{"exit-on-stdin-idle", ExitOnStdinIdleVar, "shut down cleanly when no byte has come on stdin for this long, e.g. 90s; only with --tokens-file - (the kubernetes backend's proxy pod, whose stdin never ends: cork writes a blank line as a heartbeat); empty: never", true, false, func(s *Input) *string { return &s.ExitOnStdinIdle }},
 	{"ready-fd", ReadyFDVar, "file descriptor (1: stdout) on which to write one JSON line {\"ready\":true,...} once the proxy listens and has its first token map; empty: none", true, false, func(s *Input) *string { return &s.ReadyFD }},
 }
 

@@ -82,6 +82,7 @@ func (s *Input) Parse(cmd Command) (*Proxy, error) {
 		}
 		o.ExitOnStdinEOF = b
 	}
+	o.ExitOnStdinIdle = s.exitOnStdinIdle(cmd, o.TokensFile, bad)
 	if v := strings.TrimSpace(s.ReadyFD); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -104,6 +105,26 @@ func (s *Input) Parse(cmd Command) (*Proxy, error) {
 		return nil, errors.Join(errs...)
 	}
 	return o, nil
+}
+
+// exitOnStdinIdle parses the heartbeat timeout: a positive duration,
+// and for cork proxy only with the token stream on stdin, whose bytes
+// are what it times.
+func (s *Input) exitOnStdinIdle(cmd Command, tokensFile string, bad func(flagName, format string, a ...any)) time.Duration {
+	v := strings.TrimSpace(s.ExitOnStdinIdle)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		bad("exit-on-stdin-idle", "%q: want a duration such as 90s or 2m", v)
+	case d <= 0:
+		bad("exit-on-stdin-idle", "%q: want a positive duration such as 90s", v)
+	case cmd == ForProxy && tokensFile != "-":
+		bad("exit-on-stdin-idle", "only with %s=- (the token stream on stdin, whose bytes it times)", s.Name("tokens-file"))
+	}
+	return d
 }
 
 // checkProxyFiles checks the policy and tokens files that `cork proxy`

@@ -196,3 +196,59 @@ func TestParseSize(t *testing.T) {
 		t.Fatal("the overflow cases above assume int64")
 	}
 }
+
+// TestExitOnStdinIdle: CORK_EXIT_ON_STDIN_IDLE (--exit-on-stdin-idle, cork
+// proxy's only) is a positive duration, for cork proxy only with the
+// token stream on stdin (an error naming both settings, one line); Env
+// renders it.
+func TestExitOnStdinIdle(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	tokens := filepath.Join(dir, "tokens.json")
+	for _, f := range []string{policy, tokens} {
+		if err := os.WriteFile(f, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"unset", nil, nil, 0, ""},
+		{"variable", map[string]string{ExitOnStdinIdleVar: "90s\n"}, nil, 90 * time.Second, ""},
+		{"flag", map[string]string{ExitOnStdinIdleVar: "1h"}, []string{"--exit-on-stdin-idle", "300ms"}, 300 * time.Millisecond, ""},
+		{"not a duration", map[string]string{ExitOnStdinIdleVar: "90"}, nil, 0, `CORK_EXIT_ON_STDIN_IDLE: "90": want a duration such as 90s or 2m`},
+		{"zero", nil, []string{"--exit-on-stdin-idle=0s"}, 0, `--exit-on-stdin-idle: "0s": want a positive duration such as 90s`},
+		{"tokens from a file", map[string]string{ExitOnStdinIdleVar: "90s", "CORK_TOKENS_FILE": tokens}, nil, 0,
+			"CORK_EXIT_ON_STDIN_IDLE: only with CORK_TOKENS_FILE=- (the token stream on stdin, whose bytes it times)"},
+		{"tokens from a file, flags", nil, []string{"--exit-on-stdin-idle=90s", "--tokens-file", tokens}, 0,
+			"--exit-on-stdin-idle: only with --tokens-file=- (the token stream on stdin, whose bytes it times)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"CORK_POLICY_FILE": policy}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			p, err := parse(t, env, ForProxy, tt.args...)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Errorf("Parse = %v, want the one line %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.ExitOnStdinIdle != tt.want {
+				t.Errorf("ExitOnStdinIdle = %v, want %v", p.ExitOnStdinIdle, tt.want)
+			}
+			if got, want := p.Env()[ExitOnStdinIdleVar], map[bool]string{true: tt.want.String()}[tt.want != 0]; got != want {
+				t.Errorf("Env()[%s] = %q, want %q", ExitOnStdinIdleVar, got, want)
+			}
+		})
+	}
+}

@@ -48,7 +48,10 @@ type Proxy struct {
 	Limits Limits
 
 	ExitOnStdinEOF bool // shut down when stdin ends
-	ReadyFD        int  // 0: no readiness line
+	// ExitOnStdinIdle shuts the proxy down when no byte has come on stdin,
+	// its token stream (TokensFile "-"), for that long; 0: never.
+	ExitOnStdinIdle time.Duration
+	ReadyFD         int // 0: no readiness line
 }
 
 // Limits are the proxy's timeouts and bounds. Each field is the

@@ -65,6 +65,7 @@ func TestEveryErrorNamesItsSetting(t *testing.T) {
 		"tunnel-idle-timeout":       "forever",
 		"max-conns-per-client":      "many",
 		"exit-on-stdin-eof":         "sometimes",
+		"exit-on-stdin-idle":        "soon",
 		"ready-fd":                  "stdout",
 	}
 	// CORK_CA_OUT has no bad value: any path is written at start, and a
@@ -172,7 +173,7 @@ func TestEnvRoundTrip(t *testing.T) {
 			"CORK_RESOLVE": "b.test:443=10.0.0.2:443,a.test:443=10.0.0.1:443", "CORK_LOG_LEVEL": "warn", "CORK_LOG_FORMAT": "console",
 			"CORK_RESPONSE_HEADER_TIMEOUT": "1h30m", "CORK_MAX_RESPONSE_HEADER_BYTES": "1MiB", "CORK_READ_HEADER_TIMEOUT": "250ms",
 			"CORK_CLIENT_IDLE_TIMEOUT": "30s", "CORK_TUNNEL_IDLE_TIMEOUT": "2m", "CORK_MAX_CONNS_PER_CLIENT": "0",
-			"CORK_EXIT_ON_STDIN_EOF": "true", "CORK_READY_FD": "3",
+			"CORK_EXIT_ON_STDIN_EOF": "true", "CORK_READY_FD": "3", "CORK_EXIT_ON_STDIN_IDLE": "1m30s",
 		},
 	}
 	for name, env := range tests {
@@ -215,9 +216,10 @@ func TestSidecar(t *testing.T) {
 		AllowPrivate: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		Resolve:      map[string]string{"a.test:443": "10.0.0.1:443"},
 		LogLevel:     zerolog.WarnLevel, LogFormat: "console",
-		ClientAuth:  resolve.NewSecret("cork:0123456789abcdefXYZ"),
-		Limits:      Limits{TunnelIdleTimeout: time.Minute, MaxConnsPerClient: -1},
-		AdminListen: "[::1]:9090",
+		ClientAuth:      resolve.NewSecret("cork:0123456789abcdefXYZ"),
+		Limits:          Limits{TunnelIdleTimeout: time.Minute, MaxConnsPerClient: -1},
+		AdminListen:     "[::1]:9090",
+		ExitOnStdinIdle: time.Minute, // not the docker sidecar's: its stdin ends
 	}
 	sc, err := p.Sidecar(testContainer)
 	if err != nil {

@@ -125,6 +125,9 @@ func readyWriter(fd int, stdout, stderr io.Writer) (w io.Writer, closeReady func
 // (of the token stream, or of stdin read for nothing else) shuts the
 // proxy down as ctx's end does: the docker backend's sidecar thus ends
 // when cork, which holds its stdin, is gone, even if it was SIGKILLed.
+// With ExitOnStdinIdle, so does a token stream silent for that long: a
+// kubernetes pod's stdin does not end when cork dies, so cork writes a
+// heartbeat (watchStdin).
 // Once it listens and has a token map (from the file, or the stream's
 // first), it writes one settings.Ready line to ready, if not nil: its
 // addresses and the CA's certificate.
@@ -177,7 +180,8 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 
 	ctx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
-	watchStdin(p, opts, stdin, log, signalReady, stopServing)
+	stopIdle := watchStdin(p, opts, stdin, log, signalReady, stopServing)
+	defer stopIdle()
 
 	rctx, stopReloads := context.WithCancel(ctx)
 	defer stopReloads()
@@ -260,11 +264,23 @@ func removeStaleSocket(path string) error {
 
 // watchStdin reads the token stream from stdin when the tokens come from
 // there (the proxy is ready once the first map is applied), and with
-// exit-on-stdin-eof stops serving when stdin ends. Otherwise the proxy is
-// ready at once.
-func watchStdin(p *proxy.Proxy, opts *settings.Proxy, stdin io.Reader, log zerolog.Logger, signalReady, stopServing func()) {
+// exit-on-stdin-eof stops serving when stdin ends; with
+// exit-on-stdin-idle, when no byte has come on it for that long (a
+// heartbeat is a blank line, which the decoder skips as white space).
+// Otherwise the proxy is ready at once. stop ends the idle clock.
+func watchStdin(p *proxy.Proxy, opts *settings.Proxy, stdin io.Reader, log zerolog.Logger, signalReady, stopServing func()) (stop func()) {
+	stop = func() {}
 	switch {
 	case opts.TokensFile == "-":
+		if opts.ExitOnStdinIdle > 0 {
+			idle := opts.ExitOnStdinIdle
+			w := newIdleWatch(stdin, idle, func() {
+				log.Info().Str("reason", fmt.Sprintf("no byte on stdin for %v (exit-on-stdin-idle)", idle)).
+					Msgf("token stream silent for %v; shutting down", idle)
+				stopServing()
+			})
+			stdin, stop = w, w.stop
+		}
 		go func() {
 			readTokenStream(stdin, p, log, signalReady)
 			if opts.ExitOnStdinEOF {
@@ -284,7 +300,40 @@ func watchStdin(p *proxy.Proxy, opts *settings.Proxy, stdin io.Reader, log zerol
 	default:
 		signalReady()
 	}
+	return stop
 }
+
+// idleWatch is a reader whose every read of at least one byte restarts
+// a clock; when the clock runs out, silent is called, once. The clock
+// starts with newIdleWatch. Read is for one goroutine; stop is safe to
+// call from any, and more than once.
+type idleWatch struct {
+	r     io.Reader
+	idle  time.Duration
+	timer *time.Timer
+}
+
+func newIdleWatch(r io.Reader, idle time.Duration, silent func()) *idleWatch {
+	var once sync.Once
+	w := &idleWatch{r: r, idle: idle}
+	w.timer = time.AfterFunc(idle, func() { once.Do(silent) })
+	return w
+}
+
+func (w *idleWatch) Read(b []byte) (int, error) {
+	if w.r == nil {
+		return 0, io.EOF
+	}
+	n, err := w.r.Read(b)
+	if n > 0 {
+		w.timer.Reset(w.idle) // re-arms it if it ran out: silent is once-only
+	}
+	return n, err
+}
+
+// stop ends the clock: silent is not called after it returns, unless it
+// had begun.
+func (w *idleWatch) stop() { w.timer.Stop() }
 
 // shutdownProxy stops serving within DefaultShutdownTimeout: requests in
 // flight finish (and stream) completely unless the deadline comes first.

@@ -200,3 +200,88 @@ func TestSeedHomeUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedHomeModes: --modes gives a file its mode in --to instead of
+// the source's, which a pod's fsGroup widens (an item of mode 0600 shows
+// as 0640); a file without an entry keeps the source's mode, and an
+// entry through a nested path (a link through ..data) applies.
+func TestSeedHomeModes(t *testing.T) {
+	from, to := t.TempDir(), t.TempDir()
+	configMapVolume(t, from, map[string]seedFile{
+		".npmrc":               {"//registry.npmjs.org/:_authToken=placeholder-npm-0000\n", 0o640},
+		".config/gh/hosts.yml": {"github.com:\n  oauth_token: placeholder-gh-0000\n", 0o640},
+		".bashrc":              {"export EDITOR=vi\n", 0o644},
+		"bin/tool":             {"#!/bin/sh\n", 0o750},
+	})
+	modes := filepath.Join(t.TempDir(), "modes.json")
+	if err := os.WriteFile(modes, []byte(`{".npmrc": 384, ".config/gh/hosts.yml": 256, "bin/tool": 448}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCork(t, nil, "seed-home", "--from", from, "--to", to, "--modes", modes)
+	if code != 0 || stderr != "" || stdout != "seeded 4 files into "+to+"\n" {
+		t.Fatalf("cork seed-home --modes: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for p, want := range map[string]fs.FileMode{".npmrc": 0o600, ".config/gh/hosts.yml": 0o400, "bin/tool": 0o700, ".bashrc": 0o644} {
+		fi, err := os.Stat(filepath.Join(to, p))
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+		} else if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), want)
+		}
+	}
+}
+
+// TestSeedHomeModesRefused: a --modes entry for a file that is not in
+// --from (or is a directory), a mode with bits outside 0777, a path with
+// .. or into the volume's internals, and a file that is not one JSON
+// object of numbers are usage errors naming --modes and each entry, all
+// at once, before anything is copied.
+func TestSeedHomeModesRefused(t *testing.T) {
+	tests := []struct {
+		name, modes string
+		want        []string // the lines after "cork: seed-home: --modes FILE: "
+	}{
+		{"not there", `{".npmrc": 384, "nope/gone": 384}`, []string{`"nope/gone": not in --from: no such file or directory`}},
+		{"a directory", `{".config": 448}`, []string{`".config": not a regular file of --from`}},
+		{"setuid", `{".npmrc": 2432}`, []string{`".npmrc": mode 2432: want a number from 0 to 511 (0777), e.g. 384 for 0600`}},
+		{"negative", `{".npmrc": -1}`, []string{`".npmrc": mode -1: want a number from 0 to 511 (0777), e.g. 384 for 0600`}},
+		{"fraction", `{".npmrc": 384.5}`, []string{`".npmrc": mode 384.5: want a number from 0 to 511 (0777), e.g. 384 for 0600`}},
+		{"dot dot", `{"../escape": 384, ".config/../.npmrc": 384, "/etc/passwd": 384, "..data/.npmrc": 384}`, []string{
+			`"../escape": want a relative path inside --from, without ".."`,
+			`"..data/.npmrc": want a relative path inside --from, without ".."`,
+			`".config/../.npmrc": want a relative path inside --from, without ".."`,
+			`"/etc/passwd": want a relative path inside --from, without ".."`}},
+		{"several", `{"gone": 384, ".npmrc": 4096}`, []string{
+			`".npmrc": mode 4096: want a number from 0 to 511 (0777), e.g. 384 for 0600`,
+			`"gone": not in --from: no such file or directory`}},
+		{"not an object", `[384]`, []string{`want a JSON object of relative path to mode, e.g. {".npmrc": 384}: json: cannot unmarshal array into Go value of type map[string]json.Number`}},
+		{"two objects", `{} {}`, []string{`want one JSON object: more follows it`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			from, to := t.TempDir(), t.TempDir()
+			configMapVolume(t, from, map[string]seedFile{".npmrc": {"x\n", 0o640}, ".config/gh/hosts.yml": {"y\n", 0o640}})
+			modes := filepath.Join(t.TempDir(), "modes.json")
+			if err := os.WriteFile(modes, []byte(tc.modes), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var want strings.Builder
+			for _, l := range tc.want {
+				want.WriteString("cork: seed-home: --modes " + modes + ": " + l + "\n")
+			}
+			code, stdout, stderr := runCork(t, nil, "seed-home", "--from", from, "--to", to, "--modes", modes)
+			if code != 2 || stdout != "" || stderr != want.String() {
+				t.Errorf("exit %d, stdout %q, stderr\n%q; want 2, nothing,\n%q", code, stdout, stderr, want.String())
+			}
+			if entries, _ := os.ReadDir(to); len(entries) != 0 {
+				t.Errorf("--to holds %d entries, want none: nothing is copied", len(entries))
+			}
+		})
+	}
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.json")
+	code, _, stderr := runCork(t, nil, "seed-home", "--from", dir, "--to", t.TempDir(), "--modes", missing)
+	if want := "cork: seed-home: --modes " + missing + ": no such file or directory\n"; code != 2 || stderr != want {
+		t.Errorf("missing --modes file: exit %d, stderr %q; want 2, %q", code, stderr, want)
+	}
+}
