@@ -3,7 +3,8 @@
 // (github.com, through the real git http-backend) backends over HTTPS, for
 // running the real Codex CLI, Claude Code and other clients through cork in
 // tests (the compat suite). Nothing here talks to the network: one TLS
-// listener on 127.0.0.1 presents a certificate from a throwaway CA for
+// listener on 127.0.0.1 (or Config.Listen: the node's address when the
+// proxy runs in a pod) presents a certificate from a throwaway CA for
 // every fake host, and the proxy is pointed at it with Resolve.
 //
 // The fakes answer only what the pinned CLIs need for one non-interactive

@@ -241,3 +241,31 @@ func TestAnthropic(t *testing.T) {
 		t.Errorf("auth.openai.com recorded %d requests, want 1", len(got))
 	}
 }
+
+func TestListen(t *testing.T) {
+	for _, tc := range []struct {
+		name, listen, wantHost string
+	}{
+		{"default", "", "127.0.0.1"},
+		{"given", "127.0.0.2:0", "127.0.0.2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, c := start(t, Config{ChatGPTToken: realChatGPT, Listen: tc.listen})
+			host, _, err := net.SplitHostPort(s.Addr())
+			if err != nil || host != tc.wantHost {
+				t.Fatalf("Start(Listen: %q).Addr() = %q, want host %s", tc.listen, s.Addr(), tc.wantHost)
+			}
+			for k, v := range s.Resolve() {
+				if v != s.Addr() {
+					t.Errorf("Resolve()[%q] = %q, want %q", k, v, s.Addr())
+				}
+			}
+			if resp, _ := get(t, c, "https://chatgpt.com"+AccountsCheckPath, map[string]string{"Authorization": "Bearer " + realChatGPT, "ChatGPT-Account-ID": "acct-1"}); resp.StatusCode != http.StatusOK {
+				t.Errorf("accounts/check on %s = %d, want 200", s.Addr(), resp.StatusCode)
+			}
+		})
+	}
+	if _, err := Start(Config{Listen: "256.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "256.0.0.1:0") {
+		t.Errorf("Start(Listen: 256.0.0.1:0) = %v, want an error naming the address", err)
+	}
+}

@@ -35,6 +35,10 @@ var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, Anthropi
 // DefaultReply is the canned assistant answer.
 const DefaultReply = "cork-compat-ok"
 
+// DefaultListen is where the fakes listen unless Config.Listen says
+// otherwise.
+const DefaultListen = "127.0.0.1:0"
+
 // maxRecordedBody caps the request body a Request keeps.
 const maxRecordedBody = 1 << 20
 
@@ -65,6 +69,9 @@ type Config struct {
 	// Responses endpoint with this status, so that Codex falls back to
 	// SSE.
 	WebSocketStatus int
+	// Listen is the TCP address the fakes listen on, e.g. "198.18.2.1:0"
+	// for a proxy that runs in a pod. Empty means "127.0.0.1:0".
+	Listen string
 }
 
 // Request is one request a fake received.
@@ -108,7 +115,8 @@ type Server struct {
 	seq  int
 }
 
-// Start starts the fakes on 127.0.0.1 with a fresh CA.
+// Start starts the fakes on cfg.Listen (default 127.0.0.1, any port) with
+// a fresh CA.
 func Start(cfg Config) (*Server, error) {
 	if cfg.Reply == "" {
 		cfg.Reply = DefaultReply
@@ -126,9 +134,13 @@ func Start(cfg Config) (*Server, error) {
 	}
 	// HTTP/1.1 only (no NextProtos): WebSocket upgrades need it, and it is
 	// what cork speaks upstream for an upgrade anyway.
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", conf)
+	listen := cfg.Listen
+	if listen == "" {
+		listen = DefaultListen
+	}
+	ln, err := tls.Listen("tcp", listen, conf)
 	if err != nil {
-		return nil, fmt.Errorf("fake upstream listener: %w", err)
+		return nil, fmt.Errorf("fake upstream listener %s: %w", listen, err)
 	}
 	s := &Server{cfg: cfg, ca: ca, ln: ln}
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.serveHTTP), ReadHeaderTimeout: 10 * time.Second, ErrorLog: discardLog}
@@ -144,7 +156,7 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Addr is the listener's address, 127.0.0.1:port.
+// Addr is the listener's address, ip:port (127.0.0.1:port by default).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Resolve maps "host:443" of every fake host to Addr, for the proxy's
