@@ -1,6 +1,7 @@
 // Package compat is cork's compatibility suite: it runs the real agent CLIs
-// (Codex CLI, Claude Code) and common HTTP clients inside a `local`
-// sandbox through cork, against the in-process fakes of
+// (Codex CLI, Claude Code) and common HTTP clients through cork — in a
+// `local` sandbox, and the Codex CLI also in a QEMU microVM and in a
+// Kubernetes pod (on internal/testing/kubecluster) — against the fakes of
 // internal/testing/fakeupstream, and checks that each one works with the
 // dummy credentials while the real token reaches only the fake upstream.
 //
