@@ -128,10 +128,15 @@ func tail(s string, n int) string {
 	return strings.Join(l, "\n")
 }
 
+// freshRequestBound bounds a fresh-engine session from its agent's start
+// to Run's return.
+const freshRequestBound = 45 * time.Second
+
 // TestDockerFreshEngineSessions runs 20 sessions back to back on an
 // engine started for the test, the first as soon as it answers: each
 // makes an intercepted request through the proxy, which must reach the
-// upstream with the real token within a few seconds. It logs the session
+// upstream with the real token (within freshRequestBound, teardown
+// included). It logs the session
 // start times (Run called to agent started), for docs/PERFORMANCE.md.
 func TestDockerFreshEngineSessions(t *testing.T) {
 	requireDocker(t)
@@ -177,7 +182,13 @@ func TestDockerFreshEngineSessions(t *testing.T) {
 		out := stdout.String()
 		sum := sha256.Sum256([]byte("Bearer " + real))
 		ok := err == nil && code == 0 && strings.Contains(out, "API status=200") && strings.Contains(out, hex.EncodeToString(sum[:])) && !sandboxAt.IsZero()
-		if ok && end.Sub(sandboxAt) > 10*time.Second {
+		// An agent that cannot reach its proxy fails above (its request
+		// has a 20 s timeout of its own, and no 200). This bound catches
+		// a session that stalls around it, teardown included, with room
+		// for a loaded machine: CI runs the kubernetes suite's 20
+		// concurrent sessions on the same 2 cores. The figures are logged
+		// below for docs/PERFORMANCE.md.
+		if ok && end.Sub(sandboxAt) > freshRequestBound {
 			ok = false
 			t.Errorf("session %d: the agent's request took %v", i+1, end.Sub(sandboxAt))
 		}
