@@ -64,7 +64,8 @@ func kubeTestSpec(t *testing.T) *Spec {
 // builds them.
 func kubeTestObjects(t *testing.T, spec *Spec) (*kubeObjects, []any) {
 	t.Helper()
-	o, err := (&Kubernetes{}).objects(spec, "", "abc123", selfOwner())
+	ws := &corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "nfs.csi.k8s.io", VolumeAttributes: map[string]string{"share": "/ws"}}}
+	o, err := (&Kubernetes{Workspace: ws}).objects(spec, "", "abc123", selfOwner())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +201,14 @@ func TestKubeAgentPod(t *testing.T) {
 	}
 	if p.Labels[LabelRole] != kubeRoleSandbox {
 		t.Errorf("agent pod role %q: the sandbox policy selects %q", p.Labels[LabelRole], kubeRoleSandbox)
+	}
+	// The workspace volume, mounted at /workspace, the working directory.
+	var mounted bool
+	for _, m := range a.VolumeMounts {
+		mounted = mounted || (m.Name == "workspace" && m.MountPath == SandboxWorkspace)
+	}
+	if !mounted || a.WorkingDir != SandboxWorkspace || p.Spec.Volumes[len(p.Spec.Volumes)-1].CSI == nil {
+		t.Errorf("agent workspace: mounts %+v, workdir %q: want the csi volume at %s", a.VolumeMounts, a.WorkingDir, SandboxWorkspace)
 	}
 }
 
