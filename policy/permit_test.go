@@ -156,3 +156,41 @@ func BenchmarkPermits(b *testing.B) {
 		})
 	}
 }
+
+// FuzzPermits: a scoped allow on the path the normaliser maps a request path
+// to permits that path as normalised, and whatever request path it permits
+// is one a case-sensitive block on the same path would block (an allow
+// needs every reading, a block any), whose canonical reading starts with
+// the allow's path.
+func FuzzPermits(f *testing.F) {
+	for _, s := range []string{
+		"/repos/o/r", "/repos/o/r/../x", "/repos/o/r;x", "/repos/o/r%2Fx", "/repos/%6F/r", "//repos/o/r",
+		`\repos\o\r`, "/a/%2e%2e/b", "/a/..;/b", "/%00", "/a%zz", "/caf%C3%A9/x", "", "/", "/%2525",
+		"/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s",
+	} {
+		f.Add(s, s+"/x")
+	}
+	f.Fuzz(func(t *testing.T, allowRaw, raw string) {
+		n := normalizePath(allowRaw)
+		if strings.ContainsAny(n, "%?#") || !validUTF8NoControl(n) {
+			return // a policy cannot spell this allow path
+		}
+		p, err := New(Policy{Allow: []Allow{{Host: "a.test", Path: n}}, Block: []Block{{Host: "a.test", Path: n, CaseSensitive: true}}})
+		if err != nil {
+			t.Fatalf("New(allow path %q) error = %v", n, err)
+		}
+		r := p.Lookup("a.test", 443)
+		if got := r.Permits("GET", n); got != "" {
+			t.Fatalf("allow %q: Permits(GET, %q) = %q, want it permitted", n, n, got)
+		}
+		if r.Permits("GET", raw) != "" {
+			return
+		}
+		if r.BlockFor(raw) == nil {
+			t.Fatalf("allow %q permits %q, which a block on it does not block", n, raw)
+		}
+		if !allowCovers([][]string{strings.Split(strings.TrimPrefix(normalizePath(raw), "/"), "/")}, n) {
+			t.Fatalf("allow %q permits %q, whose canonical reading is %q", n, raw, normalizePath(raw))
+		}
+	})
+}
