@@ -162,8 +162,8 @@ func geminiFilePlan(opts Options, path string, data []byte, plan *Plan) error {
 		return fmt.Errorf("read %s: %w", path, err)
 	}
 	if !c.expiry.IsZero() && !c.expiry.After(opts.Now()) {
-		return fmt.Errorf("read %s: expiry_date: the access token expired at %s; run `gemini` on the host to refresh it (Google access tokens last an hour)",
-			path, c.expiry.UTC().Format(time.RFC3339))
+		return fmt.Errorf("read %s: expiry_date: the access token expired at %s; run `gemini` on the host to refresh it (Google access tokens last an hour), or set %s and don't forward host credentials",
+			path, c.expiry.UTC().Format(time.RFC3339), GeminiAPIKeyEnv)
 	}
 	plan.ProvisionedEnv[GeminiAccessTokenEnv] = resolve.NewSecret(c.accessToken)
 	plan.Sources = append(plan.Sources, geminiSource(opts, path))

@@ -450,7 +450,7 @@ func TestGeminiErrors(t *testing.T) {
 		{"expiry fractional", `{"access_token": "ya29.a0REALACCESSxyz", "expiry_date": 1.5}`, "expiry_date: want milliseconds since the epoch"},
 		{"scope not a string", `{"access_token": "ya29.a0REALACCESSxyz", "scope": ["REALSCOPE"]}`, "scope: want a string"},
 		{"expired", `{"access_token": "ya29.a0REALACCESSxyz", "expiry_date": 1793608200000}`,
-			"expiry_date: the access token expired at 2026-11-02T08:30:00Z; run `gemini` on the host to refresh it (Google access tokens last an hour)"},
+			"expiry_date: the access token expired at 2026-11-02T08:30:00Z; run `gemini` on the host to refresh it (Google access tokens last an hour), or set GEMINI_API_KEY and don't forward host credentials"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			home := t.TempDir()
