@@ -2,7 +2,7 @@
 # Installs the agent CLIs that the compatibility suite (compat/) runs, at
 # pinned versions, from the npm registry only, into a fixed prefix:
 #
-#   $CORK_CLIENTS_PREFIX (default /opt/cork-clients)/node_modules/.bin/{codex,claude}
+#   $CORK_CLIENTS_PREFIX (default /opt/cork-clients)/node_modules/.bin/{codex,claude,gemini}
 #   $CORK_CLIENTS_PREFIX/node_modules/undici   (EnvHttpProxyAgent for Node 20's fetch)
 #
 # Idempotent: when every pinned version is already installed it does not
@@ -15,6 +15,7 @@ set -euo pipefail
 
 CODEX_VERSION=0.171.0
 CLAUDE_VERSION=2.1.332
+GEMINI_VERSION=0.61.0
 UNDICI_VERSION=7.30.2 # 7.x is the last line supporting Node 20 (>=20.18.1)
 
 prefix="${CORK_CLIENTS_PREFIX:-/opt/cork-clients}"
@@ -29,8 +30,10 @@ command -v npm >/dev/null || { echo "npm-install.sh: npm not found" >&2; exit 1;
 
 if installed @openai/codex "$CODEX_VERSION" &&
 	installed @anthropic-ai/claude-code "$CLAUDE_VERSION" &&
+	installed @google/gemini-cli "$GEMINI_VERSION" &&
 	installed undici "$UNDICI_VERSION" &&
-	[ -x "$prefix/node_modules/.bin/codex" ] && [ -x "$prefix/node_modules/.bin/claude" ]; then
+	[ -x "$prefix/node_modules/.bin/codex" ] && [ -x "$prefix/node_modules/.bin/claude" ] &&
+	[ -x "$prefix/node_modules/.bin/gemini" ]; then
 	echo "npm-install.sh: pinned clients already in $prefix"
 else
 	mkdir -p "$prefix"
@@ -42,6 +45,7 @@ else
   "dependencies": {
     "@openai/codex": "$CODEX_VERSION",
     "@anthropic-ai/claude-code": "$CLAUDE_VERSION",
+    "@google/gemini-cli": "$GEMINI_VERSION",
     "undici": "$UNDICI_VERSION"
   }
 }
@@ -54,5 +58,6 @@ fi
 bin="$prefix/node_modules/.bin"
 printf 'codex   %s\n' "$("$bin/codex" --version)"
 printf 'claude  %s\n' "$("$bin/claude" --version)"
+printf 'gemini  %s\n' "$("$bin/gemini" --version)"
 printf 'undici  %s\n' "$(node -p "require('$prefix/node_modules/undici/package.json').version")"
 printf 'node    %s\n' "$(node --version)"

@@ -153,6 +153,14 @@ const compatNotes = `
   ` + "`~/.claude.json`" + ` marking onboarding done, the token endpoints blocked. Claude Code trusts the cork CA
   through ` + "`NODE_EXTRA_CA_CERTS`" + ` and honours ` + "`HTTPS_PROXY`" + `; with this setting it calls only
   ` + "`api.anthropic.com`" + `.
+- **Gemini CLI**: the ` + "`gemini`" + ` profile. Signed in with Google on the host (` + "`~/.gemini/oauth_creds.json`" + `),
+  the sandbox gets a dummy ` + "`oauth_creds.json`" + ` (placeholder ` + "`ya29.…`" + ` access token, expiry ten years
+  ahead, a refresh token that is not one) and the bearer is swapped on ` + "`cloudcode-pa.googleapis.com`" + ` and
+  ` + "`oauth2.googleapis.com/tokeninfo`" + `, which the CLI calls first; ` + "`/token`" + ` is blocked. With
+  ` + "`GEMINI_API_KEY`" + `, its placeholder, sent as ` + "`x-goog-api-key`" + ` to ` + "`generativelanguage.googleapis.com`" + `.
+  Both: ` + "`~/.gemini/settings.json`" + ` selecting the mode with usage statistics off,
+  ` + "`GEMINI_CLI_TRUST_WORKSPACE=true`" + ` (` + "`gemini -p`" + ` refuses an untrusted folder) and ` + "`NO_BROWSER=true`" + `.
+  The CLI honours ` + "`HTTPS_PROXY`" + ` itself (also on Node 20) and trusts ` + "`NODE_EXTRA_CA_CERTS`" + `.
 - **Node ` + "`fetch`" + `**: Node 20's global ` + "`fetch`" + ` ignores ` + "`HTTPS_PROXY`" + ` (` + "`NODE_USE_ENV_PROXY=1`" + `, which cork sets,
   needs Node 24+). Use undici's ` + "`EnvHttpProxyAgent`" + ` from the ` + "`undici`" + ` npm package, either as the
   ` + "`dispatcher`" + ` of undici's ` + "`fetch`" + ` or installed with ` + "`setGlobalDispatcher`" + ` (which Node's built-in

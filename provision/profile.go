@@ -26,6 +26,7 @@ func Profiles() map[string]Profile {
 	return map[string]Profile{
 		"claude": Claude{},
 		"codex":  Codex{},
+		"gemini": Gemini{},
 		"github": GitHub{},
 	}
 }

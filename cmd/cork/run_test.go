@@ -53,7 +53,7 @@ func TestRunInjectErrors(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"no profile", []string{"run", "--", "true"}, []string{"cork: --agent: give at least one of claude, codex, github, or --inject / --policy\n"}},
+		{"no profile", []string{"run", "--", "true"}, []string{"cork: --agent: give at least one of claude, codex, gemini, github, or --inject / --policy\n"}},
 		{"agent generic", []string{"run", "--agent", "generic", "--", "true"}, []string{"cork: --agent generic: give its bindings with --inject HOST=VAR or --policy FILE instead\n"}},
 		{"bad spec", []string{"run", "--inject", "api.example.com", "--", "true"}, []string{`cork: --inject "api.example.com": want HOST=VAR`}},
 		{"bad option", []string{"run", "--inject", "api.example.com=T,scheme=digest", "--", "true"}, []string{`cork: --inject "api.example.com=T,scheme=digest": scheme: unknown scheme "digest"`}},

@@ -27,10 +27,16 @@ const (
 	// Claude Code's token endpoints: recorded, never answered with a token.
 	ClaudePlatformHost = "platform.claude.com"
 	AnthropicConsole   = "console.anthropic.com"
+	// The Gemini CLI's: API key, Google sign-in, token check (the token
+	// endpoint is recorded, never answered with a token).
+	GeminiAPIHost   = "generativelanguage.googleapis.com"
+	CodeAssistHost  = "cloudcode-pa.googleapis.com"
+	GoogleOAuthHost = "oauth2.googleapis.com"
 )
 
 // Hosts lists every host a Server presents a certificate for.
-var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost}
+var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost,
+	GeminiAPIHost, CodeAssistHost, GoogleOAuthHost}
 
 // DefaultReply is the canned assistant answer.
 const DefaultReply = "cork-compat-ok"
@@ -69,6 +75,12 @@ type Config struct {
 	// Responses endpoint with this status, so that Codex falls back to
 	// SSE.
 	WebSocketStatus int
+	// GeminiAPIKey is the only key generativelanguage.googleapis.com
+	// accepts, in x-goog-api-key.
+	GeminiAPIKey string
+	// GoogleAccessToken is the only access token cloudcode-pa.googleapis.com
+	// and oauth2.googleapis.com/tokeninfo accept, as a bearer.
+	GoogleAccessToken string
 	// Listen is the TCP address the fakes listen on, e.g. "198.18.2.1:0"
 	// for a proxy that runs in a pod. Empty means "127.0.0.1:0".
 	Listen string
@@ -278,6 +290,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.anthropic(sw, r)
 	case GitHubHost:
 		s.gitHub(sw, r)
+	case GeminiAPIHost:
+		s.geminiAPI(sw, r)
+	case CodeAssistHost:
+		s.codeAssist(sw, r)
+	case GoogleOAuthHost:
+		s.googleOAuth(sw, r)
 	case ChatGPTAnalyticsHost:
 		// Codex's metrics and events: accepted and dropped.
 		sw.WriteHeader(http.StatusNoContent)
