@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -260,6 +261,8 @@ func geminiSignInPlan(opts Options, host *geminiCreds, account string, plan *Pla
 	for _, h := range []string{geminiCodeHost, googleOAuthHost} {
 		e.Routes = append(e.Routes, policy.Route{Host: h, Slot: GeminiOAuthSlot, Header: "Authorization", Scheme: policy.SchemeBearer})
 	}
+	// On the OAuth host the bearer may serve only the CLI's token check.
+	e.Allow = append(e.Allow, policy.Allow{Host: googleOAuthHost, Path: "/tokeninfo", Methods: []string{http.MethodPost}})
 	e.Block = append(e.Block, geminiBlocks...)
 	return geminiCommon(plan, geminiAuthOAuth)
 }

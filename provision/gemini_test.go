@@ -172,8 +172,8 @@ func TestGeminiSignIn(t *testing.T) {
 	if got := plan.Egress.Block; !reflect.DeepEqual(got, geminiWantBlocks) {
 		t.Errorf("Block = %+v, want %+v", got, geminiWantBlocks)
 	}
-	if len(plan.Egress.Allow) != 0 {
-		t.Errorf("Allow = %v, want none", plan.Egress.Allow)
+	if got, want := plan.Egress.Allow, []policy.Allow{{Host: "oauth2.googleapis.com", Path: "/tokeninfo", Methods: []string{"POST"}}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Allow = %v, want %v", got, want)
 	}
 	if _, ok := plan.Env[GeminiAPIKeyEnv]; ok {
 		t.Errorf("Env has %s in sign-in mode", GeminiAPIKeyEnv)
@@ -265,6 +265,17 @@ func TestGeminiPolicy(t *testing.T) {
 	for _, p := range []string{"/token", "/Token", "/token/", "/a/../token", "/revoke", "/o/../revoke"} {
 		if b := rules.BlockFor(p); b == nil {
 			t.Errorf("BlockFor(%q) = nil, want the refresh block", p)
+		}
+	}
+	// The bearer serves only the CLI's token check there.
+	for _, tc := range []struct{ method, path, want string }{
+		{"POST", "/tokeninfo", ""},
+		{"GET", "/tokeninfo", policy.DenyMethod},
+		{"POST", "/token", policy.DenyPath},
+		{"POST", "/v1/userinfo", policy.DenyPath},
+	} {
+		if got := rules.Permits(tc.method, tc.path); got != tc.want {
+			t.Errorf("Permits(%s %s) = %q, want %q", tc.method, tc.path, got, tc.want)
 		}
 	}
 }
