@@ -88,7 +88,7 @@ func (GitHub) Provision(opts Options, plan *Plan) error {
 		policy.Route{Host: "uploads.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
 		policy.Route{Host: "github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: GitHubBasicUser},
 	)
-	e.Allow = append(e.Allow, "codeload.github.com", "*.githubusercontent.com")
+	e.Allow = append(e.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com")...)
 	e.Block = append(e.Block, policy.Block{Host: "github.com", Path: "/login/oauth/access_token", Reason: gitHubRefreshReason})
 	return nil
 }

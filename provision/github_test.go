@@ -93,7 +93,7 @@ func TestGitHub(t *testing.T) {
 			if got := plan.Egress.Routes; !reflect.DeepEqual(got, gitHubRoutes) {
 				t.Errorf("Routes = %+v, want %+v", got, gitHubRoutes)
 			}
-			if got, want := plan.Egress.Allow, []string{"codeload.github.com", "*.githubusercontent.com"}; !reflect.DeepEqual(got, want) {
+			if got, want := plan.Egress.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com"); !reflect.DeepEqual(got, want) {
 				t.Errorf("Allow = %v, want %v", got, want)
 			}
 			wantBlock := []policy.Block{{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"}}
