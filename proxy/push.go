@@ -42,11 +42,8 @@ const receivePack = "git-receive-pack"
 // read here); or the refusal to answer, already audited, after reading the
 // body to its end. sc redacts placeholders from the logged ref.
 func (p *Proxy) checkPush(req *http.Request, rs *reqState, routes []*policy.Route, sc *scanner) *http.Response {
-	if !pushRestricted(routes) || !isReceivePack(req.URL) {
-		return nil
-	}
-	if req.Body == nil {
-		req.Body = http.NoBody
+	if req.Body == nil || req.Body == http.NoBody || !pushRestricted(routes) || !isReceivePack(req.URL) {
+		return nil // no body: no ref updates
 	}
 	if ce := req.Header.Values("Content-Encoding"); len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
 		// git never compresses a push (remote-curl gzips only fetches).
@@ -62,7 +59,9 @@ func (p *Proxy) checkPush(req *http.Request, rs *reqState, routes []*policy.Rout
 		_, resp := p.refuse(req, rs, d)
 		return resp
 	}
-	req.Body = &prefixBody{Reader: io.MultiReader(bytes.NewReader(head.Head), req.Body), body: req.Body}
+	if len(head.Head) > 0 {
+		req.Body = &prefixBody{Reader: io.MultiReader(bytes.NewReader(head.Head), req.Body), body: req.Body}
+	}
 	var denied []string
 	for _, c := range head.Commands {
 		if !pushAllowed(routes, c) {

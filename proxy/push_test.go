@@ -349,6 +349,7 @@ func TestPushChecks(t *testing.T) {
 		{"allowed", "gh.example.test", "/o/r.git/git-receive-pack", cmd("refs/heads/agent/a", "report-status side-band-64k") + "0000" + pack,
 			nil, http.StatusOK, "", true},
 		{"probe", "gh.example.test", "/o/r.git/git-receive-pack", "0000", nil, http.StatusOK, "", true},
+		{"empty body", "gh.example.test", "/o/r.git/git-receive-pack", "", nil, http.StatusOK, "", true},
 		{"no push rules", "free.example.test", "/o/r.git/git-receive-pack", cmd("refs/heads/main", "report-status") + "0000" + pack,
 			nil, http.StatusOK, "", true},
 		{"not receive-pack", "gh.example.test", "/o/r.git/git-upload-pack", "garbage", nil, http.StatusOK, "", true},
