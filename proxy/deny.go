@@ -110,7 +110,7 @@ func render(d deny) (status int, body string) {
 	case ReasonPushRefDenied:
 		return http.StatusForbidden, "cork: " + what + " denied: the push updates " + oneLine(d.detail) + ", which the route's push rules do not allow"
 	case ReasonPushUnparseable:
-		return http.StatusForbidden, "cork: " + what + " denied: the route restricts git pushes and cork cannot read this push's ref updates (signed and compressed pushes are not read)"
+		return http.StatusForbidden, "cork: " + what + " denied: the route restricts git pushes and cork cannot read this push's ref updates (a compressed or malformed body)"
 	case ReasonProxyAuth:
 		return http.StatusProxyAuthRequired, "cork: " + what + " refused: this proxy serves only its sandbox; use the proxy URL (with its credentials) from the sandbox's HTTPS_PROXY"
 	default: // ReasonUpstreamUnreachable

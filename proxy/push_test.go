@@ -235,6 +235,27 @@ func TestPushPolicyWithGit(t *testing.T) {
 			t.Errorf("upstream agent/x = %q, want it kept at %s", got, head)
 		}
 	})
+	t.Run("signed push", func(t *testing.T) {
+		keygen, err := exec.LookPath("ssh-keygen")
+		if err != nil {
+			testenv.Missing(t, "needs ssh-keygen on PATH (signed pushes)")
+		}
+		key := filepath.Join(t.TempDir(), "key")
+		if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "cork", "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+		}
+		e.must(t, e.bare, "config", "receive.certNonceSeed", "cork-test-seed")
+		sign := []string{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + key, "push", "--signed", "origin"}
+		e.must(t, e.work, append(sign, "main:agent/signed")...)
+		if got := e.remoteRef(t, "refs/heads/agent/signed"); got != head {
+			t.Errorf("upstream agent/signed = %q, want %s", got, head)
+		}
+		out, err := e.run(t, e.work, append(sign, "main")...)
+		e.refused(t, out, err, "refs/heads/main")
+		if got := e.remoteRef(t, "refs/heads/main"); got != main0 {
+			t.Errorf("upstream main = %s, want it unchanged at %s", got, main0)
+		}
+	})
 	t.Run("info/refs passes", func(t *testing.T) {
 		out := e.must(t, e.work, "ls-remote", "origin")
 		if !strings.Contains(out, "refs/heads/agent/x") {
@@ -282,8 +303,8 @@ func TestPushPolicyWithGit(t *testing.T) {
 		}
 	})
 	assertNoSecrets(t, "proxy logs", e.tp.logs.String())
-	if n := len(pushAudits(t, e.tp.logs.String())); n != 5 {
-		t.Errorf("%d audit lines with reason push_ref_denied, want 5 (one per refused push)", n)
+	if n := len(pushAudits(t, e.tp.logs.String())); n != 6 {
+		t.Errorf("%d audit lines with reason push_ref_denied, want 6 (one per refused push)", n)
 	}
 }
 

@@ -8,16 +8,22 @@
 // (builtin/receive-pack.c, read_head_info and queue_command): optional
 // "shallow <oid>" lines, then pkt-lines "<old-oid> SP <new-oid> SP <ref>",
 // the first carrying "\0<capabilities>", then a flush-pkt; SHA-1 and
-// SHA-256 object ids.
+// SHA-256 object ids. A signed push (git push --signed) carries its
+// commands in a push certificate instead (or as well), read as
+// queue_commands_from_cert reads it.
 //
 // Invariants:
 //   - ReadRequest reads exactly the bytes up to and including that flush,
 //     never more, and returns them: the caller forwards them followed by the
 //     rest of the body, so the pack is never read into memory or altered.
-//   - What ReadRequest accepts, receive-pack reads as the same commands (or
-//     refuses). Anything else is an error wrapping ErrUnparseable: signed
-//     pushes (push-cert), other pkt-line specials, malformed lines, and
-//     request heads beyond MaxHead bytes or MaxCommands commands.
+//   - Every command receive-pack would act on for a request ReadRequest
+//     accepts is among the commands it returns: the same ones, except in a
+//     push certificate, where it returns every command-shaped line up to the
+//     first other line and receive-pack reads those before the signature
+//     (or refuses the push). Anything else is an error wrapping
+//     ErrUnparseable: pkt-line specials, malformed lines, ref names cork does
+//     not accept, and request heads beyond MaxHead bytes or MaxCommands
+//     commands.
 //   - No value from the request appears in an error.
 //   - The package starts no goroutines and imports nothing from cork.
 package gitpush

@@ -136,6 +136,23 @@ func newRepos(t *testing.T, git string, s *gitServer, format string) (work strin
 	return work
 }
 
+// signingKey makes an SSH key and returns the git options that sign
+// pushes with it (git push --signed), after configuring bare to ask for
+// signed pushes (receive.certNonceSeed).
+func signingKey(t *testing.T, git, bare string) []string {
+	t.Helper()
+	keygen, err := exec.LookPath("ssh-keygen")
+	if err != nil {
+		testenv.Missing(t, "needs ssh-keygen on PATH (signed pushes)")
+	}
+	key := filepath.Join(t.TempDir(), "key")
+	if out, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "cork", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	mustGit(t, git, bare, "config", "receive.certNonceSeed", "cork-test-seed")
+	return []string{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + key}
+}
+
 // commitBig adds a file of n random bytes (incompressible) and commits it.
 func commitBig(t *testing.T, git, work string, n int) {
 	t.Helper()
@@ -164,6 +181,9 @@ func TestReadRequestFromGit(t *testing.T) {
 			// git's probe.
 			commitBig(t, git, work, 3<<20)
 			mustGit(t, git, work, "-c", "http.postBuffer=65536", "push", "-q", "origin", "main")
+			// A signed push: the commands are in the certificate.
+			sign := signingKey(t, git, filepath.Join(s.root, "demo.git"))
+			mustGit(t, git, work, append(sign, "push", "-q", "--signed", "origin", "main:refs/heads/agent/signed", ":refs/heads/agent/none")...)
 			mustGit(t, git, filepath.Join(s.root, "demo.git"), "fsck", "--strict")
 
 			want := [][]struct {
@@ -174,6 +194,7 @@ func TestReadRequestFromGit(t *testing.T) {
 				{{"refs/heads/agent/x", false}, {"refs/tags/v1", false}},
 				{{"refs/heads/agent/x", true}},
 				{{"refs/heads/main", false}},
+				{{"refs/heads/agent/signed", false}, {"refs/heads/agent/none", true}},
 			}
 			got := s.pushes()
 			if len(got) != len(want) {
@@ -208,11 +229,13 @@ func TestReadRequestFromGit(t *testing.T) {
 func TestRefusalShownByGit(t *testing.T) {
 	git := requireGit(t)
 	for _, tc := range []struct {
-		name string
-		big  int
+		name   string
+		big    int
+		signed bool
 	}{
-		{"small", 0},
-		{"large chunked", 3 << 20},
+		{"small", 0, false},
+		{"large chunked", 3 << 20, false},
+		{"signed", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -247,7 +270,11 @@ func TestRefusalShownByGit(t *testing.T) {
 				_, _ = w.Write(body)
 				return true
 			}
-			out, err := runGit(t, git, work, "-c", "http.postBuffer=65536", "push", "origin", "main", "main:refs/heads/agent/x")
+			args := []string{"-c", "http.postBuffer=65536", "push", "origin", "main", "main:refs/heads/agent/x"}
+			if tc.signed {
+				args = append(signingKey(t, git, filepath.Join(s.root, "demo.git")), append(args, "--signed")...)
+			}
+			out, err := runGit(t, git, work, args...)
 			if err == nil {
 				t.Errorf("git push succeeded, want it refused:\n%s", out)
 			}

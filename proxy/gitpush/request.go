@@ -1,6 +1,7 @@
 package gitpush
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +83,12 @@ type parser struct {
 	req   Request
 	hexsz int // object id length in hex, fixed by the first id read
 	pkts  int
+
+	// A signed push: receive-pack collects the certificate's packets,
+	// each up to its first NUL, until "push-cert-end\n"; the commands are
+	// in it (read_head_info, queue_commands_from_cert).
+	inCert bool
+	cert   []byte
 }
 
 func (p *parser) run() error {
@@ -91,7 +98,20 @@ func (p *parser) run() error {
 			return err
 		}
 		if flush {
+			// A flush-pkt ends the commands, inside a certificate too.
+			if err := p.certCommands(); err != nil {
+				return fmt.Errorf("%w: push certificate: %w", ErrUnparseable, err)
+			}
 			return nil
+		}
+		if p.inCert {
+			line, _, _ := bytes.Cut(payload, []byte{0})
+			if string(line) == "push-cert-end\n" {
+				p.inCert = false
+			} else {
+				p.cert = append(p.cert, line...)
+			}
+			continue
 		}
 		if err := p.line(payload); err != nil {
 			return fmt.Errorf("%w: pkt-line %d: %w", ErrUnparseable, p.pkts, err)
@@ -100,17 +120,16 @@ func (p *parser) run() error {
 }
 
 var (
-	errShallow   = errors.New("malformed shallow line")
-	errCommand   = errors.New("not <old-oid> <new-oid> <ref>")
-	errRef       = errors.New("ref name empty, longer than 4096 bytes, or with a space or control character")
-	errSigned    = errors.New("signed push (push-cert): its commands are not checked")
-	errTooMany   = fmt.Errorf("more than %d commands", MaxCommands)
-	errOIDLength = errors.New("object ids of different lengths")
+	errShallow = errors.New("malformed shallow line")
+	errCommand = errors.New("not <old-oid> <new-oid> <ref>")
+	errRef     = errors.New("ref name empty, longer than 4096 bytes, or with a space or control character")
+	errCert    = errors.New("no blank line after the header")
+	errTooMany = fmt.Errorf("more than %d commands", MaxCommands)
 )
 
 // line reads one pkt-line's payload the way read_head_info does: one
 // trailing LF removed (PACKET_READ_CHOMP_NEWLINE), capabilities after a
-// NUL, "shallow" lines skipped.
+// NUL, "shallow" lines skipped, "push-cert" starting a certificate.
 func (p *parser) line(b []byte) error {
 	if n := len(b); n > 0 && b[n-1] == '\n' {
 		b = b[:n-1]
@@ -128,14 +147,20 @@ func (p *parser) line(b []byte) error {
 		p.req.Capabilities = append(p.req.Capabilities, strings.Fields(caps)...)
 	}
 	if line == "push-cert" {
-		// The commands are inside the certificate, up to a signature
-		// receive-pack finds by its own rules.
-		return errSigned
+		p.inCert = true
+		return nil
 	}
-	c, err := p.command(line)
-	if err != nil {
+	c, ok, err := p.command(line)
+	switch {
+	case !ok:
+		return errCommand
+	case err != nil:
 		return err
 	}
+	return p.add(c)
+}
+
+func (p *parser) add(c Command) error {
 	if len(p.req.Commands) == MaxCommands {
 		return errTooMany
 	}
@@ -143,8 +168,43 @@ func (p *parser) line(b []byte) error {
 	return nil
 }
 
-// command parses "<old-oid> SP <new-oid> SP <ref>" (queue_command).
-func (p *parser) command(line string) (Command, error) {
+// certCommands reads the commands of a signed push's certificate as
+// receive-pack does: the lines after the first blank line, up to where
+// parse_signed_buffer finds the signature. cork does not look for the
+// signature: it reads every line up to the first that is not shaped as a
+// command. receive-pack reads a prefix of those (the signature begins at a
+// line start) or refuses the push (a line before the signature that is not
+// a command is fatal to it), so no command it acts on goes unchecked.
+func (p *parser) certCommands() error {
+	if len(p.cert) == 0 {
+		return nil
+	}
+	_, rest, ok := bytes.Cut(p.cert, []byte("\n\n"))
+	if !ok {
+		return errCert
+	}
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		c, ok, err := p.command(string(line))
+		if !ok {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := p.add(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// command parses "<old-oid> SP <new-oid> SP <ref>" (queue_command). ok
+// says whether line has that shape as receive-pack sees it (two ids of
+// the push's length, each followed by a space), whatever the ref; err,
+// whether the ref is one cork checks.
+func (p *parser) command(line string) (c Command, ok bool, err error) {
 	n := p.hexsz
 	if n == 0 {
 		// The first space says which: a SHA-1 id cannot have one at 64, a
@@ -155,20 +215,18 @@ func (p *parser) command(line string) (Command, error) {
 		case len(line) > hexSHA256 && line[hexSHA256] == ' ':
 			n = hexSHA256
 		default:
-			return Command{}, errCommand
+			return Command{}, false, nil
 		}
 	}
-	if len(line) < 2*n+3 || line[n] != ' ' || line[2*n+1] != ' ' {
-		return Command{}, errCommand
+	if len(line) < 2*n+2 || line[n] != ' ' || line[2*n+1] != ' ' || !allHex(line[:n]) || !allHex(line[n+1:2*n+1]) {
+		return Command{}, false, nil
 	}
-	old, nw, ref := line[:n], line[n+1:2*n+1], line[2*n+2:]
-	if !p.oid(old) || !p.oid(nw) {
-		return Command{}, errCommand
+	p.hexsz = n
+	c = Command{Old: line[:n], New: line[n+1 : 2*n+1], Ref: line[2*n+2:]}
+	if !validRef(c.Ref) {
+		return Command{}, true, errRef
 	}
-	if !validRef(ref) {
-		return Command{}, errRef
-	}
-	return Command{Old: old, New: nw, Ref: ref}, nil
+	return c, true, nil
 }
 
 // oid reports whether s is a whole hex object id of the push's length
@@ -177,9 +235,10 @@ func (p *parser) oid(s string) bool {
 	if p.hexsz == 0 && (len(s) == hexSHA1 || len(s) == hexSHA256) {
 		p.hexsz = len(s)
 	}
-	if p.hexsz == 0 || len(s) != p.hexsz {
-		return false
-	}
+	return p.hexsz != 0 && len(s) == p.hexsz && allHex(s)
+}
+
+func allHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if !isHex(s[i]) {
 			return false

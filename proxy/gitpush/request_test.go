@@ -25,6 +25,19 @@ const (
 // pkt is s as a pkt-line.
 func pkt(s string) string { return fmt.Sprintf("%04x%s", len(s)+4, s) }
 
+// cert is a push certificate's packets (after the "push-cert" line) with
+// commands, its body lines each ending in LF, and a signature.
+func cert(commands string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter("certificate version 0.1\npusher cork 1 +0000\nnonce 1-ab\n\n"+commands+
+		"-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n", "\n") {
+		if l != "" {
+			b.WriteString(pkt(l))
+		}
+	}
+	return b.String() + pkt("push-cert-end\n")
+}
+
 const pack = "PACK\x00\x00\x00\x02\x00\x00\x00\x00 the pack follows, never read"
 
 func TestReadRequest(t *testing.T) {
@@ -50,6 +63,16 @@ func TestReadRequest(t *testing.T) {
 			[]Command{{oidA, oidB, "refs/heads/a"}, {oidB, oidA, "refs/heads/b"}}, []string{"report-status"}},
 		{"sha256", pkt(zero2+" "+oid2A+" refs/heads/agent/y\x00report-status object-format=sha256") + pkt(oid2A+" "+zero2+" refs/heads/gone") + "0000",
 			[]Command{{zero2, oid2A, "refs/heads/agent/y"}, {oid2A, zero2, "refs/heads/gone"}}, []string{"report-status", "object-format=sha256"}},
+		{"signed", pkt("push-cert\x00 report-status side-band-64k\n") + cert(zero1+" "+oidA+" refs/heads/agent/s\n"+oidA+" "+zero1+" refs/heads/old\n") + "0000",
+			[]Command{{zero1, oidA, "refs/heads/agent/s"}, {oidA, zero1, "refs/heads/old"}}, []string{"report-status", "side-band-64k"}},
+		{"signed, then unsigned", pkt("push-cert\x00report-status") + cert(zero1+" "+oidA+" refs/heads/s\n") + pkt(oidB+" "+oidA+" refs/heads/u") + "0000",
+			[]Command{{oidB, oidA, "refs/heads/u"}, {zero1, oidA, "refs/heads/s"}}, []string{"report-status"}},
+		{"signed, ended by a flush", pkt("push-cert\x00report-status") + pkt("certificate version 0.1\n") + pkt("\n") + pkt(zero1+" "+oidA+" refs/heads/f\n") + "0000",
+			[]Command{{zero1, oidA, "refs/heads/f"}}, []string{"report-status"}},
+		{"signed, packets cut at NUL", pkt("push-cert\x00report-status") + pkt("certificate version 0.1\n\x00junk") + pkt("\n") + pkt(zero1+" "+oidA+" refs/heads/a\x00x") + pkt("b\n") + pkt("push-cert-end\n\x00x") + "0000",
+			[]Command{{zero1, oidA, "refs/heads/ab"}}, []string{"report-status"}},
+		{"signed, nothing after the signature is read", pkt("push-cert\x00report-status") + cert(zero1+" "+oidA+" refs/heads/a\n-----BEGIN SSH SIGNATURE-----\n"+zero1+" "+oidA+" refs/heads/main\n") + "0000",
+			[]Command{{zero1, oidA, "refs/heads/a"}}, []string{"report-status"}},
 		{"sha256 shallow", pkt("shallow "+oid2B) + pkt(oid2B+" "+oid2A+" refs/heads/s") + "0000",
 			[]Command{{oid2B, oid2A, "refs/heads/s"}}, nil},
 	} {
@@ -92,7 +115,11 @@ func TestReadRequestRefuses(t *testing.T) {
 		{"truncated length", "00"},
 		{"truncated payload", create[:20]},
 		{"no flush", create},
-		{"push-cert", pkt("push-cert\x00report-status side-band-64k\n") + pkt("certificate version 0.1\n") + pkt("push-cert-end\n") + "0000"},
+		{"push-cert without a blank line", pkt("push-cert\x00report-status side-band-64k\n") + pkt("certificate version 0.1\n") + pkt("push-cert-end\n") + "0000"},
+		{"push-cert with a bad ref, then main", pkt("push-cert\x00report-status") + cert(zero1+" "+oidA+" refs/heads/a b\n"+zero1+" "+oidA+" refs/heads/main\n") + "0000"},
+		{"push-cert with an empty ref, then main", pkt("push-cert\x00report-status") + cert(zero1+" "+oidA+" \n"+zero1+" "+oidA+" refs/heads/main\n") + "0000"},
+		{"push-cert with CR", pkt("push-cert\x00report-status") + cert(zero1+" "+oidA+" refs/heads/main\r\n") + "0000"},
+		{"push-cert, special packet", pkt("push-cert\x00report-status") + pkt("certificate version 0.1\n") + "0001" + "0000"},
 		{"ERR", pkt("ERR nope") + "0000"},
 		{"short ids", pkt("00 11 refs/heads/a") + "0000"},
 		{"no ref", pkt(zero1+" "+oidA+" ") + "0000"},
