@@ -10,8 +10,8 @@ import (
 // FuzzReadRequest: ReadRequest never panics; what it accepts is a prefix
 // of the body ending in a flush-pkt (or nothing), whose commands have ids
 // of one length and a ref without space or control character; what it
-// refuses is ErrUnparseable.
-// Its answer to an accepted request is well-formed side-band.
+// refuses is ErrUnparseable. A model of receive-pack (receivepack_test.go)
+// acts on no command it did not return. Its answer to an accepted request is well-formed side-band.
 func FuzzReadRequest(f *testing.F) {
 	for _, seed := range []string{
 		"",
@@ -21,6 +21,8 @@ func FuzzReadRequest(f *testing.F) {
 		pkt(zero2+" "+oid2A+" refs/heads/y\x00report-status object-format=sha256") + "0000",
 		pkt("push-cert\x00report-status\n") + pkt("certificate version 0.1\n") + "0000",
 		pkt("push-cert\x00report-status side-band-64k") + cert(zero1+" "+oidA+" refs/heads/s\n") + pkt(oidA+" "+oidB+" refs/heads/u") + "0000",
+		pkt("push-cert\x00report-status") + pkt("certificate version 0.1\n") + pkt("\n") + pkt(zero1+" "+oidA+" refs/heads/s\n") +
+			pkt("-----BEGIN SSH SIGNATURE-----\n") + pkt(zero1+" "+oidA+" refs/heads/main\n") + "0000",
 		"0001", "0004", "ffff", "00a0" + oidA,
 	} {
 		f.Add([]byte(seed))
@@ -52,6 +54,24 @@ func FuzzReadRequest(f *testing.F) {
 			}
 			if strings.ContainsAny(c.Ref, " \x00\n") {
 				t.Fatalf("ref %q holds a separator", c.Ref)
+			}
+		}
+		// The model of receive-pack acts on no command ReadRequest did
+		// not return, whichever the server's object format.
+		for _, hexsz := range []int{hexSHA1, hexSHA256} {
+			server, died := receivePack(body, hexsz)
+			if died {
+				continue
+			}
+			ours := map[Command]int{}
+			for _, c := range req.Commands {
+				ours[c]++
+			}
+			for _, c := range server {
+				if ours[c] == 0 {
+					t.Fatalf("receive-pack (%d-digit ids) acts on %+v, which ReadRequest did not return (it returned %+v)", hexsz, c, req.Commands)
+				}
+				ours[c]--
 			}
 		}
 		out, err := Refusal(req, []string{"cork: refused\n\x01"}, func(Command) string { return "no\nway" })
