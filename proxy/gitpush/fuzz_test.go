@@ -11,7 +11,8 @@ import (
 // of the body ending in a flush-pkt (or nothing), whose commands have ids
 // of one length and a ref without space or control character; what it
 // refuses is ErrUnparseable. A model of receive-pack (receivepack_test.go)
-// acts on no command it did not return. Its answer to an accepted request is well-formed side-band.
+// acts on no command it did not return. Its answer to an accepted request
+// is well-formed side-band.
 func FuzzReadRequest(f *testing.F) {
 	for _, seed := range []string{
 		"",
