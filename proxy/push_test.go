@@ -256,7 +256,7 @@ func TestPushPolicyWithGit(t *testing.T) {
 			t.Errorf("upstream main = %s, want it unchanged at %s", got, main0)
 		}
 	})
-	t.Run("info/refs passes", func(t *testing.T) {
+	t.Run("fetch passes", func(t *testing.T) {
 		out := e.must(t, e.work, "ls-remote", "origin")
 		if !strings.Contains(out, "refs/heads/agent/x") {
 			t.Errorf("git ls-remote = %q, want agent/x listed", out)
@@ -369,6 +369,7 @@ func TestPushChecks(t *testing.T) {
 	}{
 		{"allowed", "gh.example.test", "/o/r.git/git-receive-pack", cmd("refs/heads/agent/a", "report-status side-band-64k") + "0000" + pack,
 			nil, http.StatusOK, "", true},
+		{"advertisement", "gh.example.test", "/o/r.git/info/refs?service=git-receive-pack", "", nil, http.StatusOK, "", true},
 		{"probe", "gh.example.test", "/o/r.git/git-receive-pack", "0000", nil, http.StatusOK, "", true},
 		{"empty body", "gh.example.test", "/o/r.git/git-receive-pack", "", nil, http.StatusOK, "", true},
 		{"no push rules", "free.example.test", "/o/r.git/git-receive-pack", cmd("refs/heads/main", "report-status") + "0000" + pack,
@@ -386,7 +387,11 @@ func TestPushChecks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(rec.Requests())
-			req, err := http.NewRequest(http.MethodPost, "https://"+tc.host+tc.path, strings.NewReader(tc.body))
+			method, reqBody := http.MethodPost, io.Reader(strings.NewReader(tc.body))
+			if strings.Contains(tc.path, "?") {
+				method, reqBody = http.MethodGet, nil
+			}
+			req, err := http.NewRequest(method, "https://"+tc.host+tc.path, reqBody)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -397,11 +402,11 @@ func TestPushChecks(t *testing.T) {
 			req.SetBasicAuth("x-access-token", phGH)
 			resp, err := tp.client().Do(req)
 			if err != nil {
-				t.Fatalf("POST %s: %v", tc.path, err)
+				t.Fatalf("%s %s: %v", method, tc.path, err)
 			}
 			body := readBody(t, resp)
 			if resp.StatusCode != tc.status || resp.Header.Get(HeaderDenyReason) != tc.reason {
-				t.Errorf("POST %s = %d %q, want %d %q (body %q)", tc.path, resp.StatusCode, resp.Header.Get(HeaderDenyReason), tc.status, tc.reason, body)
+				t.Errorf("%s %s = %d %q, want %d %q (body %q)", method, tc.path, resp.StatusCode, resp.Header.Get(HeaderDenyReason), tc.status, tc.reason, body)
 			}
 			reqs := rec.Requests()[before:]
 			switch {
