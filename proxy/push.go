@@ -80,14 +80,14 @@ func (p *Proxy) checkPush(req *http.Request, rs *reqState, routes []*policy.Rout
 func (p *Proxy) refusePush(req *http.Request, rs *reqState, head *gitpush.Request, denied []string, sc *scanner) *http.Response {
 	rs.ref = sc.redact(denied[0])
 	msgs := make([]string, len(denied))
+	isDenied := make(map[string]bool, len(denied))
 	for i, ref := range denied {
 		msgs[i] = "cork: push to " + ref + " denied by policy"
+		isDenied[ref] = true
 	}
 	body, err := gitpush.Refusal(head, msgs, func(c gitpush.Command) string {
-		for _, ref := range denied {
-			if ref == c.Ref {
-				return "denied by cork policy"
-			}
+		if isDenied[c.Ref] {
+			return "denied by cork policy"
 		}
 		return "cork: another ref of this push is denied"
 	})
