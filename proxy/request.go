@@ -105,8 +105,8 @@ func (p *Proxy) release(rs *reqState) {
 // goproxy calls it for plain-HTTP requests and for every request inside an
 // intercepted connection. It returns a response to refuse, or the request to
 // send. Its stages are requestTarget (where the request goes),
-// decideRequest (what the policy says), the tripwire, and injectRoutes (the
-// route's credentials); then the body is wrapped for the tripwire and
+// decideRequest (what the policy says), checkPush (a git push's refs), the
+// tripwire, and injectRoutes (the route's credentials); then the body is wrapped for the tripwire and
 // counting.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	// docs/DESIGN.md, trap 5: our round tripper turns upstream errors into
