@@ -29,6 +29,7 @@ const (
 	fieldComponent  = "component"
 	fieldScrubbed   = "scrubbed"
 	fieldError      = "error"
+	fieldRef        = "ref"
 
 	// Reasons only the audit log uses (no response carries them).
 	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete
@@ -59,7 +60,8 @@ type auditEntry struct {
 	reason   string
 	connID   string
 	warn     bool
-	scrubbed int64 // real tokens replaced in the response
+	scrubbed int64  // real tokens replaced in the response
+	ref      string // a refused push's first denied ref: refs are not secrets
 }
 
 // audit writes e as one canonical line and counts it.
@@ -89,6 +91,9 @@ func (p *Proxy) audit(e *auditEntry) {
 		Int64(fieldDurationMS, e.dur.Milliseconds())
 	if e.reason != "" {
 		ev.Str(fieldReason, e.reason)
+	}
+	if e.ref != "" {
+		ev.Str(fieldRef, e.ref)
 	}
 	if e.scrubbed > 0 {
 		ev.Int64(fieldScrubbed, e.scrubbed)

@@ -107,6 +107,10 @@ func render(d deny) (status int, body string) {
 		return http.StatusBadGateway, "cork: " + what + " refused: the upstream's answer is in a content coding cork cannot scrub of credentials; set unscrubbable: pass on the route to let it through"
 	case ReasonTooManyConns:
 		return http.StatusServiceUnavailable, "cork: " + what + " refused: too many open connections from this client; close idle connections or raise CORK_MAX_CONNS_PER_CLIENT"
+	case ReasonPushRefDenied:
+		return http.StatusForbidden, "cork: " + what + " denied: the push updates " + oneLine(d.detail) + ", which the route's push rules do not allow"
+	case ReasonPushUnparseable:
+		return http.StatusForbidden, "cork: " + what + " denied: the route restricts git pushes and cork cannot read this push's ref updates (a compressed or malformed body)"
 	case ReasonProxyAuth:
 		return http.StatusProxyAuthRequired, "cork: " + what + " refused: this proxy serves only its sandbox; use the proxy URL (with its credentials) from the sandbox's HTTPS_PROXY"
 	default: // ReasonUpstreamUnreachable

@@ -11,6 +11,11 @@
 //     allows) are intercepted with a leaf signed by the session CA (package
 //     pki); allowed hosts are blind tunnels. Inside an intercepted connection every request must
 //     name the CONNECT host:port (request.go).
+//   - Git pushes (push.go, package gitpush): on a host whose route has push
+//     rules, a git-receive-pack request's ref updates are read from the start
+//     of its body and must all be allowed; the pack streams through
+//     untouched, and a refused push gets receive-pack's own refusal, which
+//     git shows (docs/POLICY.md, "Git push rules").
 //   - Credentials (inject.go): on a route the slot's placeholder is swapped
 //     for the real token in the route's header; a placeholder anywhere else,
 //     or to a host its slot is not bound to, is refused (the tripwire).

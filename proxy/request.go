@@ -30,6 +30,7 @@ type reqState struct {
 	what     string // for messages
 	decision string
 	slot     string
+	ref      string // the first ref a refused push updates (push.go)
 	status   int
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
@@ -81,7 +82,7 @@ func (p *Proxy) finish(rs *reqState, reason string, warn bool) {
 			decision: rs.decision, host: rs.host, port: rs.port, method: rs.method, path: rs.path,
 			slot: rs.slot, status: rs.status, up: rs.up.Load(), down: rs.down.Load(),
 			dur: time.Since(rs.start), reason: reason, connID: rs.conn.id, warn: warn,
-			scrubbed: rs.scrubbed.Load(),
+			scrubbed: rs.scrubbed.Load(), ref: rs.ref,
 		})
 	})
 }
@@ -104,8 +105,8 @@ func (p *Proxy) release(rs *reqState) {
 // goproxy calls it for plain-HTTP requests and for every request inside an
 // intercepted connection. It returns a response to refuse, or the request to
 // send. Its stages are requestTarget (where the request goes),
-// decideRequest (what the policy says), the tripwire, and injectRoutes (the
-// route's credentials); then the body is wrapped for the tripwire and
+// decideRequest (what the policy says), checkPush (a git push's refs), the
+// tripwire, and injectRoutes (the route's credentials); then the body is wrapped for the tripwire and
 // counting.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	// docs/DESIGN.md, trap 5: our round tripper turns upstream errors into
@@ -135,6 +136,9 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	v, d := decideRequest(req, scheme, rules, rs.what)
 	if d != nil {
 		return p.refuse(req, rs, *d)
+	}
+	if resp := p.checkPush(req, rs, rules.Routes, ps.scan); resp != nil {
+		return req, resp
 	}
 	routes := rules.Routes
 	rs.websocket = v.websocket
