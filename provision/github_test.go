@@ -59,7 +59,7 @@ func TestGitHub(t *testing.T) {
 		{"app token, forwarding off", map[string]string{"GH_TOKEN": tok["app_installation"]}, false, "GH_TOKEN", tok["app_installation"], "ghs_"},
 		{"GH_TOKEN wins", map[string]string{"GH_TOKEN": tok["user_to_server"], "GITHUB_TOKEN": tok["classic"]}, true, "GH_TOKEN", tok["user_to_server"], "ghu_"},
 		{"empty GH_TOKEN", map[string]string{"GH_TOKEN": "", "GITHUB_TOKEN": tok["classic"]}, true, "GITHUB_TOKEN", tok["classic"], "ghp_"},
-		{"neither", nil, true, "GH_TOKEN", "", "ghp_"},
+		{"neither, forwarding off", nil, false, "GH_TOKEN", "", "ghp_"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
