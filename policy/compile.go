@@ -113,7 +113,7 @@ func compile(entries []entry) *compiledPolicy {
 			switch {
 			case e.route != nil:
 				l.routes = append(l.routes, e.route)
-			case e.allow:
+			case e.allow != nil:
 				l.allowed = true
 			case e.block.Path == "":
 				if l.hostBlock == nil {

@@ -20,7 +20,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 			{Host: "[2001:db8::1]:8443", Slot: "api", InsecureHTTP: true},
 			{Host: "github.com", Slot: "gh", Scheme: SchemeBasic, AddIfMissing: true},
 		},
-		Allow: []string{"*.githubusercontent.com", "example.org:8080"},
+		Allow: AllowHosts("*.githubusercontent.com", "example.org:8080"),
 		Block: []Block{{Host: "api.example.com", Path: "/Admin/", CaseSensitive: true, Reason: "no"}, {Host: "uploads.github.com"}},
 	})
 	if err != nil {

@@ -117,7 +117,8 @@ func (l Lines) Annotate(err error) error {
 // values are reported with their place and line, all at once, before
 // anything is decoded. A field tagged want:"..." describes its (or its
 // elements') expected value; a field tagged refuse:"..." is a known key
-// that is refused with that explanation. It returns the line of every place, for
+// that is refused with that explanation. A struct with a shorthand (Allow)
+// may also be a scalar. It returns the line of every place, for
 // Lines.Annotate.
 func Decode(data []byte, v any) (Lines, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -224,12 +225,20 @@ func (w *schemaWalk) value(n *yaml.Node, t reflect.Type, place, want string) {
 		return
 	}
 	switch t.Kind() {
+	case reflect.Pointer:
+		w.value(n, t.Elem(), place, want)
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
+		short, isShort := reflect.Zero(t).Interface().(shorthand)
+		switch {
+		case isShort && n.Kind == yaml.ScalarNode:
+			w.lines[join(place, short.shorthandField())] = n.Line
+		case n.Kind != yaml.MappingNode && isShort && want != "":
+			w.fail(n, place, "want %s or a mapping with %s", want, andList(fieldNames(t)))
+		case n.Kind != yaml.MappingNode:
 			w.fail(n, place, "want a mapping with %s", andList(fieldNames(t)))
-			return
+		default:
+			w.fields(n, t, place)
 		}
-		w.fields(n, t, place)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			w.fail(n, place, "want a mapping of names")
@@ -267,6 +276,10 @@ func (w *schemaWalk) value(n *yaml.Node, t reflect.Type, place, want string) {
 		}
 	}
 }
+
+// shorthand is implemented by a schema struct (Allow) that may also be
+// written as one scalar: the value of the field shorthandField names.
+type shorthand interface{ shorthandField() string }
 
 // fields checks a mapping's keys against struct t, following merge keys.
 func (w *schemaWalk) fields(n *yaml.Node, t reflect.Type, place string) {

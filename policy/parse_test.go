@@ -44,7 +44,7 @@ block:
 	if !reflect.DeepEqual(p.Routes, want) {
 		t.Errorf("Routes = %+v, want %+v", p.Routes, want)
 	}
-	if p.Block[0].Reason != "sk-cork-00000000" || !reflect.DeepEqual(p.Allow, []string{"registry.npmjs.org"}) {
+	if p.Block[0].Reason != "sk-cork-00000000" || !reflect.DeepEqual(p.Allow, AllowHosts("registry.npmjs.org")) {
 		t.Errorf("Block = %+v, Allow = %v; want the aliased values", p.Block, p.Allow)
 	}
 

@@ -40,7 +40,7 @@ const (
 type Policy struct {
 	Slots  map[string]Slot `yaml:"slots,omitempty" json:"slots,omitempty"`
 	Routes []Route         `yaml:"routes,omitempty" json:"routes,omitempty"`
-	Allow  []string        `yaml:"allow,omitempty" json:"allow,omitempty" want:"a host pattern"`
+	Allow  []Allow         `yaml:"allow,omitempty" json:"allow,omitempty" want:"a host pattern"`
 	Block  []Block         `yaml:"block,omitempty" json:"block,omitempty"`
 
 	c *compiledPolicy // nil: deny everything
@@ -70,6 +70,14 @@ type Route struct {
 	AddIfMissing bool   `yaml:"add_if_missing,omitempty" json:"add_if_missing,omitempty"`
 	InsecureHTTP bool   `yaml:"insecure_http,omitempty" json:"insecure_http,omitempty"`
 	Unscrubbable string `yaml:"unscrubbable,omitempty" json:"unscrubbable,omitempty"` // refuse (default) or pass; see HostRules.PassUnscrubbable
+
+	// Methods, when not empty, lists the HTTP methods the route's host
+	// accepts (stored upper-case); with several routes on a host, their
+	// union. Empty: any method. See docs/POLICY.md.
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty" want:"an HTTP method"`
+	// Push restricts the refs a git push through the route may update.
+	// Nil: pushes are unrestricted. See Push.Allows.
+	Push *Push `yaml:"push,omitempty" json:"push,omitempty"`
 }
 
 // Block answers matching requests with 403 and Reason. An empty Path

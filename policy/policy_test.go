@@ -48,7 +48,7 @@ func TestParsePolicySample(t *testing.T) {
 			{Host: "chatgpt.com", Slot: "codex", Header: "Authorization", Scheme: SchemeBearer, Unscrubbable: UnscrubbableRefuse},
 			{Host: "github.com", Slot: "github", Header: "Authorization", Scheme: SchemeBasic, BasicUser: "x-access-token", Unscrubbable: UnscrubbableRefuse},
 		},
-		Allow: []string{"*.githubusercontent.com"},
+		Allow: AllowHosts("*.githubusercontent.com"),
 		Block: []Block{{
 			Host:   "auth.openai.com",
 			Path:   "/oauth/token",
@@ -140,7 +140,9 @@ slots:
 			want: []string{`routes[0].add_if_missing: want true or false, got "yes"`}},
 		{name: "routes not a list", src: slots + "routes: chatgpt.com\n", want: []string{"routes: want a list"}},
 		{name: "host is a list", src: slots + "routes:\n  - host: [a, b]\n    slot: codex\n", want: []string{"routes[0].host: want a single value"}},
-		{name: "allow item mapping", src: slots + "allow:\n  - {host: a.com}\n", want: []string{"allow[0]: want a host pattern"}},
+		{name: "allow item list", src: slots + "allow:\n  - [a.com]\n", want: []string{"allow[0]: want a host pattern or a mapping with host, path and methods"}},
+		{name: "allow unknown key", src: slots + "allow:\n  - {host: a.com, paths: /x}\n", want: []string{`allow[0]: unknown field "paths" (want host, path, methods) (line`}},
+		{name: "allow bad method", src: slots + "allow:\n  - host: a.com\n    methods: [GET, \"B@D\", connect, get]\n", want: []string{`allow[0].methods[1]: invalid HTTP method "B@D" (line 7)`, "allow[0].methods[2]: CONNECT cannot be allowed", "allow[0].methods[3]: GET listed twice"}},
 		{name: "placeholder empty", src: "slots:\n  codex: { placeholder: \"\" }\n", want: []string{"slots.codex.placeholder: empty"}},
 		{name: "placeholder missing", src: "slots:\n  codex: {}\n", want: []string{"slots.codex.placeholder: empty"}},
 		{name: "placeholder null slot", src: "slots:\n  codex:\n", want: []string{"slots.codex.placeholder: empty"}},
@@ -458,7 +460,7 @@ func TestNewPolicy(t *testing.T) {
 	in := Policy{
 		Slots:  map[string]Slot{"a": {Placeholder: "placeholder-a"}},
 		Routes: []Route{{Host: "API.example.com", Slot: "a"}},
-		Allow:  []string{"*.Example.org"},
+		Allow:  AllowHosts("*.Example.org"),
 	}
 	p, err := New(in)
 	if err != nil {
@@ -467,8 +469,8 @@ func TestNewPolicy(t *testing.T) {
 	// The input is copied, not normalised in place or aliased.
 	in.Routes[0].Host = "evil.com"
 	in.Slots["a"] = Slot{Placeholder: "changed!!"}
-	in.Allow[0] = "evil.org"
-	if p.Routes[0].Host != "api.example.com" || p.Slots["a"].Placeholder != "placeholder-a" || p.Allow[0] != "*.example.org" {
+	in.Allow[0] = Allow{Host: "evil.org"}
+	if p.Routes[0].Host != "api.example.com" || p.Slots["a"].Placeholder != "placeholder-a" || p.Allow[0].Host != "*.example.org" {
 		t.Errorf("New result changed with its input: %+v", p)
 	}
 	if got := p.Lookup("api.example.com", 443).Routes; len(got) != 1 {
@@ -483,7 +485,7 @@ func TestPolicyZeroValueDeniesAll(t *testing.T) {
 	for name, p := range map[string]*Policy{
 		"nil":     nil,
 		"zero":    {},
-		"literal": {Slots: map[string]Slot{"a": {Placeholder: "xxxxxxxxx"}}, Routes: []Route{{Host: "a.com", Slot: "a"}}, Allow: []string{"a.com"}},
+		"literal": {Slots: map[string]Slot{"a": {Placeholder: "xxxxxxxxx"}}, Routes: []Route{{Host: "a.com", Slot: "a"}}, Allow: AllowHosts("a.com")},
 	} {
 		if r := p.Lookup("a.com", 443); r.Intercept() || r.Allowed || r.HostBlock != nil {
 			t.Errorf("%s policy: Lookup(a.com) = %+v, want nothing", name, r)
@@ -924,7 +926,7 @@ func FuzzParsePolicy(f *testing.F) {
 		if err != nil {
 			t.Fatalf("New(parsed policy): %v", err)
 		}
-		if !reflect.DeepEqual(again.Routes, p.Routes) || !reflect.DeepEqual(again.Block, p.Block) || !slices.Equal(again.Allow, p.Allow) {
+		if !reflect.DeepEqual(again.Routes, p.Routes) || !reflect.DeepEqual(again.Block, p.Block) || !reflect.DeepEqual(again.Allow, p.Allow) {
 			t.Fatalf("New(parsed policy) changed it")
 		}
 		for _, h := range p.InterceptHosts() {

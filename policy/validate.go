@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"path"
 	"slices"
 	"strings"
 
@@ -15,7 +16,7 @@ type entry struct {
 	place string // "routes[0]", "allow[1]", "block[2]"
 	pat   HostPattern
 	route *Route
-	allow bool
+	allow *Allow
 	block *Block
 }
 
@@ -144,6 +145,14 @@ func (v *validator) routes() {
 			v.fail(place+".unscrubbable", "unknown value %q (want refuse or pass)", r.Unscrubbable)
 			ok = false
 		}
+		if ms, good := v.methods(place+".methods", r.Methods); good {
+			r.Methods = ms
+		} else {
+			ok = false
+		}
+		if !v.push(place+".push", r.Push) {
+			ok = false
+		}
 		if ok {
 			v.entries = append(v.entries, entry{place: place, pat: pat, route: r})
 		}
@@ -151,15 +160,108 @@ func (v *validator) routes() {
 }
 
 func (v *validator) allow() {
-	for i, h := range v.p.Allow {
+	for i := range v.p.Allow {
+		a := &v.p.Allow[i]
 		place := fmt.Sprintf("allow[%d]", i)
-		pat, err := v.host(place, h)
-		if err != nil {
-			continue
+		hostPlace := place
+		if a.Scoped() {
+			hostPlace = place + ".host"
 		}
-		v.p.Allow[i] = pat.String()
-		v.entries = append(v.entries, entry{place: place, pat: pat, allow: true})
+		ok := true
+		pat, err := v.host(hostPlace, a.Host)
+		if err != nil {
+			ok = false
+		} else {
+			a.Host = pat.String()
+		}
+		if a.Path != "" {
+			if p, good := v.path(place+".path", a.Path); good {
+				a.Path = p
+			} else {
+				ok = false
+			}
+		}
+		if ms, good := v.methods(place+".methods", a.Methods); good {
+			a.Methods = ms
+		} else {
+			ok = false
+		}
+		if ok {
+			v.entries = append(v.entries, entry{place: place, pat: pat, allow: a})
+		}
 	}
+}
+
+// methods checks a list of HTTP methods and returns it upper-cased.
+func (v *validator) methods(place string, ms []string) ([]string, bool) {
+	if len(ms) == 0 {
+		return nil, true
+	}
+	out := make([]string, 0, len(ms))
+	ok := true
+	for i, m := range ms {
+		sub := fmt.Sprintf("%s[%d]", place, i)
+		up := strings.ToUpper(m)
+		switch {
+		case m == "":
+			v.fail(sub, "empty")
+			ok = false
+		case !httpguts.ValidHeaderFieldName(m):
+			v.fail(sub, "invalid HTTP method %q", m)
+			ok = false
+		case up == "CONNECT":
+			v.fail(sub, "CONNECT cannot be allowed: cork answers it itself")
+			ok = false
+		case slices.Contains(out, up):
+			v.fail(sub, "%s listed twice", up)
+			ok = false
+		default:
+			out = append(out, up)
+		}
+	}
+	return out, ok
+}
+
+// push checks a route's push rules.
+func (v *validator) push(place string, p *Push) bool {
+	if p == nil {
+		return true
+	}
+	ok := true
+	for i, b := range p.Branches {
+		sub := fmt.Sprintf("%s.branches[%d]", place, i)
+		_, err := path.Match(b, "")
+		switch {
+		case b == "":
+			v.fail(sub, "empty")
+			ok = false
+		case strings.HasPrefix(b, "refs/"):
+			v.fail(sub, "write the branch name without refs/heads/ (%q)", strings.TrimPrefix(b, "refs/heads/"))
+			ok = false
+		case err != nil:
+			v.fail(sub, "invalid pattern %q: %w", b, err)
+			ok = false
+		}
+	}
+	return ok
+}
+
+// path checks a block's or an allow's path and returns it normalised
+// (normalizePath).
+func (v *validator) path(place, p string) (string, bool) {
+	switch {
+	case p[0] != '/':
+		v.fail(place, "must start with \"/\"")
+	case strings.ContainsAny(p, "?#"):
+		v.fail(place, "a path only, without query or fragment")
+	case strings.Contains(p, "%"):
+		v.fail(place, "write the path decoded (it is matched after percent-decoding)")
+	case !validUTF8NoControl(p):
+		v.fail(place, "contains control characters")
+	default:
+		return normalizePath(p), true
+	}
+	return p, false
 }
 
 func (v *validator) blocks() {
@@ -178,20 +280,12 @@ func (v *validator) blocks() {
 			v.fail(place+".case_sensitive", "only with a path")
 			ok = false
 		case b.Path == "":
-		case b.Path[0] != '/':
-			v.fail(place+".path", "must start with \"/\"")
-			ok = false
-		case strings.ContainsAny(b.Path, "?#"):
-			v.fail(place+".path", "a path only, without query or fragment")
-			ok = false
-		case strings.Contains(b.Path, "%"):
-			v.fail(place+".path", "write the path decoded (it is matched after percent-decoding)")
-			ok = false
-		case !validUTF8NoControl(b.Path):
-			v.fail(place+".path", "contains control characters")
-			ok = false
 		default:
-			b.Path = normalizePath(b.Path)
+			if p, good := v.path(place+".path", b.Path); good {
+				b.Path = p
+			} else {
+				ok = false
+			}
 		}
 		b.Reason = strings.TrimSpace(b.Reason)
 		switch {
@@ -254,7 +348,10 @@ func duplicate(a, b entry) string {
 		}
 		return fmt.Sprintf("conflicts with %s (host %s, header %s): slots %s and %s",
 			a.place, b.pat, b.route.Header, a.route.Slot, b.route.Slot)
-	case a.allow && b.allow:
+	case a.allow != nil && b.allow != nil && sameAllow(a.allow, b.allow):
+		if b.allow.Scoped() {
+			return fmt.Sprintf("duplicates %s (host %s, path %s, methods %v)", a.place, b.pat, b.allow.Path, b.allow.Methods)
+		}
 		return fmt.Sprintf("duplicates %s (host %s)", a.place, b.pat)
 	case a.block != nil && b.block != nil && sameBlockPath(a.block, b.block):
 		if a.block.Path == "" {
@@ -263,6 +360,19 @@ func duplicate(a, b entry) string {
 		return fmt.Sprintf("duplicates %s (host %s, path %s)", a.place, b.pat, b.block.Path)
 	}
 	return ""
+}
+
+// sameAllow reports whether allows a and b (on the same host) say the same.
+func sameAllow(a, b *Allow) bool {
+	if a.Path != b.Path || len(a.Methods) != len(b.Methods) {
+		return false
+	}
+	for _, m := range a.Methods {
+		if !slices.Contains(b.Methods, m) {
+			return false
+		}
+	}
+	return true
 }
 
 // sameBlockPath reports whether blocks a and b match the same paths.
@@ -275,28 +385,36 @@ func sameBlockPath(a, b *Block) bool {
 
 // contradiction explains why broad, whose pattern covers narrow's (equal or
 // broader), contradicts it: a route over an allowed host (intercept versus
-// tunnel), or a host-wide block over a route, an allow or a path block.
-// The reverse — a narrower route or block inside an allowed wildcard, a
-// narrower block inside a routed wildcard — is the point of having both.
+// tunnel), a scoped allow over a whole-host allow (the scoped entries
+// restrict the host, so the whole-host allow says nothing), or a host-wide
+// block over a route, an allow or a path block. The reverse — a narrower
+// route, block or scoped allow inside an allowed wildcard, a narrower block
+// inside a routed wildcard — is the point of having both; so is a scoped
+// allow on a routed host (it restricts what the credential may do).
 func contradiction(broad, narrow entry) string {
 	if !broad.pat.covers(narrow.pat) {
 		return ""
 	}
 	hostBlock := broad.block != nil && broad.block.Path == ""
 	switch {
-	case broad.route != nil && narrow.allow && broad.pat == narrow.pat:
+	case broad.route != nil && plainAllow(narrow) && broad.pat == narrow.pat:
 		return fmt.Sprintf("%s is both routed (TLS intercepted) and allowed (blind tunnel)", broad.pat)
-	case broad.route != nil && narrow.allow:
+	case broad.route != nil && plainAllow(narrow):
 		return fmt.Sprintf("%s is routed (TLS intercepted) and %s is allowed (blind tunnel)", broad.pat, narrow.pat)
+	case broad.allow != nil && broad.allow.Scoped() && plainAllow(narrow):
+		return fmt.Sprintf("%s is allowed whole, but the path-scoped allow on %s restricts it to its paths and methods", narrow.pat, broad.pat)
 	case hostBlock && narrow.route != nil:
 		return fmt.Sprintf("%s is blocked and %s is routed", broad.pat, narrow.pat)
-	case hostBlock && narrow.allow:
+	case hostBlock && narrow.allow != nil:
 		return fmt.Sprintf("%s is blocked and %s is allowed", broad.pat, narrow.pat)
 	case hostBlock && narrow.block != nil && narrow.block.Path != "":
 		return fmt.Sprintf("%s is blocked entirely, so the path block on %s never applies", broad.pat, narrow.pat)
 	}
 	return ""
 }
+
+// plainAllow reports whether e is a whole-host allow.
+func plainAllow(e entry) bool { return e.allow != nil && !e.allow.Scoped() }
 
 func validSlotName(s string) bool {
 	if s == "" {

@@ -174,7 +174,7 @@ func ParseBinding(s string) (Binding, error) {
 // Bindings of one variable share its slot. It reads no file.
 type Generic struct {
 	Bindings []Binding
-	Allow    []string
+	Allow    []policy.Allow
 	Block    []policy.Block
 }
 

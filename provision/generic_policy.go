@@ -77,7 +77,7 @@ func ParseGenericPolicy(data []byte) (Generic, error) {
 // its yaml tags).
 type genericFile struct {
 	Routes []genericRoute `yaml:"routes"`
-	Allow  []string       `yaml:"allow" want:"a host pattern"`
+	Allow  []policy.Allow `yaml:"allow" want:"a host pattern"`
 	Block  []policy.Block `yaml:"block"`
 	Slots  struct{}       `yaml:"slots" refuse:"cork run makes the slots and placeholders; name each route's variable with env: VAR"`
 }

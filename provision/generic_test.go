@@ -98,7 +98,7 @@ func TestGeneric(t *testing.T) {
 			{Host: "api.acme.test", Env: "ACME_KEY", Header: "X-Api-Key"},
 			{Host: "git.acme.test", Env: "ACME_GIT", Scheme: "basic", BasicUser: "oauth2", AddIfMissing: true},
 		},
-		Allow: []string{"registry.npmjs.org"},
+		Allow: policy.AllowHosts("registry.npmjs.org"),
 		Block: []policy.Block{{Host: "api.example.com", Path: "/admin", Reason: "not for agents"}},
 	}
 	opts := Options{HostEnv: map[string]string{"ACME_KEY": realKey, "ACME_GIT": "opaqueREALGITPASSWORD0123456789"}, ReadFile: noReads(t)}
@@ -183,7 +183,7 @@ func TestGenericErrors(t *testing.T) {
 		}},
 		{"invalid", Generic{
 			Bindings: []Binding{{Host: "", Env: "lower", Scheme: "digest"}},
-			Allow:    []string{"https://x.example.com"},
+			Allow:    policy.AllowHosts("https://x.example.com"),
 			Block:    []policy.Block{{Host: "x.example.com", Path: "admin"}},
 		}, []string{
 			"bindings[0].host: required",
@@ -292,7 +292,7 @@ block:
 			{Host: "api.acme.test", Env: "ACME_KEY", Header: "X-Api-Key", Scheme: "raw"},
 			{Host: "git.acme.test", Env: "ACME_GIT", Scheme: "basic", BasicUser: "oauth2", AddIfMissing: true, Unscrubbable: "pass"},
 		},
-		Allow: []string{"registry.npmjs.org", "*.example.org"},
+		Allow: policy.AllowHosts("registry.npmjs.org", "*.example.org"),
 		Block: []policy.Block{
 			{Host: "api.example.com", Path: "/admin", Reason: "not for agents"},
 			{Host: "api.example.com", Path: "/Internal", CaseSensitive: true},
@@ -333,7 +333,7 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 			"routes[1]: want a mapping with host, env, header, scheme, basic_user, add_if_missing and unscrubbable (line 5)",
 		}},
 		{"routes not a list", "routes: {host: a.test}\n", []string{"routes: want a list (line 1)"}},
-		{"allow entry", "allow:\n  - {host: a.test}\n", []string{"allow[0]: want a host pattern (line 2)"}},
+		{"allow entry", "allow:\n  - [a.test]\n", []string{"allow[0]: want a host pattern or a mapping with host, path and methods (line 2)"}},
 		{"case_sensitive shape", "block:\n  - host: a.test\n    path: /x\n    case_sensitive: yes\n", []string{`block[0].case_sensitive: want true or false, got "yes" (line 4)`}},
 		{"new keys", "routes:\n  - host: a.test\n    env: A\n    unscrubbable: sometimes\nblock:\n  - host: a.test\n    path: /x\n  - host: a.test\n    case_sensitive: true\n  - host: a.test\n    path: /x#y\n", []string{
 			`routes[0].unscrubbable: unknown value "sometimes" (want refuse or pass)`,

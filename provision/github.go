@@ -164,14 +164,14 @@ func (g GitHub) Provision(opts Options, plan *Plan) error {
 	git := policy.Route{Host: host, Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: GitHubBasicUser}
 	if enterprise {
 		e.Routes = append(e.Routes, git)
-		e.Allow = append(e.Allow, "*."+host)
+		e.Allow = append(e.Allow, policy.Allow{Host: "*." + host})
 	} else {
 		e.Routes = append(e.Routes,
 			policy.Route{Host: "api.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
 			policy.Route{Host: "uploads.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
 			git,
 		)
-		e.Allow = append(e.Allow, "codeload.github.com", "*.githubusercontent.com")
+		e.Allow = append(e.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com")...)
 	}
 	e.Block = append(e.Block, policy.Block{Host: host, Path: "/login/oauth/access_token", Reason: gitHubRefreshReason})
 	return nil

@@ -95,7 +95,7 @@ func TestGitHub(t *testing.T) {
 			if got := plan.Egress.Routes; !reflect.DeepEqual(got, gitHubRoutes) {
 				t.Errorf("Routes = %+v, want %+v", got, gitHubRoutes)
 			}
-			if got, want := plan.Egress.Allow, []string{"codeload.github.com", "*.githubusercontent.com"}; !reflect.DeepEqual(got, want) {
+			if got, want := plan.Egress.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com"); !reflect.DeepEqual(got, want) {
 				t.Errorf("Allow = %v, want %v", got, want)
 			}
 			wantBlock := []policy.Block{{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"}}
@@ -291,7 +291,7 @@ func TestGitHubEnterprise(t *testing.T) {
 	if !reflect.DeepEqual(plan.Egress.Routes, wantRoutes) {
 		t.Errorf("Routes = %+v, want %+v", plan.Egress.Routes, wantRoutes)
 	}
-	if got, want := fmt.Sprint(plan.Egress.Allow), "[*.ghe.example.com]"; got != want {
+	if got, want := plan.Egress.Allow, policy.AllowHosts("*.ghe.example.com"); !reflect.DeepEqual(got, want) {
 		t.Errorf("Allow = %v, want %v", got, want)
 	}
 	wantBlock := []policy.Block{{Host: "ghe.example.com", Path: "/login/oauth/access_token", Reason: gitHubRefreshReason}}

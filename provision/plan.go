@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
@@ -69,7 +70,7 @@ type EgressPlan struct {
 	TokenEnvMap map[string]string      `json:"-"`
 	Slots       map[string]policy.Slot `json:"slots,omitempty"`
 	Routes      []policy.Route         `json:"routes,omitempty"`
-	Allow       []string               `json:"allow,omitempty"`
+	Allow       []policy.Allow         `json:"allow,omitempty"`
 	Block       []policy.Block         `json:"block,omitempty"`
 }
 
@@ -140,6 +141,20 @@ func (e EgressPlan) validate() []error {
 // hostKey is the canonical form of host pattern h, for telling whether two
 // profiles name the same host; an invalid pattern is its own key (the
 // plan's validation reports it).
+// sameAllow reports whether allow entries a and b say the same (host
+// compared as hostKey does, methods in any order and case).
+func sameAllow(a, b policy.Allow) bool {
+	if hostKey(a.Host) != hostKey(b.Host) || a.Path != b.Path || len(a.Methods) != len(b.Methods) {
+		return false
+	}
+	for _, m := range a.Methods {
+		if !slices.ContainsFunc(b.Methods, func(x string) bool { return strings.EqualFold(x, m) }) {
+			return false
+		}
+	}
+	return true
+}
+
 func hostKey(h string) string {
 	if p, err := policy.ParseHostPattern(h); err == nil {
 		return p.String()

@@ -25,7 +25,7 @@ func TestPolicyGolden(t *testing.T) {
 	opts := forwardOpts(t, "chatgpt")
 	opts.Rand = seeded(1)
 	plan := mustBuild(t, opts)
-	plan.Egress.Allow = []string{"*.githubusercontent.com"}
+	plan.Egress.Allow = policy.AllowHosts("*.githubusercontent.com")
 	plan.Egress.Routes = append(plan.Egress.Routes, policy.Route{Host: "github.com", Slot: "codex", Scheme: policy.SchemeBasic, BasicUser: "x-access-token", AddIfMissing: true, InsecureHTTP: true})
 	pol, err := plan.Egress.Policy()
 	if err != nil {
@@ -133,7 +133,7 @@ func slotProfile(name, slot, env, host, file string) fakeProfile {
 		p.Egress.Slots[slot] = policy.Slot{Placeholder: "placeholder-" + name}
 		p.Egress.TokenEnvMap[slot] = env
 		p.Egress.Routes = append(p.Egress.Routes, policy.Route{Host: host, Slot: slot})
-		p.Egress.Allow = append(p.Egress.Allow, "shared.example.com")
+		p.Egress.Allow = append(p.Egress.Allow, policy.Allow{Host: "shared.example.com"})
 		p.Egress.Block = append(p.Egress.Block, policy.Block{Host: "blocked.example.com"})
 		p.Files = append(p.Files, File{Path: file, Mode: 0o600})
 		p.Env["SHARED"] = "same"
@@ -156,7 +156,7 @@ func TestBuildMerges(t *testing.T) {
 	if len(plan.Egress.Routes) != 2 || len(plan.Files) != 2 {
 		t.Errorf("Routes = %v, Files = %v; want 2 each", plan.Egress.Routes, plan)
 	}
-	if got, want := plan.Egress.Allow, []string{"shared.example.com"}; !reflect.DeepEqual(got, want) {
+	if got, want := plan.Egress.Allow, policy.AllowHosts("shared.example.com"); !reflect.DeepEqual(got, want) {
 		t.Errorf("Allow = %v, want %v (deduplicated)", got, want)
 	}
 	if len(plan.Egress.Block) != 1 {

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // Profile provisions one agent. Provision adds the agent's dummy files,
@@ -155,9 +157,9 @@ func (m *merger) add(name string, part Plan) []error {
 		dst.Egress.Routes = append(dst.Egress.Routes, r)
 	}
 	dst.Sources = append(dst.Sources, part.Sources...)
-	for _, h := range e.Allow {
-		if !slices.ContainsFunc(dst.Egress.Allow, func(x string) bool { return hostKey(x) == hostKey(h) }) {
-			dst.Egress.Allow = append(dst.Egress.Allow, h)
+	for _, a := range e.Allow {
+		if !slices.ContainsFunc(dst.Egress.Allow, func(x policy.Allow) bool { return sameAllow(x, a) }) {
+			dst.Egress.Allow = append(dst.Egress.Allow, a)
 		}
 	}
 	for _, b := range e.Block {

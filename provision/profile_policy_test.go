@@ -59,7 +59,7 @@ func checkPolicy(t *testing.T, plan provision.Plan, pol *policy.Policy) {
 		}
 	}
 	for _, a := range plan.Egress.Allow {
-		if rules := pol.Lookup(hostPort(a)); !rules.Allowed || rules.Intercept() {
+		if rules := pol.Lookup(hostPort(a.Host)); !rules.Allowed || rules.Intercept() {
 			t.Errorf("policy: %s = %+v, want a blind tunnel", a, rules)
 		}
 	}
@@ -88,7 +88,7 @@ func TestProfilePoliciesParse(t *testing.T) {
 				{Host: "*.acme.test", Env: "ACME_KEY", Header: "x-api-key"},
 				{Host: "git.example.com:8443", Env: "EXAMPLE_TOKEN", Scheme: "basic"},
 			},
-			Allow: []string{"registry.npmjs.org"},
+			Allow: policy.AllowHosts("registry.npmjs.org"),
 			Block: []policy.Block{{Host: "api.example.com", Path: "/admin"}},
 		}}},
 		{"codex, claude, github and generic together", provision.Options{
@@ -102,7 +102,7 @@ func TestProfilePoliciesParse(t *testing.T) {
 			Now:                    func() time.Time { return testNow },
 		}, []provision.Profile{provision.Codex{}, provision.Claude{}, provision.GitHub{}, provision.Generic{
 			Bindings: []provision.Binding{{Host: "registry.npmjs.org", Env: "NPM_TOKEN"}},
-			Allow:    []string{"proxy.golang.org", "*.pythonhosted.org"},
+			Allow:    policy.AllowHosts("proxy.golang.org", "*.pythonhosted.org"),
 		}}},
 	}
 	for _, tt := range tests {

@@ -355,7 +355,7 @@ func (f *runFlags) provision(environ map[string]string, profiles []provision.Pro
 	if err != nil {
 		return plan, &usageError{err}
 	}
-	plan.Egress.Allow = append(plan.Egress.Allow, f.allows...)
+	plan.Egress.Allow = append(plan.Egress.Allow, policy.AllowHosts(f.allows...)...)
 	return plan, nil
 }
 

@@ -35,7 +35,7 @@ func TestGenericProfileFromFlags(t *testing.T) {
 			{Host: "uploads.example.com", Env: "EXAMPLE_TOKEN", Scheme: "token"},
 			{Host: "api.acme.test", Env: "ACME_KEY", Header: "X-Api-Key"},
 		},
-		Allow: []string{"registry.npmjs.org"},
+		Allow: policy.AllowHosts("registry.npmjs.org"),
 		Block: []policy.Block{{Host: "api.acme.test", Path: "/admin"}},
 	}
 	if !reflect.DeepEqual(g, want) {
