@@ -3,6 +3,9 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -79,11 +82,26 @@ const gitHubRefreshReason = "GitHub OAuth token exchange happens on the host, no
 // in place in a value that is not Basic (gh's "token <T>"); *.HOST (the
 // subdomains of subdomain isolation: raw, codeload, media, ...) is allowed
 // without credentials. Blocked: HOST/login/oauth/access_token.
+//
+// ReadOnly and PushBranches narrow the routes: methods on the API hosts,
+// and Route.Push on the git route, which the proxy enforces by reading the
+// ref updates of each git-receive-pack request (docs/POLICY.md).
 type GitHub struct {
 	// Host is the GitHub host: "" or "github.com" for github.com, else a
 	// GitHub Enterprise Server host name such as "ghe.example.com" (no
 	// scheme, port or path).
 	Host string
+	// ReadOnly limits the API hosts (api.github.com, uploads.github.com)
+	// to GET and HEAD, and lets git fetch but push no ref (Route.Push
+	// with nothing allowed). GraphQL is POST: gh commands that use it are
+	// refused. Not with an Enterprise Host, whose API and git share one
+	// host: fetching is a POST too, so methods cannot tell reads from
+	// writes there.
+	ReadOnly bool
+	// PushBranches, when not empty, are the only branches git may push
+	// (glob patterns on the name after refs/heads/, see policy.Push);
+	// tags and deletions are refused. Not with ReadOnly.
+	PushBranches []string
 }
 
 var _ Profile = GitHub{}
@@ -106,6 +124,17 @@ func (g GitHub) Validate() error {
 		h := g.host()
 		if p, err := policy.ParseHostPattern(h); err != nil || strings.ContainsAny(h, "*:/") || p.String() != h {
 			errs = append(errs, fmt.Errorf("host: %q is not a host name (want e.g. ghe.example.com, without scheme, port or path)", g.Host))
+		}
+	}
+	if g.ReadOnly && len(g.PushBranches) > 0 {
+		errs = append(errs, errors.New("read_only: not with push_branches (read-only pushes nothing)"))
+	}
+	if g.ReadOnly && g.host() != gitHubDotCom {
+		errs = append(errs, fmt.Errorf("read_only: not with an Enterprise host (%s): its API and git share the host, and a fetch is a POST like an API write; restrict pushes with push_branches", g.host()))
+	}
+	for i, b := range g.PushBranches {
+		if _, err := path.Match(b, ""); err != nil || b == "" || strings.HasPrefix(b, "refs/") {
+			errs = append(errs, fmt.Errorf("push_branches[%d]: %q is not a branch pattern (want e.g. agent/*, without refs/heads/)", i, b))
 		}
 	}
 	return errors.Join(errs...)
@@ -162,13 +191,21 @@ func (g GitHub) Provision(opts Options, plan *Plan) error {
 	e.TokenEnvMap[GitHubSlot] = tokenEnv
 	e.Slots[GitHubSlot] = policy.Slot{Placeholder: ph}
 	git := policy.Route{Host: host, Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: GitHubBasicUser}
+	var apiMethods []string
+	switch {
+	case g.ReadOnly:
+		git.Push = &policy.Push{}
+		apiMethods = []string{http.MethodGet, http.MethodHead}
+	case len(g.PushBranches) > 0:
+		git.Push = &policy.Push{Branches: slices.Clone(g.PushBranches)}
+	}
 	if enterprise {
 		e.Routes = append(e.Routes, git)
 		e.Allow = append(e.Allow, policy.Allow{Host: "*." + host})
 	} else {
 		e.Routes = append(e.Routes,
-			policy.Route{Host: "api.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
-			policy.Route{Host: "uploads.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken},
+			policy.Route{Host: "api.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken, Methods: apiMethods},
+			policy.Route{Host: "uploads.github.com", Slot: GitHubSlot, Header: "Authorization", Scheme: policy.SchemeToken, Methods: slices.Clone(apiMethods)},
 			git,
 		)
 		e.Allow = append(e.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com")...)

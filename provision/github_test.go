@@ -308,3 +308,69 @@ func TestGitHubBadHost(t *testing.T) {
 		}
 	}
 }
+
+func TestGitHubRestrictions(t *testing.T) {
+	env := map[string]string{"GH_TOKEN": gitHubTokens(t)["classic"], "GH_ENTERPRISE_TOKEN": gitHubTokens(t)["oauth"]}
+	readGit := func(host string, push *policy.Push) policy.Route {
+		return policy.Route{Host: host, Slot: "github", Header: "Authorization", Scheme: "basic", BasicUser: "x-access-token", Push: push}
+	}
+	api := func(host string, methods ...string) policy.Route {
+		return policy.Route{Host: host, Slot: "github", Header: "Authorization", Scheme: "token", Methods: methods}
+	}
+	tests := []struct {
+		name    string
+		profile GitHub
+		want    []policy.Route
+	}{
+		{"read-only", GitHub{ReadOnly: true}, []policy.Route{
+			api("api.github.com", "GET", "HEAD"), api("uploads.github.com", "GET", "HEAD"), readGit("github.com", &policy.Push{}),
+		}},
+		{"push branches", GitHub{PushBranches: []string{"agent/*", "cork-*"}}, []policy.Route{
+			api("api.github.com"), api("uploads.github.com"), readGit("github.com", &policy.Push{Branches: []string{"agent/*", "cork-*"}}),
+		}},
+		{"enterprise push branches", GitHub{Host: "ghe.example.com", PushBranches: []string{"agent/*"}}, []policy.Route{
+			readGit("ghe.example.com", &policy.Push{Branches: []string{"agent/*"}}),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			plan, err := Build(Options{HostEnv: env, ReadFile: noReads(t)}, tt.profile)
+			if err != nil {
+				t.Fatalf("Build() error = %v", err)
+			}
+			if !reflect.DeepEqual(plan.Egress.Routes, tt.want) {
+				t.Errorf("Routes = %+v, want %+v", plan.Egress.Routes, tt.want)
+			}
+			pol, err := plan.Egress.Policy()
+			if err != nil {
+				t.Fatalf("Policy() error = %v", err)
+			}
+			rules := pol.Lookup(tt.want[len(tt.want)-1].Host, 443)
+			if len(rules.Routes) != 1 || rules.Routes[0].Push == nil || rules.Routes[0].Push.Allows("refs/heads/main", false) {
+				t.Errorf("git route %+v: want a push policy that refuses main", rules.Routes)
+			}
+		})
+	}
+}
+
+func TestGitHubRestrictionErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		profile GitHub
+		want    string
+	}{
+		{"both", GitHub{ReadOnly: true, PushBranches: []string{"a"}}, "github: read_only: not with push_branches"},
+		{"read-only enterprise", GitHub{Host: "ghe.example.com", ReadOnly: true}, "github: read_only: not with an Enterprise host (ghe.example.com)"},
+		{"bad pattern", GitHub{PushBranches: []string{"agent/["}}, `github: push_branches[0]: "agent/[" is not a branch pattern`},
+		{"full ref", GitHub{PushBranches: []string{"x", "refs/heads/main"}}, `github: push_branches[1]: "refs/heads/main" is not a branch pattern`},
+		{"empty", GitHub{PushBranches: []string{""}}, `github: push_branches[0]: "" is not a branch pattern`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Build(Options{HostEnv: map[string]string{"GH_TOKEN": "x", "GH_ENTERPRISE_TOKEN": "x"}}, tt.profile)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Build() error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -40,9 +40,18 @@ func (g *gitHubFlags) profile(agents []string) (provision.GitHub, error) {
 	if *g.readOnly && len(g.pushBranches) > 0 {
 		return provision.GitHub{}, usageErrorf("--github-read-only and --push-branch: give one (read-only pushes nothing)")
 	}
-	p := provision.GitHub{Host: *g.host}
-	if err := p.Validate(); err != nil {
+	if *g.readOnly && *g.host != "" {
+		return provision.GitHub{}, usageErrorf("--github-read-only: not with --github-host: on GitHub Enterprise Server the API and git share the host, " +
+			"and a fetch is a POST like an API write; use --push-branch to restrict pushes")
+	}
+	p := provision.GitHub{Host: *g.host, ReadOnly: *g.readOnly, PushBranches: g.pushBranches}
+	if err := (provision.GitHub{Host: p.Host}).Validate(); err != nil {
 		return provision.GitHub{}, usageErrorf("--github-%v", err)
+	}
+	for _, b := range p.PushBranches {
+		if err := (provision.GitHub{PushBranches: []string{b}}).Validate(); err != nil {
+			return provision.GitHub{}, usageErrorf("--push-branch: %q is not a branch pattern (want e.g. 'agent/*', without refs/heads/)", b)
+		}
 	}
 	return p, nil
 }
