@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -266,5 +268,27 @@ func TestHostCommand(t *testing.T) {
 	_, err = run(context.Background(), "sh", "-c", `echo gho_REALstdout; echo gho_REALstderr >&2; exit 3`)
 	if err == nil || strings.Contains(err.Error(), "REAL") {
 		t.Errorf("Command(failing sh) error = %v, want one without its output", err)
+	}
+}
+
+// TestGHKeyringTokenRealGH runs the real gh with the arguments cork uses:
+// gh 2.23 prints the token it finds for the host (here from the file; on a
+// desktop, from the keyring), and fails for a host it has no login for.
+func TestGHKeyringTokenRealGH(t *testing.T) {
+	gh, err := exec.LookPath("gh")
+	if err != nil {
+		testenv.Missing(t, "gh not installed (Debian package gh)")
+	}
+	opts := Options{HostEnv: map[string]string{
+		"GH_CONFIG_DIR": ghFixture(t, "gh-2.23"),
+		"HOME":          t.TempDir(),
+		"PATH":          filepath.Dir(gh),
+	}}.withDefaults()
+	got, err := ghKeyringToken(opts, "github.com")
+	if want := gitHubTokens(t)["oauth"]; err != nil || got != want {
+		t.Errorf("ghKeyringToken(github.com) = %.12q..., %v; want %.12q...", got, err, want)
+	}
+	if _, err := ghKeyringToken(opts, "nowhere.example.com"); err == nil || !strings.Contains(err.Error(), "gh auth token --hostname nowhere.example.com: exit status 1") {
+		t.Errorf("ghKeyringToken(nowhere) error = %v, want gh's exit status", err)
 	}
 }
