@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cork-sh/cork/internal/testing/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
 // ghFixture is the absolute fixture directory testdata/github/name, a gh
