@@ -14,18 +14,12 @@ import (
 	"github.com/cork-sh/cork/internal/testing/testenv"
 )
 
-// TestRunGitHubFromGHLogin is the case of someone who ran `gh auth login`
-// and never exported GH_TOKEN: `cork run --agent github -- gh api /user`,
-// the real binary in the default local sandbox, whose only credential is
-// the token in ~/.config/gh/hosts.yml (gh 2.23's format). The fake
-// api.github.com accepts only that token; the sandbox never sees it.
-func TestRunGitHubFromGHLogin(t *testing.T) {
-	requireSandbox(t)
-	gh, err := exec.LookPath("gh")
-	if err != nil {
-		testenv.Missing(t, "gh not installed (Debian package gh)")
-	}
-	cork := corkBinary(t)
+// ghLoginEnv is the environment of a host user whose only GitHub
+// credential is `gh auth login`'s ~/.config/gh/hosts.yml (gh 2.23's
+// format), with the fakes routed: it returns the env, the fake and the
+// real token.
+func ghLoginEnv(t *testing.T) ([]string, *fakeupstream.Server, string) {
+	t.Helper()
 	real := "gho_" + (rand.Text() + rand.Text())[:36] // base32: letters and digits
 	home := liveHome(t)
 	hosts := filepath.Join(home, ".config", "gh", "hosts.yml")
@@ -44,31 +38,82 @@ func TestRunGitHubFromGHLogin(t *testing.T) {
 	if err := os.WriteFile(caFile, fake.CAPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-
-	cmd := exec.Command(cork, "run", "--agent", "github", "--", gh, "api", "/user")
-	cmd.Env = []string{
+	return []string{
 		"HOME=" + home,
 		"PATH=" + os.Getenv("PATH"),
 		"CORK_RESOLVE=" + fakeupstream.GitHubAPIHost + ":443=" + fake.Addr(),
 		"CORK_UPSTREAM_CA_FILE=" + caFile,
 		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
 		"GH_NO_UPDATE_NOTIFIER=1",
-	}
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	t.Logf("cork run: %v\nstdout:\n%s\nstderr:\n%s\nfake saw:\n%s", err, stdout.String(), stderr.String(), fake.Summary())
+	}, fake, real
+}
+
+// TestRunGitHubFromGHLogin is the case of someone who ran `gh auth login`
+// and never exported GH_TOKEN: `cork run --agent github -- gh api /user`,
+// the real binary in the default local sandbox, whose only credential is
+// the token in ~/.config/gh/hosts.yml. The fake api.github.com accepts only
+// that token; the sandbox never sees it. With --github-read-only, the
+// REST GET still works and gh's GraphQL POST is refused by the proxy.
+func TestRunGitHubFromGHLogin(t *testing.T) {
+	requireSandbox(t)
+	gh, err := exec.LookPath("gh")
 	if err != nil {
-		t.Fatalf("cork run --agent github -- gh api /user: %v", err)
+		testenv.Missing(t, "gh not installed (Debian package gh)")
 	}
-	if !strings.Contains(stdout.String(), `"login":"`+fakeupstream.GitHubUserLogin+`"`) {
-		t.Errorf("stdout = %q, want the user's login", stdout.String())
+	cork := corkBinary(t)
+	tests := []struct {
+		name     string
+		flags    []string
+		script   string
+		wantCode int
+		wantOut  []string
+		denied   bool // the proxy refused gh's GraphQL POST (method_not_allowed)
+	}{
+		{"gh api /user", nil, `"$GH" api /user`, 0, []string{`"login":"` + fakeupstream.GitHubUserLogin + `"`}, false},
+		{"read-only", []string{"--github-read-only"}, `"$GH" api /user && echo READ-OK && "$GH" repo view cork/demo`, 1,
+			[]string{`"login":"` + fakeupstream.GitHubUserLogin + `"`, "READ-OK"}, true},
 	}
-	if strings.Contains(stdout.String()+stderr.String(), real) {
-		t.Errorf("the real token is in cork's or gh's output")
-	}
-	reqs := fake.Requests(fakeupstream.GitHubAPIHost)
-	if len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "token "+real {
-		t.Errorf("api.github.com saw %d requests, want one GET /user with the real token", len(reqs))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, fake, real := ghLoginEnv(t)
+			args := append([]string{"run", "--agent", "github"}, tt.flags...)
+			script := strings.ReplaceAll(tt.script, `"$GH"`, shq(gh))
+			cmd := exec.Command(cork, append(args, "--", "/bin/sh", "-c", script)...)
+			cmd.Env = env
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.wantCode || t.Failed() || testing.Verbose() {
+				t.Logf("stdout:\n%s\nstderr:\n%s\nfake saw:\n%s", stdout.String(), stderr.String(), fake.Summary())
+			}
+			if code != tt.wantCode {
+				t.Errorf("cork run %v exit = %d, want %d", tt.flags, code, tt.wantCode)
+			}
+			for _, want := range tt.wantOut {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout = %q, want %q in it", stdout.String(), want)
+				}
+			}
+			if strings.Contains(stdout.String()+stderr.String(), real) {
+				t.Errorf("the real token is in cork's or gh's output")
+			}
+			for _, q := range fake.Requests(fakeupstream.GitHubAPIHost) {
+				if q.Path == "/graphql" {
+					t.Errorf("a GraphQL query reached the fake")
+				}
+				if q.Header.Get("Authorization") != "token "+real {
+					t.Errorf("%s %s reached api.github.com without the real token", q.Method, q.Path)
+				}
+			}
+			if denied := strings.Contains(stderr.String(), `"path":"/graphql","status":403,`) && strings.Contains(stderr.String(), `"reason":"method_not_allowed"`); denied != tt.denied {
+				t.Errorf("the audit log has a method_not_allowed deny of POST /graphql: %v, want %v", denied, tt.denied)
+			}
+		})
 	}
 }
