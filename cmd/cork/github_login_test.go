@@ -3,12 +3,15 @@
 package main
 
 import (
+	"bufio"
 	"crypto/rand"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cork-sh/cork/internal/testing/fakeupstream"
 	"github.com/cork-sh/cork/internal/testing/testenv"
@@ -115,5 +118,98 @@ func TestRunGitHubFromGHLogin(t *testing.T) {
 				t.Errorf("the audit log has a method_not_allowed deny of POST /graphql: %v, want %v", denied, tt.denied)
 			}
 		})
+	}
+}
+
+// TestRunGitHubLoginRefresh: a new `gh auth login` (or `gh auth refresh`)
+// on the host while the sandbox runs rewrites hosts.yml; the proxy sends
+// the new token from then on, and the sandbox is not restarted.
+func TestRunGitHubLoginRefresh(t *testing.T) {
+	requireSandbox(t)
+	gh, err := exec.LookPath("gh")
+	if err != nil {
+		testenv.Missing(t, "gh not installed (Debian package gh)")
+	}
+	env, fake, first := ghLoginEnv(t)
+	home := strings.TrimPrefix(env[0], "HOME=")
+	second := "gho_" + (rand.Text() + rand.Text())[:36]
+	script := shq(gh) + " api /user >/dev/null; echo FIRST; IFS= read -r go; " + shq(gh) + " api /user >/dev/null; echo END"
+	cmd := exec.Command(corkBinary(t), "run", "--agent", "github", "--", "/bin/sh", "-c", script)
+	cmd.Env = env
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	refreshed := make(chan struct{})
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	errDone := make(chan struct{})
+	go func() {
+		defer close(errDone)
+		sc := bufio.NewScanner(errPipe)
+		once := false
+		for sc.Scan() {
+			stderr.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "proxy tokens refreshed") {
+				once = true
+				close(refreshed)
+			}
+		}
+	}()
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || out.Text() != "FIRST" {
+		cmd.Process.Kill()
+		<-errDone
+		t.Fatalf("no FIRST line (%q); stderr:\n%s", out.Text(), stderr.String())
+	}
+	hosts := filepath.Join(home, ".config", "gh", "hosts.yml")
+	if err := os.WriteFile(hosts+".new", []byte("github.com:\n    oauth_token: "+second+"\n    user: "+fakeupstream.GitHubUserLogin+"\n    git_protocol: https\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(hosts+".new", hosts); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-refreshed:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-errDone
+		t.Fatalf("no refresh within 30s; stderr:\n%s", stderr.String())
+	}
+	io.WriteString(stdin, "go\n")
+	stdin.Close()
+	for out.Scan() {
+	}
+	err = cmd.Wait()
+	<-errDone
+	if err != nil {
+		t.Fatalf("cork run: %v; stderr:\n%s", err, stderr.String())
+	}
+	var got []string
+	for _, q := range fake.Requests(fakeupstream.GitHubAPIHost) {
+		switch q.Header.Get("Authorization") {
+		case "token " + first:
+			got = append(got, "first")
+		case "token " + second:
+			got = append(got, "second")
+		default:
+			got = append(got, "other")
+		}
+	}
+	if strings.Join(got, ",") != "first,second" {
+		t.Errorf("api.github.com saw tokens %v, want [first second]; stderr:\n%s", got, stderr.String())
+	}
+	if strings.Contains(stderr.String(), first) || strings.Contains(stderr.String(), second) {
+		t.Errorf("a real token is in cork's output")
 	}
 }
