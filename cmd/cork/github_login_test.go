@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/base64"
 	"io"
 	"os"
 	"os/exec"
@@ -19,9 +20,10 @@ import (
 
 // ghLoginEnv is the environment of a host user whose only GitHub
 // credential is `gh auth login`'s ~/.config/gh/hosts.yml (gh 2.23's
-// format), with the fakes routed: it returns the env, the fake and the
+// format) for host, with the fakes routed (the Enterprise one serving an
+// empty repository cork/demo.git): it returns the env, the fake and the
 // real token.
-func ghLoginEnv(t *testing.T) ([]string, *fakeupstream.Server, string) {
+func ghLoginEnv(t *testing.T, host string) ([]string, *fakeupstream.Server, string) {
 	t.Helper()
 	real := "gho_" + (rand.Text() + rand.Text())[:36] // base32: letters and digits
 	home := liveHome(t)
@@ -29,10 +31,14 @@ func ghLoginEnv(t *testing.T) ([]string, *fakeupstream.Server, string) {
 	if err := os.MkdirAll(filepath.Dir(hosts), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(hosts, []byte("github.com:\n    oauth_token: "+real+"\n    user: "+fakeupstream.GitHubUserLogin+"\n    git_protocol: https\n"), 0o600); err != nil {
+	if err := os.WriteFile(hosts, []byte(host+":\n    oauth_token: "+real+"\n    user: "+fakeupstream.GitHubUserLogin+"\n    git_protocol: https\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fake, err := fakeupstream.Start(fakeupstream.Config{GitHubToken: real})
+	root := t.TempDir()
+	if out, err := exec.Command("git", "init", "-q", "--bare", filepath.Join(root, "cork", "demo.git")).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	fake, err := fakeupstream.Start(fakeupstream.Config{GitHubToken: real, GitProjectRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +50,7 @@ func ghLoginEnv(t *testing.T) ([]string, *fakeupstream.Server, string) {
 	return []string{
 		"HOME=" + home,
 		"PATH=" + os.Getenv("PATH"),
-		"CORK_RESOLVE=" + fakeupstream.GitHubAPIHost + ":443=" + fake.Addr(),
+		"CORK_RESOLVE=" + fakeupstream.GitHubAPIHost + ":443=" + fake.Addr() + "," + fakeupstream.GitHubEnterpriseHost + ":443=" + fake.Addr(),
 		"CORK_UPSTREAM_CA_FILE=" + caFile,
 		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
 		"GH_NO_UPDATE_NOTIFIER=1",
@@ -56,7 +62,9 @@ func ghLoginEnv(t *testing.T) ([]string, *fakeupstream.Server, string) {
 // the real binary in the default local sandbox, whose only credential is
 // the token in ~/.config/gh/hosts.yml. The fake api.github.com accepts only
 // that token; the sandbox never sees it. With --github-read-only, the
-// REST GET still works and gh's GraphQL POST is refused by the proxy.
+// REST GET still works and gh's GraphQL POST is refused by the proxy. With
+// --github-host, gh's API calls (token scheme) and git's clone (Basic) go
+// to one Enterprise host through one route.
 func TestRunGitHubFromGHLogin(t *testing.T) {
 	requireSandbox(t)
 	gh, err := exec.LookPath("gh")
@@ -66,19 +74,23 @@ func TestRunGitHubFromGHLogin(t *testing.T) {
 	cork := corkBinary(t)
 	tests := []struct {
 		name     string
+		host     string
 		flags    []string
 		script   string
 		wantCode int
 		wantOut  []string
 		denied   bool // the proxy refused gh's GraphQL POST (method_not_allowed)
 	}{
-		{"gh api /user", nil, `"$GH" api /user`, 0, []string{`"login":"` + fakeupstream.GitHubUserLogin + `"`}, false},
-		{"read-only", []string{"--github-read-only"}, `"$GH" api /user && echo READ-OK && "$GH" repo view cork/demo`, 1,
+		{"gh api /user", "github.com", nil, `"$GH" api /user`, 0, []string{`"login":"` + fakeupstream.GitHubUserLogin + `"`}, false},
+		{"read-only", "github.com", []string{"--github-read-only"}, `"$GH" api /user && echo READ-OK && "$GH" repo view cork/demo`, 1,
 			[]string{`"login":"` + fakeupstream.GitHubUserLogin + `"`, "READ-OK"}, true},
+		{"enterprise", fakeupstream.GitHubEnterpriseHost, []string{"--github-host", fakeupstream.GitHubEnterpriseHost},
+			`"$GH" api /user && cd "$HOME" && git clone -q https://` + fakeupstream.GitHubEnterpriseHost + `/cork/demo.git demo 2>&1 && echo CLONED`, 0,
+			[]string{`"login":"` + fakeupstream.GitHubUserLogin + `"`, "CLONED"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env, fake, real := ghLoginEnv(t)
+			env, fake, real := ghLoginEnv(t, tt.host)
 			args := append([]string{"run", "--agent", "github"}, tt.flags...)
 			script := strings.ReplaceAll(tt.script, `"$GH"`, shq(gh))
 			cmd := exec.Command(cork, append(args, "--", "/bin/sh", "-c", script)...)
@@ -106,13 +118,27 @@ func TestRunGitHubFromGHLogin(t *testing.T) {
 			if strings.Contains(stdout.String()+stderr.String(), real) {
 				t.Errorf("the real token is in cork's or gh's output")
 			}
-			for _, q := range fake.Requests(fakeupstream.GitHubAPIHost) {
-				if q.Path == "/graphql" {
+			apiHost, apiPrefix := fakeupstream.GitHubAPIHost, ""
+			if tt.host != "github.com" {
+				apiHost, apiPrefix = tt.host, "/api/"
+			}
+			api, git := 0, 0
+			for _, q := range fake.Requests(apiHost) {
+				switch auth := q.Header.Get("Authorization"); {
+				case strings.HasSuffix(q.Path, "/graphql"):
 					t.Errorf("a GraphQL query reached the fake")
+				case strings.HasPrefix(q.Path, apiPrefix) && auth == "token "+real:
+					api++
+				case !strings.HasPrefix(q.Path, "/api/") && auth == "":
+					// git's first try, answered 401
+				case !strings.HasPrefix(q.Path, "/api/") && auth == "Basic "+base64.StdEncoding.EncodeToString([]byte("x-access-token:"+real)):
+					git++
+				default:
+					t.Errorf("%s %s reached %s without the real token", q.Method, q.Path, apiHost)
 				}
-				if q.Header.Get("Authorization") != "token "+real {
-					t.Errorf("%s %s reached api.github.com without the real token", q.Method, q.Path)
-				}
+			}
+			if api == 0 || (tt.host != "github.com" && git == 0) {
+				t.Errorf("the fake saw %d API and %d git requests with the real token", api, git)
 			}
 			if denied := strings.Contains(stderr.String(), `"path":"/graphql","status":403,`) && strings.Contains(stderr.String(), `"reason":"method_not_allowed"`); denied != tt.denied {
 				t.Errorf("the audit log has a method_not_allowed deny of POST /graphql: %v, want %v", denied, tt.denied)
@@ -130,7 +156,7 @@ func TestRunGitHubLoginRefresh(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "gh not installed (Debian package gh)")
 	}
-	env, fake, first := ghLoginEnv(t)
+	env, fake, first := ghLoginEnv(t, "github.com")
 	home := strings.TrimPrefix(env[0], "HOME=")
 	second := "gho_" + (rand.Text() + rand.Text())[:36]
 	script := shq(gh) + " api /user >/dev/null; echo FIRST; IFS= read -r go; " + shq(gh) + " api /user >/dev/null; echo END"

@@ -1,7 +1,8 @@
 // Package fakeupstream serves fake ChatGPT (chatgpt.com), OpenAI auth
 // (auth.openai.com), Anthropic (api.anthropic.com), GitHub git
 // (github.com, through the real git http-backend) and the GitHub API
-// (api.github.com, what gh needs) backends over HTTPS, for
+// (api.github.com, what gh needs; a GitHub Enterprise Server with both on
+// ghe.cork.test) backends over HTTPS, for
 // running the real Codex CLI, Claude Code and other clients through cork in
 // tests (the compat suite). Nothing here talks to the network: one TLS
 // listener on 127.0.0.1 (or Config.Listen: the node's address when the

@@ -30,7 +30,7 @@ const (
 )
 
 // Hosts lists every host a Server presents a certificate for.
-var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost, GitHubAPIHost}
+var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost, GitHubAPIHost, GitHubEnterpriseHost}
 
 // DefaultReply is the canned assistant answer.
 const DefaultReply = "cork-compat-ok"
@@ -281,6 +281,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.gitHub(sw, r)
 	case GitHubAPIHost:
 		s.gitHubAPI(sw, r)
+	case GitHubEnterpriseHost:
+		s.gitHubEnterprise(sw, r)
 	case ChatGPTAnalyticsHost:
 		// Codex's metrics and events: accepted and dropped.
 		sw.WriteHeader(http.StatusNoContent)
