@@ -301,7 +301,7 @@ func TestGitHubEnterprise(t *testing.T) {
 }
 
 func TestGitHubBadHost(t *testing.T) {
-	for _, h := range []string{"https://ghe.example.com", "ghe.example.com/api", "ghe.example.com:8443", "*.example.com", "ghe example"} {
+	for _, h := range []string{"https://ghe.example.com", "ghe.example.com/api", "ghe.example.com:8443", "*.example.com", "ghe example", "api.github.com"} {
 		_, err := Build(Options{HostEnv: map[string]string{"GH_ENTERPRISE_TOKEN": "x"}}, GitHub{Host: h})
 		if err == nil || !strings.Contains(err.Error(), "github: host: ") {
 			t.Errorf("Build(GitHub{Host: %q}) error = %v, want one naming the host", h, err)
