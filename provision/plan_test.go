@@ -238,7 +238,7 @@ func TestLookup(t *testing.T) {
 		t.Errorf("Lookup(%q) = %v, %v; want the codex profile", "codex", p, err)
 	}
 	_, err = Lookup("gemini")
-	if err == nil || !strings.Contains(err.Error(), `unknown agent profile "gemini" (known: claude, codex, github)`) {
+	if err == nil || !strings.Contains(err.Error(), `unknown agent profile "gemini" (known: claude, codex, copilot, github)`) {
 		t.Errorf("Lookup(%q) error = %v, want it to list the known profiles", "gemini", err)
 	}
 	for name, p := range Profiles() {
