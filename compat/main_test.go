@@ -160,6 +160,10 @@ const compatNotes = `
   fails (closed), outside one it would go direct and be unauthenticated.
 - **curl**, **Python** (` + "`urllib`" + `): work with the launcher's variables alone (` + "`https_proxy`" + `,
   ` + "`CURL_CA_BUNDLE`" + ` / ` + "`SSL_CERT_FILE`" + `).
+- **gh** (Debian's 2.23): the ` + "`github`" + ` profile. The token may live only in gh's ` + "`hosts.yml`" + `
+  (` + "`gh auth login`" + ` on the host): cork reads it at provisioning and watches the file; the sandbox gets
+  the placeholder in ` + "`GH_TOKEN`" + `, and gh's config directory stays hidden. gh honours ` + "`HTTPS_PROXY`" + ` and
+  ` + "`SSL_CERT_FILE`" + `.
 - **git**: the ` + "`github`" + ` profile's credential helper (set through ` + "`GIT_CONFIG_*`" + `) hands git the
   placeholder; git sends it only after a 401 challenge, in Basic auth, which cork decodes, swaps and
   re-encodes. The same clients against a standalone ` + "`cork proxy`" + ` are tested in

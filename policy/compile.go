@@ -8,15 +8,17 @@ import (
 // HostRules is everything the policy says about one host:port.
 //
 // Precedence, most specific pattern first: a HostBlock wins over everything
-// (and then the other fields are empty); a route or path block means
-// intercept (Intercept); otherwise Allowed means tunnel or forward; otherwise
-// deny. The zero HostRules denies. The slices are shared with the Policy
+// (and then the other fields are empty); a route, path block or scoped
+// allow means intercept (Intercept); otherwise Allowed means tunnel or
+// forward; otherwise deny. Requests that pass are further limited by
+// Permits (route methods, scoped allows). The zero HostRules denies. The slices are shared with the Policy
 // (and capped, so an append copies): do not modify the values they point to.
 type HostRules struct {
 	Routes     []*Route // routes bound to this host (exact entries before wildcard ones)
-	Allowed    bool     // an allow entry matches: blind tunnel / plain forward
+	Allowed    bool     // an allow entry matches (whole-host or scoped)
 	HostBlock  *Block   // a host-wide block (Path == "")
 	PathBlocks []*Block // path-scoped blocks for this host
+	Allows     []*Allow // scoped allows (a path or methods) for this host: see Permits
 }
 
 // Binds reports whether one of the host's routes is for slot: see SlotBound.
@@ -30,8 +32,11 @@ func (h HostRules) Binds(slot string) bool {
 }
 
 // Intercept reports whether TLS to this host must be intercepted: it has a
-// route or a path-scoped block.
-func (h HostRules) Intercept() bool { return len(h.Routes) > 0 || len(h.PathBlocks) > 0 }
+// route, a path-scoped block or a scoped allow (whose paths and methods
+// must be seen; no credential is injected for it).
+func (h HostRules) Intercept() bool {
+	return len(h.Routes) > 0 || len(h.PathBlocks) > 0 || len(h.Allows) > 0
+}
 
 // PassUnscrubbable reports whether a response body that cannot be scrubbed
 // of tokens may pass unscrubbed: only when the host has routes and every
@@ -91,6 +96,7 @@ type level struct {
 	allowed    bool
 	hostBlock  *Block
 	pathBlocks []*Block
+	allows     []*Allow
 }
 
 func compile(entries []entry) *compiledPolicy {
@@ -115,6 +121,9 @@ func compile(entries []entry) *compiledPolicy {
 				l.routes = append(l.routes, e.route)
 			case e.allow != nil:
 				l.allowed = true
+				if e.allow.Scoped() {
+					l.allows = append(l.allows, e.allow)
+				}
 			case e.block.Path == "":
 				if l.hostBlock == nil {
 					l.hostBlock = e.block
@@ -123,7 +132,8 @@ func compile(entries []entry) *compiledPolicy {
 				l.pathBlocks = append(l.pathBlocks, e.block)
 			}
 		}
-		if (e.route != nil || e.block != nil && e.block.Path != "") && !seen[e.pat.name()] {
+		intercepted := e.route != nil || e.block != nil && e.block.Path != "" || e.allow != nil && e.allow.Scoped()
+		if intercepted && !seen[e.pat.name()] {
 			seen[e.pat.name()] = true
 			intercept = append(intercept, e.pat.name())
 		}
@@ -142,7 +152,7 @@ func compile(entries []entry) *compiledPolicy {
 		var r HostRules
 		for _, l := range levels {
 			if l.hostBlock != nil {
-				if len(r.Routes) == 0 && !r.Allowed && len(r.PathBlocks) == 0 {
+				if len(r.Routes) == 0 && !r.Allowed && len(r.PathBlocks) == 0 && len(r.Allows) == 0 {
 					r.HostBlock = l.hostBlock
 				}
 				break // a broader block never overrides a narrower entry
@@ -150,9 +160,11 @@ func compile(entries []entry) *compiledPolicy {
 			r.Routes = append(r.Routes, l.routes...)
 			r.Allowed = r.Allowed || l.allowed
 			r.PathBlocks = append(r.PathBlocks, l.pathBlocks...)
+			r.Allows = append(r.Allows, l.allows...)
 		}
 		r.Routes = slices.Clip(r.Routes)
 		r.PathBlocks = slices.Clip(r.PathBlocks)
+		r.Allows = slices.Clip(r.Allows)
 		return &r
 	}
 	c := &compiledPolicy{
@@ -217,8 +229,8 @@ func (p *Policy) SlotBound(slot, host string, port int) bool {
 	return p.Lookup(host, port).Binds(slot)
 }
 
-// InterceptHosts lists the host patterns whose TLS is intercepted (routes
-// and path-scoped blocks), port stripped, normalised: for CA name
+// InterceptHosts lists the host patterns whose TLS is intercepted (routes,
+// path-scoped blocks and scoped allows), port stripped, normalised: for CA name
 // constraints. The list is sorted, without duplicates, and a fresh copy.
 func (p *Policy) InterceptHosts() []string {
 	if p == nil || p.c == nil {

@@ -887,6 +887,8 @@ func FuzzParsePolicy(f *testing.F) {
 		f.Add(readFixture(f, name))
 	}
 	f.Add([]byte(lookupPolicy))
+	f.Add([]byte(allowPolicy))
+	f.Add([]byte(permitPolicy))
 	f.Add([]byte("slots: {a: {placeholder: abcdefghij}}\nroutes: [{host: '*.x.com', slot: a}]\n"))
 	f.Add([]byte("routes: [{host: a.com, slot: &x a}, {host: b.com, slot: *x}]\n"))
 	f.Add([]byte("{}"))

@@ -47,6 +47,12 @@ type Binding struct {
 	// policy.UnscrubbableRefuse (a response body the proxy cannot scrub of the
 	// credential is refused), or policy.UnscrubbablePass.
 	Unscrubbable string
+	// Methods limits the HTTP methods the host accepts (policy
+	// Route.Methods); empty: any.
+	Methods []string
+	// Push limits the refs a git push may update (policy Route.Push); nil:
+	// unrestricted.
+	Push *policy.Push
 }
 
 // Slot is the binding's slot name: Env in lower case.
@@ -54,7 +60,8 @@ func (b Binding) Slot() string { return strings.ToLower(b.Env) }
 
 // route is the policy route of b for slot, defaults filled in.
 func (b Binding) route(slot string) policy.Route {
-	r := policy.Route{Host: b.Host, Slot: slot, Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing, Unscrubbable: b.Unscrubbable}
+	r := policy.Route{Host: b.Host, Slot: slot, Header: b.Header, Scheme: b.Scheme, BasicUser: b.BasicUser, AddIfMissing: b.AddIfMissing,
+		Unscrubbable: b.Unscrubbable, Methods: b.Methods, Push: b.Push}
 	if r.Header == "" {
 		r.Header = policy.DefaultHeader
 	}

@@ -21,7 +21,11 @@ import (
 //	    basic_user: ...         # scheme basic only
 //	    add_if_missing: false
 //	    unscrubbable: refuse    # or pass: let bodies cork cannot scrub through
-//	allow: ["registry.npmjs.org", "*.example.org"]
+//	    methods: [GET, HEAD]    # default any
+//	    push: { branches: ["agent/*"] }   # git pushes: default unrestricted
+//	allow:
+//	  - registry.npmjs.org
+//	  - { host: api.example.org, path: /v1/public, methods: [GET] }
 //	block:
 //	  - { host: api.example.com, path: /admin, reason: "not for agents" }
 //	  - { host: api.example.com, path: /Internal, case_sensitive: true }
@@ -47,7 +51,7 @@ func ParseGenericPolicy(data []byte) (Generic, error) {
 	for i, r := range f.Routes {
 		place := fmt.Sprintf("routes[%d]", i)
 		b := Binding{Host: r.Host, Env: r.Env, Header: r.Header, Scheme: policy.Scheme(strings.ToLower(r.Scheme)), BasicUser: r.BasicUser,
-			AddIfMissing: r.AddIfMissing, Unscrubbable: strings.ToLower(r.Unscrubbable)}
+			AddIfMissing: r.AddIfMissing, Unscrubbable: strings.ToLower(r.Unscrubbable), Methods: r.Methods, Push: r.Push}
 		slot := checkSlot
 		if err := checkEnvName(b.Env); err != nil {
 			errs = append(errs, &policy.Error{Place: place + ".env", Line: lines.Of(place + ".env"), Err: err})
@@ -84,11 +88,13 @@ type genericFile struct {
 
 // genericRoute is a route of a cork run policy file: env instead of slot.
 type genericRoute struct {
-	Host         string `yaml:"host"`
-	Env          string `yaml:"env"`
-	Header       string `yaml:"header"`
-	Scheme       string `yaml:"scheme"`
-	BasicUser    string `yaml:"basic_user"`
-	AddIfMissing bool   `yaml:"add_if_missing"`
-	Unscrubbable string `yaml:"unscrubbable"`
+	Host         string       `yaml:"host"`
+	Env          string       `yaml:"env"`
+	Header       string       `yaml:"header"`
+	Scheme       string       `yaml:"scheme"`
+	BasicUser    string       `yaml:"basic_user"`
+	AddIfMissing bool         `yaml:"add_if_missing"`
+	Unscrubbable string       `yaml:"unscrubbable"`
+	Methods      []string     `yaml:"methods" want:"an HTTP method"`
+	Push         *policy.Push `yaml:"push"`
 }

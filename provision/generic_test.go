@@ -316,8 +316,23 @@ block:
 	}
 	// YAML aliases and merge keys, as in the proxy's policy files.
 	aliased, err := ParseGenericPolicy([]byte("routes:\n  - &r {host: api.acme.test, env: ACME_KEY, header: X-Api-Key}\n  - <<: *r\n    host: api2.acme.test\n"))
-	if err != nil || len(aliased.Bindings) != 2 || aliased.Bindings[1] != (Binding{Host: "api2.acme.test", Env: "ACME_KEY", Header: "X-Api-Key"}) {
+	if err != nil || len(aliased.Bindings) != 2 || !reflect.DeepEqual(aliased.Bindings[1], Binding{Host: "api2.acme.test", Env: "ACME_KEY", Header: "X-Api-Key"}) {
 		t.Errorf("ParseGenericPolicy(aliases) = %+v, %v; want the second route to merge the first", aliased, err)
+	}
+	scoped, err := ParseGenericPolicy([]byte("routes:\n  - host: git.acme.test\n    env: ACME_KEY\n    methods: [get, POST]\n    push: {branches: [\"agent/*\"], tags: true}\n" +
+		"allow:\n  - registry.npmjs.org\n  - {host: api.acme.test, path: /v1/public, methods: [GET]}\n"))
+	wantAllow := []policy.Allow{{Host: "registry.npmjs.org"}, {Host: "api.acme.test", Path: "/v1/public", Methods: []string{"GET"}}}
+	if err != nil || !reflect.DeepEqual(scoped.Allow, wantAllow) || !reflect.DeepEqual(scoped.Bindings[0].Methods, []string{"get", "POST"}) ||
+		!reflect.DeepEqual(scoped.Bindings[0].Push, &policy.Push{Branches: []string{"agent/*"}, Tags: true}) {
+		t.Errorf("ParseGenericPolicy(methods, push, scoped allow) = %+v, %v", scoped, err)
+	} else if plan, err := Build(Options{}, &scoped); err != nil {
+		t.Errorf("Build(scoped) error = %v", err)
+	} else if r := plan.Egress.Routes[0]; !reflect.DeepEqual(r.Methods, []string{"get", "POST"}) || r.Push == nil {
+		t.Errorf("Build(scoped) route = %+v, want its methods and push", r)
+	} else if pol, err := plan.Egress.Policy(); err != nil {
+		t.Errorf("Policy() error = %v", err)
+	} else if got := pol.Lookup("git.acme.test", 443).Permits("DELETE", "/"); got != policy.DenyMethod {
+		t.Errorf("Permits(DELETE) = %q, want %q", got, policy.DenyMethod)
 	}
 	if g, err := ParseGenericPolicy([]byte(`{"allow": ["registry.npmjs.org"]}`)); err != nil || len(g.Allow) != 1 {
 		t.Errorf("ParseGenericPolicy(JSON allow only) = %+v, %v; want one allow entry", g, err)
@@ -336,11 +351,11 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 		{"two documents", "allow: [a.test]\n---\nallow: [b.test]\n", []string{"more than one YAML document"}},
 		{"slots", "slots:\n  x: {placeholder: abcdefgh}\n", []string{"slots: cork run makes the slots and placeholders; name each route's variable with env: VAR (line 1)"}},
 		{"unknown top", "route: []\n", []string{`policy: unknown field "route" (want routes, allow, block) (line 1)`}},
-		{"route slot", "routes:\n  - host: a.test\n    slot: x\n", []string{`routes[0]: unknown field "slot" (want host, env, header, scheme, basic_user, add_if_missing, unscrubbable) (line 3)`}},
+		{"route slot", "routes:\n  - host: a.test\n    slot: x\n", []string{`routes[0]: unknown field "slot" (want host, env, header, scheme, basic_user, add_if_missing, unscrubbable, methods, push) (line 3)`}},
 		{"route shapes", "routes:\n  - host: [a.test]\n    env: A\n    add_if_missing: yes please\n  - just-a-string\n", []string{
 			"routes[0].host: want a single value (line 2)",
 			`routes[0].add_if_missing: want true or false, got "yes please" (line 4)`,
-			"routes[1]: want a mapping with host, env, header, scheme, basic_user, add_if_missing and unscrubbable (line 5)",
+			"routes[1]: want a mapping with host, env, header, scheme, basic_user, add_if_missing, unscrubbable, methods and push (line 5)",
 		}},
 		{"routes not a list", "routes: {host: a.test}\n", []string{"routes: want a list (line 1)"}},
 		{"allow entry", "allow:\n  - [a.test]\n", []string{"allow[0]: want a host pattern or a mapping with host, path and methods (line 2)"}},
@@ -357,6 +372,12 @@ func TestParseGenericPolicyErrors(t *testing.T) {
 		}},
 		{"host twice", "routes:\n  - host: a.test\n    env: A\n  - host: A.test.\n    env: B\n    header: X-Key\n", []string{
 			"routes[1].host: A.test. is already bound by routes[0]; one route per host (line 4)",
+		}},
+		{"methods and push", "routes:\n  - host: a.test\n    env: A\n    methods: [GET, CONNECT]\n    push: {branches: [refs/heads/x]}\nallow:\n  - {host: b.test, path: rel, methods: [G@T]}\n", []string{
+			"routes[0].methods[1]: CONNECT cannot be allowed: cork answers it itself (line 4)",
+			`routes[0].push.branches[0]: write the branch name without refs/heads/ ("x") (line 5)`,
+			`allow[0].path: must start with "/" (line 7)`,
+			`allow[0].methods[0]: invalid HTTP method "G@T" (line 7)`,
 		}},
 		{"block key", "block:\n  - host: a.test\n    paths: /x\n", []string{`block[0]: unknown field "paths" (want host, path, case_sensitive, reason) (line 3)`}},
 		{"values", "routes:\n  - host: https://a.test\n    env: sk-ant-REALPASTED\n  - env: B\nallow: [\"a b\"]\nblock:\n  - host: a.test\n    path: x\n", []string{

@@ -1,15 +1,21 @@
 package provision
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 )
+
+// DefaultCommandTimeout bounds a host command that provisioning runs (such
+// as `gh auth token`), each time it runs.
+const DefaultCommandTimeout = 10 * time.Second
 
 // Options are the host facts a profile may use. Profiles read the host
 // only through these fields, so tests can run in parallel.
@@ -32,6 +38,14 @@ type Options struct {
 	Rand io.Reader
 	// ReadFile reads a host file. If nil, os.ReadFile is used.
 	ReadFile func(name string) ([]byte, error)
+	// Command runs a host command (name looked up in PATH) and returns
+	// its standard output, which may be a credential: it never reaches an
+	// error or a log. Profiles call it only with ForwardHostCredentials,
+	// each call bounded by DefaultCommandTimeout through ctx. If nil, the
+	// command is executed with HostEnv as its environment and its
+	// standard error discarded. It must be safe for concurrent use (a
+	// Source's Read may call it).
+	Command func(ctx context.Context, name string, args ...string) ([]byte, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -47,7 +61,30 @@ func (o Options) withDefaults() Options {
 	if o.ReadFile == nil {
 		o.ReadFile = os.ReadFile
 	}
+	if o.Command == nil {
+		o.Command = hostCommand(o.HostEnv)
+	}
 	return o
+}
+
+// hostCommand runs commands on the host with env as their environment.
+func hostCommand(env map[string]string) func(ctx context.Context, name string, args ...string) ([]byte, error) {
+	environ := make([]string, 0, len(env))
+	for k, v := range env {
+		environ = append(environ, k+"="+v)
+	}
+	return func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Env = environ
+		cmd.WaitDelay = time.Second
+		out, err := cmd.Output()
+		if err != nil {
+			// An *exec.ExitError carries the command's stderr, which its
+			// message leaves out; keep it that way.
+			return nil, err
+		}
+		return out, nil
+	}
 }
 
 // hostConfigFile is $envVar/file on the host, envVar defaulting to

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/cork-sh/cork/policy"
 )
 
 // HeaderDenyReason carries the stable reason code of every response cork
@@ -21,6 +23,8 @@ const HeaderDenyReason = "X-Cork-Deny-Reason"
 const (
 	ReasonNotAllowed          = "not_allowed"          // 403: host:port not in the policy
 	ReasonBlocked             = "blocked"              // 403: a block entry matched
+	ReasonMethodNotAllowed    = policy.DenyMethod      // 403: the host's route or scoped allow methods exclude the method
+	ReasonPathNotAllowed      = policy.DenyPath        // 403: the path is outside the host's path-scoped allows
 	ReasonHostMismatch        = "host_mismatch"        // 403: inner request names another host than its CONNECT
 	ReasonPlaceholderLeak     = "placeholder_leak"     // 403: a placeholder to a host its slot is not bound to
 	ReasonInsecureRoute       = "insecure_route"       // 403: a routed host over plain HTTP
@@ -73,6 +77,10 @@ func render(d deny) (status int, body string) {
 			r = "blocked by the policy's block: list"
 		}
 		return http.StatusForbidden, "cork: " + what + " blocked: " + r
+	case ReasonMethodNotAllowed:
+		return http.StatusForbidden, "cork: " + what + " denied: the policy does not allow this method here; see methods: on the host's routes and allow entries"
+	case ReasonPathNotAllowed:
+		return http.StatusForbidden, "cork: " + what + " denied: the path is outside the host's path-scoped allow entries"
 	case ReasonHostMismatch:
 		return http.StatusForbidden, "cork: " + what + " denied: host differs from the CONNECT target " + d.detail + "; open a separate CONNECT for that host"
 	case ReasonPlaceholderLeak:

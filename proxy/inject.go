@@ -65,6 +65,18 @@ func injectRoute(h http.Header, rt *policy.Route, ph string, tok resolve.Secret,
 	for i, v := range vals {
 		if rt.Scheme == policy.SchemeBasic {
 			user, pass, ok := basicParts(v)
+			if !ok && strings.Contains(v, ph) {
+				// Not Basic ("token <ph>", "Bearer <ph>"): the same
+				// in-place swap as the other schemes, so that one route
+				// serves a host that takes both, such as GitHub
+				// Enterprise Server (API and git on one host).
+				if !haveTok {
+					return injectNoToken
+				}
+				vals[i] = strings.ReplaceAll(v, ph, tok.Reveal())
+				res = injectDone
+				continue
+			}
 			if !ok || (user != ph && pass != ph) {
 				continue
 			}

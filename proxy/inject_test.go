@@ -60,6 +60,12 @@ func TestInjectRoute(t *testing.T) {
 			http.Header{"Authorization": {"Basic " + strings.TrimRight(b64("ab:"+ph), "=")}}, http.Header{"Authorization": {"Basic " + b64("ab:"+tok)}}, injectDone},
 		{"basic other password: unchanged", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
 			http.Header{"Authorization": {"Basic " + b64("u:pw")}}, http.Header{"Authorization": {"Basic " + b64("u:pw")}}, injectNone},
+		{"basic route, token value: swapped in place", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: "x-access-token"},
+			http.Header{"Authorization": {"token " + ph}}, http.Header{"Authorization": {"token " + tok}}, injectDone},
+		{"basic route, bearer value: swapped in place", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
+			http.Header{"authorization": {"Bearer " + ph}}, http.Header{"Authorization": {"Bearer " + tok}}, injectDone},
+		{"basic route, Basic holding more than the placeholder: unchanged", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic},
+			http.Header{"Authorization": {"Basic " + b64("u:"+ph+"x")}}, http.Header{"Authorization": {"Basic " + b64("u:"+ph+"x")}}, injectNone},
 		{"basic add", &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic, BasicUser: "x-access-token", AddIfMissing: true},
 			http.Header{}, http.Header{"Authorization": {"Basic " + b64("x-access-token:"+tok)}}, injectDone},
 	} {
@@ -78,6 +84,13 @@ func TestInjectRoute(t *testing.T) {
 			}
 		})
 	}
+	t.Run("basic route, token value, no token", func(t *testing.T) {
+		h := http.Header{"Authorization": {"token " + ph}}
+		rt := &policy.Route{Header: "Authorization", Scheme: policy.SchemeBasic}
+		if res := injectRoute(h, rt, ph, resolve.Secret{}, false); res != injectNoToken {
+			t.Errorf("injectRoute = %d, want injectNoToken", res)
+		}
+	})
 	t.Run("no token", func(t *testing.T) {
 		h := http.Header{"Authorization": {"Bearer " + ph}}
 		if res := injectRoute(h, bearer, ph, resolve.Secret{}, false); res != injectNoToken {
@@ -124,6 +137,11 @@ func TestInjectThroughMITM(t *testing.T) {
 		{"basic (git)", "gh.example.test", "Authorization: Basic " + b64("x-access-token:"+phGH) + "\r\n", func(t *testing.T, h http.Header) {
 			if v := h.Values("Authorization"); len(v) != 1 || v[0] != "Basic "+b64("x-access-token:"+tokGH) {
 				t.Errorf("Basic not swapped")
+			}
+		}},
+		{"basic route, gh's token value (GitHub Enterprise: API and git on one host)", "gh.example.test", "Authorization: token " + phGH + "\r\n", func(t *testing.T, h http.Header) {
+			if v := h.Values("Authorization"); len(v) != 1 || v[0] != "token "+tokGH {
+				t.Errorf("token not swapped on a basic route")
 			}
 		}},
 		{"token scheme", "tok.example.test", "Authorization: token " + phGH + "\r\n", func(t *testing.T, h http.Header) {

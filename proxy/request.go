@@ -291,7 +291,8 @@ type verdict struct {
 }
 
 // decideRequest is the second stage of handleRequest: given the host's
-// rules from the policy, it refuses a blocked host or path, a host neither
+// rules from the policy, it refuses a blocked host or path, a method or
+// path outside the host's method rules and scoped allows, a host neither
 // routed nor allowed, a route over clear text that does not say
 // insecure_http (docs/DESIGN.md, decision 4), TRACE/TRACK to a routed host,
 // an opaque target, and any upgrade but WebSocket (decision 5). what names
@@ -302,6 +303,9 @@ func decideRequest(req *http.Request, scheme string, rules policy.HostRules, wha
 	}
 	if b := rules.BlockFor(req.URL.EscapedPath()); b != nil {
 		return verdict{}, &deny{reason: ReasonBlocked, what: what, detail: b.Reason}
+	}
+	if d := permitDeny(req, rules, what); d != nil {
+		return verdict{}, d
 	}
 	routes := rules.Routes
 	if len(routes) == 0 && !rules.Allowed {

@@ -103,8 +103,12 @@ routes:
   - host: plain.test:80
     slot: api
     insecure_http: true
+  - host: ro.test
+    slot: api
+    methods: [GET]
 allow:
   - open.test
+  - { host: docs.test, path: /pub, methods: [GET] }
 block:
   - host: bad.test
     reason: no bad
@@ -143,6 +147,13 @@ func TestDecideRequest(t *testing.T) {
 			wantDetail: "the request target must be an absolute path or URL"},
 		{name: "websocket", method: "GET", url: "https://api.test/ws", header: ws, wantWebSocket: true},
 		{name: "websocket by POST", method: "POST", url: "https://api.test/ws", header: ws, wantReason: ReasonUpgradeRefused},
+		{name: "route method", method: "GET", url: "https://ro.test/x"},
+		{name: "route method refused", method: "PUT", url: "https://ro.test/x", wantReason: ReasonMethodNotAllowed},
+		{name: "scoped allow", method: "GET", url: "https://docs.test/pub/a?q=1"},
+		{name: "scoped allow clear text", method: "GET", url: "http://docs.test/pub/a"},
+		{name: "scoped allow method", method: "POST", url: "http://docs.test/pub/a", wantReason: ReasonMethodNotAllowed},
+		{name: "scoped allow path", method: "GET", url: "https://docs.test/pub/../priv", wantReason: ReasonPathNotAllowed},
+		{name: "websocket outside the path", method: "GET", url: "https://docs.test/ws", header: ws, wantReason: ReasonPathNotAllowed},
 		{name: "h2c", method: "GET", url: "https://open.test/", header: map[string]string{"Connection": "Upgrade", "Upgrade": "h2c"},
 			wantReason: ReasonUpgradeRefused},
 	}

@@ -29,6 +29,7 @@ const runSynopsis = `[--backend docker|kubernetes|smolvm|qemu|local] [--agent NA
                 [--policy FILE] [--image IMAGE] [--workspace DIR] [--allow HOST]... [--env K=V]...
                 [--sidecar-image IMAGE] [--kubeconfig FILE] [--context NAME] [--namespace-prefix P] [--workspace-volume FILE]
                 [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
+                [--github-host HOST] [--github-read-only | --push-branch PATTERN...]
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
 // runFlags are `cork run`'s own flags (the proxy's settings are
@@ -42,6 +43,7 @@ type runFlags struct {
 	hides, readOnly, readWrite            listFlag
 	noForward, noIsolate, hideHome        *bool
 	noLandlock, isolateNet, quiet         *bool
+	github                                *gitHubFlags
 }
 
 func newRunFlags(fs *flag.FlagSet) *runFlags {
@@ -77,6 +79,7 @@ func newRunFlags(fs *flag.FlagSet) *runFlags {
 	// has one by default now. Accepted, and said so.
 	f.isolateNet = fs.Bool("isolate-net", false, "deprecated: the local sandbox always has its own network namespace now")
 	f.quiet = fs.Bool("quiet", false, "no progress lines on stderr")
+	f.github = newGitHubFlags(fs)
 	return f
 }
 
@@ -154,6 +157,10 @@ func (f *runFlags) profiles() ([]provision.Profile, error) {
 	if err != nil {
 		return nil, err
 	}
+	gitHub, err := f.github.profile(f.agents)
+	if err != nil {
+		return nil, err
+	}
 	if len(f.agents) == 0 && generic == nil {
 		return nil, usageErrorf("--agent: give at least one of %s, or --inject / --policy", strings.Join(provision.Names(), ", "))
 	}
@@ -165,6 +172,9 @@ func (f *runFlags) profiles() ([]provision.Profile, error) {
 		p, err := provision.Lookup(a)
 		if err != nil {
 			return nil, usageErrorf("--agent: %v", err)
+		}
+		if a == gitHub.Name() {
+			p = gitHub
 		}
 		profiles = append(profiles, p)
 	}
@@ -319,7 +329,14 @@ func (f *runFlags) plan(environ map[string]string, profiles []provision.Profile)
 	}
 	tokens, err := launch.Tokens(plan, environ)
 	if err != nil {
-		return plan, nil, &usageError{fmt.Errorf("%v; set them in the environment or drop --no-forward-host-credentials", err)}
+		// With forwarding, a profile that can read a host login has
+		// already said what it tried (provision.Build); what is left
+		// are variables only the environment can give.
+		hint := "set them in the environment"
+		if *f.noForward {
+			hint += " or drop --no-forward-host-credentials, to let profiles read the host's logins"
+		}
+		return plan, nil, &usageError{fmt.Errorf("%v; %s", err, hint)}
 	}
 	return plan, tokens, nil
 }

@@ -1,6 +1,7 @@
 // Package fakeupstream serves fake ChatGPT (chatgpt.com), OpenAI auth
-// (auth.openai.com), Anthropic (api.anthropic.com) and GitHub git
-// (github.com, through the real git http-backend) backends over HTTPS, for
+// (auth.openai.com), Anthropic (api.anthropic.com), GitHub git
+// (github.com, through the real git http-backend) and the GitHub API
+// (api.github.com, what gh needs) backends over HTTPS, for
 // running the real Codex CLI, Claude Code and other clients through cork in
 // tests (the compat suite). Nothing here talks to the network: one TLS
 // listener on 127.0.0.1 (or Config.Listen: the node's address when the

@@ -269,3 +269,56 @@ func TestListen(t *testing.T) {
 		t.Errorf("Start(Listen: 256.0.0.1:0) = %v, want an error naming the address", err)
 	}
 }
+
+func TestGitHubAPI(t *testing.T) {
+	const real = "gho_REALfakeupstream0000000000000000000"
+	s, c := start(t, Config{GitHubToken: real})
+	post := func(auth, body string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "https://api.github.com/graphql", strings.NewReader(body))
+		req.Header.Set("Authorization", auth)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			b.WriteString(sc.Text())
+		}
+		return resp, b.String()
+	}
+	for _, auth := range []string{"", "token placeholder", "Bearer " + real, "token " + real + "x"} {
+		if resp, _ := get(t, c, "https://api.github.com/user", map[string]string{"Authorization": auth}); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET /user with %q = %d, want 401", auth, resp.StatusCode)
+		}
+	}
+	resp, body := get(t, c, "https://api.github.com/user", map[string]string{"Authorization": "token " + real})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"login":"`+GitHubUserLogin+`"`) {
+		t.Errorf("GET /user = %d %s, want the user", resp.StatusCode, body)
+	}
+	resp, body = post("token "+real, `{"query":"query RepositoryInfo($owner: String!, $name: String!) {repository(owner: $owner, name: $name){name,owner{login},description}}","variables":{"owner":"o","name":"r"}}`)
+	var got struct {
+		Data struct {
+			Repository struct {
+				Name        string
+				Owner       struct{ Login string }
+				Description string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || resp.StatusCode != 200 || got.Data.Repository.Name != "r" || got.Data.Repository.Owner.Login != "o" || got.Data.Repository.Description != GitHubRepoDescription {
+		t.Errorf("POST /graphql repository = %d %s (%v), want o/r", resp.StatusCode, body, err)
+	}
+	if resp, _ := post("token placeholder", `{"query":"{viewer{login}}"}`); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST /graphql with a placeholder = %d, want 401", resp.StatusCode)
+	}
+	resp, body = get(t, c, "https://api.github.com/repos/o/r/readme", map[string]string{"Authorization": "token " + real})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"content":`) {
+		t.Errorf("GET readme = %d %s", resp.StatusCode, body)
+	}
+	if n := len(s.Requests(GitHubAPIHost)); n != 8 {
+		t.Errorf("recorded %d api.github.com requests, want 8", n)
+	}
+}

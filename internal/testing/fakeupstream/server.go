@@ -30,7 +30,7 @@ const (
 )
 
 // Hosts lists every host a Server presents a certificate for.
-var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost}
+var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost, GitHubAPIHost}
 
 // DefaultReply is the canned assistant answer.
 const DefaultReply = "cork-compat-ok"
@@ -59,7 +59,8 @@ type Config struct {
 	// error body. Zero means 404 (no managed settings, no policy limits).
 	ClaudeSettingsStatus int
 	// GitHubToken is the only password github.com accepts in Basic auth
-	// (user x-access-token), as git sends a token.
+	// (user x-access-token), as git sends a token, and the only token
+	// api.github.com accepts, as "Authorization: token <token>" (gh).
 	GitHubToken string
 	// GitProjectRoot, if set, is served on github.com by git http-backend
 	// (every repository exported, pushes allowed where the repository's
@@ -278,6 +279,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.anthropic(sw, r)
 	case GitHubHost:
 		s.gitHub(sw, r)
+	case GitHubAPIHost:
+		s.gitHubAPI(sw, r)
 	case ChatGPTAnalyticsHost:
 		// Codex's metrics and events: accepted and dropped.
 		sw.WriteHeader(http.StatusNoContent)
