@@ -1,10 +1,12 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/resolve"
 )
 
 // Copilot profile constants.
@@ -64,10 +66,15 @@ var copilotBlocks = []policy.Block{
 //
 // The real token is the first of COPILOT_GITHUB_TOKEN, GH_TOKEN and
 // GITHUB_TOKEN in the host env (the CLI's own order), else, with
-// Options.ForwardHostCredentials, gh's stored login for github.com. A
-// classic personal access token (ghp_) is an error: the CLI refuses it.
-// Without forwarding and without a token, slot "copilot" names
-// COPILOT_GITHUB_TOKEN, so that resolution reports it missing.
+// Options.ForwardHostCredentials, gh's stored login for github.com
+// (ghLogin: hosts.yml, or the keyring through `gh auth token`), which goes
+// into the provisioned env as CORK_GITHUB_TOKEN, as the github profile puts
+// it, with hosts.yml as a Source. A classic personal access token (ghp_) is
+// an error: the CLI refuses it. With forwarding and no token anywhere,
+// Provision fails naming what it tried; without forwarding, slot "copilot"
+// names COPILOT_GITHUB_TOKEN, so that resolution reports it missing. The
+// CLI's own sign-in (`copilot login`, kept in the system keyring) is not
+// read.
 //
 // The sandbox gets the placeholder (the real token's prefix — gho_, ghu_,
 // github_pat_, ... — and length; gho_ and 36 characters without one) in
@@ -97,12 +104,25 @@ func (Copilot) Provision(opts Options, plan *Plan) error {
 			break
 		}
 	}
-	// TODO(lead): with opts.ForwardHostCredentials and no token in the
-	// env, take gh's login for github.com (ghLogin, provision/gh_hosts.go
-	// on branch q-github) into the provisioned env and plan.Sources.
+	from := tokenEnv
+	if real == "" && opts.ForwardHostCredentials {
+		tok, src, err := ghLogin(opts, gitHubDotCom)
+		if errors.Is(err, errNoGHLogin) {
+			return fmt.Errorf("no GitHub token: %s, %s and %s are unset and %v (run `gh auth login` on the host, or set %s)",
+				CopilotTokenEnv, GHTokenEnv, GitHubTokenEnv, err, CopilotTokenEnv)
+		}
+		if err != nil {
+			return fmt.Errorf("no GitHub token: %s, %s and %s are unset, and gh's login: %w", CopilotTokenEnv, GHTokenEnv, GitHubTokenEnv, err)
+		}
+		// The same variable as the github profile's, so that the two
+		// share the credential (share.go).
+		tokenEnv, real, from = ghLoginEnv(gitHubDotCom), tok, "gh's login in "+src.Path
+		plan.ProvisionedEnv[tokenEnv] = resolve.NewSecret(tok)
+		plan.Sources = append(plan.Sources, *src)
+	}
 	if strings.HasPrefix(real, "ghp_") {
-		return fmt.Errorf("%s holds a classic personal access token (ghp_), which the Copilot CLI refuses: set %s to a fine-grained token with the Copilot Requests permission, or sign in with `gh auth login`",
-			tokenEnv, CopilotTokenEnv)
+		return fmt.Errorf("%s is a classic personal access token (ghp_), which the Copilot CLI refuses: set %s to a fine-grained token with the Copilot Requests permission, or sign in with `gh auth login`",
+			from, CopilotTokenEnv)
 	}
 	ph, err := placeholderOr(opts.Rand, real, copilotTokenPrefixes, "gho_", copilotTokenLen-len("gho_"))
 	if err != nil {

@@ -1,7 +1,11 @@
 package provision
 
 import (
+	"errors"
+	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -89,7 +93,7 @@ func TestCopilotClassicToken(t *testing.T) {
 	for _, v := range []string{"COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"} {
 		t.Run(v, func(t *testing.T) {
 			_, err := buildCopilot(t, map[string]string{v: classic}, true, Copilot{})
-			want := "copilot: " + v + " holds a classic personal access token (ghp_), which the Copilot CLI refuses: set COPILOT_GITHUB_TOKEN"
+			want := "copilot: " + v + " is a classic personal access token (ghp_), which the Copilot CLI refuses: set COPILOT_GITHUB_TOKEN"
 			if err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Fatalf("Build(copilot) error = %v, want prefix %q", err, want)
 			}
@@ -269,5 +273,132 @@ func TestShareSlotsRewritesPlaceholder(t *testing.T) {
 	want := "c: conflict with profile a: both provide a route for a.example.com bound to different credentials (slot one from SHARED, slot three from OTHER)"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Build(a, c) error = %v, want %q", err, want)
+	}
+}
+
+// With forwarding and no token in the env, the token is gh's login for
+// github.com, in the github profile's variable, with hosts.yml as a Source;
+// with --agent github too, the two share it.
+func TestCopilotGHLogin(t *testing.T) {
+	tok := gitHubTokens(t)
+	tests := []struct {
+		name     string
+		env      map[string]string
+		keyring  map[string]string
+		profiles []Profile
+		want     string
+	}{
+		{"gh 2.23 hosts.yml", map[string]string{"GH_CONFIG_DIR": ghFixture(t, "gh-2.23")}, nil, []Profile{Copilot{}}, tok["oauth"]},
+		{"keyring", map[string]string{"GH_CONFIG_DIR": ghFixture(t, "gh-keyring")}, map[string]string{"github.com": tok["user_to_server"]}, []Profile{Copilot{}}, tok["user_to_server"]},
+		{"with github", map[string]string{"GH_CONFIG_DIR": ghFixture(t, "gh-2.23")}, nil, []Profile{Copilot{}, GitHub{}}, tok["oauth"]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gh := &stubGH{tokens: tt.keyring}
+			plan, err := Build(Options{HostHome: t.TempDir(), HostEnv: tt.env, ForwardHostCredentials: true, Command: gh.command}, tt.profiles...)
+			if err != nil {
+				t.Fatalf("Build() error = %v", err)
+			}
+			if got, want := plan.Egress.TokenEnvMap, map[string]string{CopilotSlot: GitHubLoginEnv}; !reflect.DeepEqual(got, want) {
+				t.Errorf("TokenEnvMap = %v, want %v", got, want)
+			}
+			if got := revealed(plan.ProvisionedEnv); !reflect.DeepEqual(got, map[string]string{GitHubLoginEnv: tt.want}) {
+				t.Errorf("provisioned env has %v, want only %s", keys(got), GitHubLoginEnv)
+			}
+			if len(plan.Sources) == 0 || plan.Sources[0].Path != filepath.Join(tt.env["GH_CONFIG_DIR"], "hosts.yml") {
+				t.Errorf("sources = %v, want hosts.yml", plan.Sources)
+			}
+			ph := plan.Egress.Slots[CopilotSlot].Placeholder
+			if ph == tt.want || len(ph) != len(tt.want) || ph[:4] != tt.want[:4] || plan.Env[CopilotTokenEnv] != ph {
+				t.Errorf("placeholder %q: want the shape of the real token, in %s", ph, CopilotTokenEnv)
+			}
+			view := sandboxView(t, plan) + fmt.Sprintf("%v %+v %#v", plan, plan, plan)
+			for _, real := range tok {
+				if strings.Contains(view, real) {
+					t.Errorf("sandbox or printed plan contains real token %.12q...", real)
+				}
+			}
+		})
+	}
+}
+
+// The missing-credential message names what was tried and how to fix it,
+// one line, no token.
+func TestCopilotMissing(t *testing.T) {
+	home := t.TempDir()
+	tok := gitHubTokens(t)
+	classicDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(classicDir, "hosts.yml"), []byte("github.com:\n    oauth_token: "+tok["classic"]+"\n    user: monalisa\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		gh   *stubGH
+		want string
+	}{
+		{"no hosts.yml", nil, &stubGH{},
+			"copilot: no GitHub token: COPILOT_GITHUB_TOKEN, GH_TOKEN and GITHUB_TOKEN are unset and " + filepath.Join(home, ".config", "gh", "hosts.yml") + " does not exist (run `gh auth login` on the host, or set COPILOT_GITHUB_TOKEN)"},
+		{"keyring fails", map[string]string{"GH_CONFIG_DIR": ghFixture(t, "gh-keyring")}, &stubGH{err: errors.New("exit status 1")},
+			"copilot: no GitHub token: COPILOT_GITHUB_TOKEN, GH_TOKEN and GITHUB_TOKEN are unset, and gh's login: " + filepath.Join(ghFixture(t, "gh-keyring"), "hosts.yml") + ": the github.com login of monalisa is in the system keyring: gh auth token --hostname github.com: exit status 1"},
+		{"classic gh login", map[string]string{"GH_CONFIG_DIR": classicDir}, &stubGH{},
+			"copilot: gh's login in " + filepath.Join(classicDir, "hosts.yml") + " is a classic personal access token (ghp_), which the Copilot CLI refuses"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Build(Options{HostHome: home, HostEnv: tt.env, ForwardHostCredentials: true, Command: tt.gh.command}, Copilot{})
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("Build() error =\n%v\nwant it to start with\n%s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "REAL") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Build() error = %q: want one line without a token", err)
+			}
+		})
+	}
+}
+
+// --github-read-only narrows the shared api.github.com route for both: the
+// Copilot CLI only reads there.
+func TestCopilotWithGitHubReadOnly(t *testing.T) {
+	env := map[string]string{"GH_TOKEN": gitHubTokens(t)["oauth"]}
+	for _, order := range [][]Profile{{Copilot{}, GitHub{ReadOnly: true}}, {GitHub{ReadOnly: true}, Copilot{}}} {
+		plan, err := buildCopilot(t, env, true, order...)
+		if err != nil {
+			t.Fatalf("Build(%s, %s) error = %v", order[0].Name(), order[1].Name(), err)
+		}
+		n := 0
+		for _, r := range plan.Egress.Routes {
+			if r.Host == "api.github.com" {
+				n++
+				if !reflect.DeepEqual(r.Methods, []string{"GET", "HEAD"}) {
+					t.Errorf("api.github.com route methods = %v, want [GET HEAD]", r.Methods)
+				}
+			}
+			if strings.HasSuffix(r.Host, ".githubcopilot.com") && len(r.Methods) != 0 {
+				t.Errorf("%s route methods = %v, want any", r.Host, r.Methods)
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d routes for api.github.com, want 1", n)
+		}
+	}
+}
+
+func TestCommonMethods(t *testing.T) {
+	tests := []struct {
+		a, b, want []string
+		ok         bool
+	}{
+		{nil, nil, nil, true},
+		{nil, []string{"GET"}, []string{"GET"}, true},
+		{[]string{"GET", "HEAD"}, nil, []string{"GET", "HEAD"}, true},
+		{[]string{"GET", "HEAD"}, []string{"head", "POST"}, []string{"HEAD"}, true},
+		{[]string{"GET"}, []string{"POST"}, nil, false},
+	}
+	for _, tt := range tests {
+		got, ok := commonMethods(tt.a, tt.b)
+		if !reflect.DeepEqual(got, tt.want) || ok != tt.ok {
+			t.Errorf("commonMethods(%v, %v) = %v, %v; want %v, %v", tt.a, tt.b, got, ok, tt.want, tt.ok)
+		}
 	}
 }

@@ -161,7 +161,7 @@ func (m *merger) add(name string, part Plan) []error {
 		}
 	}
 	for _, r := range e.Routes {
-		if m.sameRoute(r) {
+		if m.mergeRoute(r) {
 			continue
 		}
 		if err := m.claim(name, "route:"+hostKey(r.Host), m.routeConflict(r, e)); err != nil {

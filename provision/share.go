@@ -21,7 +21,8 @@ import (
 //     profile's sandbox env and files (placeholders are random strings, so
 //     the replacement touches nothing else);
 //   - a route equal to one an earlier profile contributed for the host is
-//     the same route, not a conflict.
+//     the same route, not a conflict; if the two differ only in their
+//     methods, the route keeps the methods both allow (mergeRoute).
 //
 // Two profiles whose credentials come from different variables still
 // conflict on a shared host: one header of one host carries one credential.
@@ -92,9 +93,42 @@ func (m *merger) sameSlot(s, env string, hasEnv bool, sl policy.Slot, hasSlot bo
 	return ok && okEnv && hasEnv && hasSlot && cur == sl && curEnv == env
 }
 
-// sameRoute reports whether r equals a route already merged.
-func (m *merger) sameRoute(r policy.Route) bool {
-	return slices.ContainsFunc(m.plan.Egress.Routes, func(x policy.Route) bool { return reflect.DeepEqual(x, r) })
+// mergeRoute folds r into a merged route for the same host that says the
+// same but for the methods, and reports whether it did. The merged route
+// allows the methods both allow (no methods: any), so that a profile's
+// narrower rule (the github profile's read-only API) holds for the other
+// too; methods that have nothing in common are a conflict.
+func (m *merger) mergeRoute(r policy.Route) bool {
+	for i, x := range m.plan.Egress.Routes {
+		methods, ok := commonMethods(x.Methods, r.Methods)
+		if !ok {
+			continue
+		}
+		x.Methods, r.Methods = nil, nil
+		if !reflect.DeepEqual(x, r) {
+			continue
+		}
+		m.plan.Egress.Routes[i].Methods = methods
+		return true
+	}
+	return false
+}
+
+// commonMethods is the methods in both a and b, an empty list meaning
+// every method; ok is false when the two have none in common.
+func commonMethods(a, b []string) (common []string, ok bool) {
+	switch {
+	case len(a) == 0:
+		return b, true
+	case len(b) == 0:
+		return a, true
+	}
+	for _, x := range a {
+		if slices.ContainsFunc(b, func(y string) bool { return strings.EqualFold(x, y) }) {
+			common = append(common, x)
+		}
+	}
+	return common, len(common) > 0
 }
 
 // routeConflict names both sides' credentials when two profiles bind one
