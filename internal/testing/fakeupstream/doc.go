@@ -1,9 +1,10 @@
 // Package fakeupstream serves fake ChatGPT (chatgpt.com), OpenAI auth
 // (auth.openai.com), Anthropic (api.anthropic.com), GitHub git
-// (github.com, through the real git http-backend) and the GitHub API
-// (api.github.com, what gh needs) backends over HTTPS, for
-// running the real Codex CLI, Claude Code and other clients through cork in
-// tests (the compat suite). Nothing here talks to the network: one TLS
+// (github.com, through the real git http-backend), the GitHub API
+// (api.github.com, what gh and the Copilot CLI need) and the Copilot API
+// (api.individual.githubcopilot.com) backends over HTTPS, for running the
+// real Codex CLI, Claude Code, the Copilot CLI and other clients through
+// cork in tests (the compat suite). Nothing here talks to the network: one TLS
 // listener on 127.0.0.1 (or Config.Listen: the node's address when the
 // proxy runs in a pod) presents a certificate from a throwaway CA for
 // every fake host, and the proxy is pointed at it with Resolve.
