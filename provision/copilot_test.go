@@ -402,3 +402,43 @@ func TestCommonMethods(t *testing.T) {
 		}
 	}
 }
+
+// The compiled policy answers the CLI's hosts as docs/AGENTS.md says:
+// Copilot API hosts and api.github.com intercepted with the slot, the token
+// exchange and the sign-in endpoints blocked, telemetry denied.
+func TestCopilotPolicy(t *testing.T) {
+	plan, err := buildCopilot(t, map[string]string{"COPILOT_GITHUB_TOKEN": gitHubTokens(t)["oauth"]}, true, Copilot{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := plan.Egress.Policy()
+	if err != nil {
+		t.Fatalf("Egress.Policy() error = %v", err)
+	}
+	for _, h := range append([]string{"api.github.com"}, copilotAPIHosts...) {
+		if !pol.SlotBound(CopilotSlot, h, 443) {
+			t.Errorf("slot copilot is not bound to %s", h)
+		}
+	}
+	for _, tt := range []struct{ host, path string }{
+		{"api.github.com", "/copilot_internal/v2/token"},
+		{"api.github.com", "/copilot_internal/v2/token.json"},
+		{"api.github.com", "/Copilot_Internal//v2/%74oken"},
+		{"github.com", "/login/device/code"},
+		{"github.com", "/login/oauth/access_token"},
+	} {
+		if pol.Lookup(tt.host, 443).BlockFor(tt.path) == nil {
+			t.Errorf("%s%s is not blocked", tt.host, tt.path)
+		}
+	}
+	for _, p := range []string{"/copilot_internal/user", "/copilot_internal/managed_settings", "/repos/github/copilot-cli/releases"} {
+		if b := pol.Lookup("api.github.com", 443).BlockFor(p); b != nil {
+			t.Errorf("api.github.com%s is blocked (%s)", p, b.Reason)
+		}
+	}
+	for _, h := range []string{"telemetry.individual.githubcopilot.com", "telemetry.business.githubcopilot.com", "origin-tracker.individual.githubcopilot.com"} {
+		if r := pol.Lookup(h, 443); r.Allowed || r.Intercept() || r.HostBlock != nil {
+			t.Errorf("%s: %+v, want denied by default", h, r)
+		}
+	}
+}
