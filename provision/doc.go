@@ -20,6 +20,7 @@
 //     policy.New, the proxy's own validation, so a bad route fails at
 //     Build and never later at launch.
 //   - With Options.ForwardHostCredentials off, nothing is read from the
-//     host's files: the operator supplies tokens through the host
+//     host's files and no host command runs (Options.Command, such as
+//     `gh auth token`): the operator supplies tokens through the host
 //     environment variables named in Egress.TokenEnvMap.
 package provision

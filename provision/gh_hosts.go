@@ -225,7 +225,7 @@ func parseGHHosts(data []byte, host string) (ghHostLogin, error) {
 	}
 	if l.token == "" && l.user != "" && users != nil {
 		if u := yamlField(users, l.user); u != nil && u.Kind == yaml.MappingNode {
-			if l.token, err = yamlScalar(u, "oauth_token", host+".users."+l.user+".oauth_token"); err != nil {
+			if l.token, err = yamlScalar(u, "oauth_token", host+".users.(the active user).oauth_token"); err != nil {
 				return ghHostLogin{}, err
 			}
 		}

@@ -119,7 +119,7 @@ func TestParseGHHostsErrors(t *testing.T) {
 		{"a list", "- " + secret + "\n", "line 1: want a mapping of host names"},
 		{"host is a string", "github.com: " + secret + "\n", "github.com: want a mapping (line 1)"},
 		{"token is a map", "github.com:\n    oauth_token: {a: " + secret + "}\n", "github.com.oauth_token: want a string (line 2)"},
-		{"user token is a list", "github.com:\n    user: a\n    users:\n        a:\n            oauth_token: [" + secret + "]\n", "github.com.users.a.oauth_token: want a string (line 5)"},
+		{"user token is a list", "github.com:\n    user: a\n    users:\n        a:\n            oauth_token: [" + secret + "]\n", "github.com.users.(the active user).oauth_token: want a string (line 5)"},
 		{"users is a list", "github.com:\n    users: [" + secret + "]\n", "github.com.users: want a mapping (line 2)"},
 		{"token with a space", "github.com:\n    oauth_token: \"gho_REAL " + secret + "\"\n", "github.com.oauth_token: not a token"},
 	}

@@ -124,6 +124,8 @@ func (g GitHub) Validate() error {
 		h := g.host()
 		if p, err := policy.ParseHostPattern(h); err != nil || strings.ContainsAny(h, "*:/") || p.String() != h {
 			errs = append(errs, fmt.Errorf("host: %q is not a host name (want e.g. ghe.example.com, without scheme, port or path)", g.Host))
+		} else if strings.HasSuffix(h, "."+gitHubDotCom) {
+			errs = append(errs, fmt.Errorf("host: %q is part of github.com, not an Enterprise host (leave the host out for github.com)", g.Host))
 		}
 	}
 	if g.ReadOnly && len(g.PushBranches) > 0 {

@@ -301,7 +301,7 @@ func TestGitHubEnterprise(t *testing.T) {
 }
 
 func TestGitHubBadHost(t *testing.T) {
-	for _, h := range []string{"https://ghe.example.com", "ghe.example.com/api", "ghe.example.com:8443", "*.example.com", "ghe example"} {
+	for _, h := range []string{"https://ghe.example.com", "ghe.example.com/api", "ghe.example.com:8443", "*.example.com", "ghe example", "api.github.com"} {
 		_, err := Build(Options{HostEnv: map[string]string{"GH_ENTERPRISE_TOKEN": "x"}}, GitHub{Host: h})
 		if err == nil || !strings.Contains(err.Error(), "github: host: ") {
 			t.Errorf("Build(GitHub{Host: %q}) error = %v, want one naming the host", h, err)
@@ -372,5 +372,42 @@ func TestGitHubRestrictionErrors(t *testing.T) {
 				t.Errorf("Build() error = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestGitHubEnterpriseCredentialHelper: on an Enterprise host the helper
+// answers for that host, and leaves github.com to whatever else is
+// configured.
+func TestGitHubEnterpriseCredentialHelper(t *testing.T) {
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		testenv.Missing(t, "git not installed")
+	}
+	plan, err := Build(Options{HostEnv: map[string]string{"GH_ENTERPRISE_TOKEN": gitHubTokens(t)["classic"]}, ReadFile: noReads(t)}, GitHub{Host: "ghe.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := plan.Env["GH_ENTERPRISE_TOKEN"]
+	home := t.TempDir()
+	global := "[credential]\n\thelper = \"!f() { echo username=someone; echo password=ghp_REALFROMKEYCHAIN; }; f\"\n"
+	if err := os.WriteFile(filepath.Join(home, ".gitconfig"), []byte(global), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"}
+	for k, v := range plan.Env {
+		env = append(env, k+"="+v)
+	}
+	for host, want := range map[string]string{
+		"ghe.example.com": "username=x-access-token\npassword=" + ph + "\n",
+		"github.com":      "username=someone\n",
+	} {
+		cmd := exec.Command(gitPath, "credential", "fill")
+		cmd.Env = env
+		cmd.Dir = home
+		cmd.Stdin = strings.NewReader("protocol=https\nhost=" + host + "\npath=o/r.git\n\n")
+		out, err := cmd.Output()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("git credential fill for %s = %q, %v; want %q in it", host, out, err, want)
+		}
 	}
 }

@@ -16,12 +16,12 @@ type gitHubFlags struct {
 
 func newGitHubFlags(fs *flag.FlagSet) *gitHubFlags {
 	g := &gitHubFlags{}
-	g.host = fs.String("github-host", "", "--agent github: a GitHub Enterprise Server host instead of github.com\n"+
+	g.host = fs.String("github-host", "", "--agent github: a GitHub Enterprise Server `HOST` instead of github.com\n"+
 		"(API at https://HOST/api/v3, git at https://HOST; token from GH_ENTERPRISE_TOKEN, GITHUB_ENTERPRISE_TOKEN or gh's login for HOST)")
 	g.readOnly = fs.Bool("github-read-only", false, "--agent github: the GitHub API takes only GET and HEAD, and git may fetch but push nothing;\n"+
-		"gh commands that use GraphQL (POST /graphql, e.g. `gh repo view`) are refused too\n"+
+		"gh commands that use GraphQL (POST /graphql, e.g. gh repo view, gh pr list) are refused too\n"+
 		"(not --read-only: that is the local backend's read-only path)")
-	fs.Var(&g.pushBranches, "push-branch", "--agent github: git may push only to branches matching PATTERN (repeatable; a glob on the\n"+
+	fs.Var(&g.pushBranches, "push-branch", "--agent github: git may push only to branches matching `PATTERN` (repeatable; a glob on the\n"+
 		"name after refs/heads/, e.g. 'agent/*'); tags and deletions are refused")
 	return g
 }

@@ -1,7 +1,8 @@
 // Package fakeupstream serves fake ChatGPT (chatgpt.com), OpenAI auth
 // (auth.openai.com), Anthropic (api.anthropic.com), GitHub git
 // (github.com, through the real git http-backend), the GitHub API
-// (api.github.com, what gh and the Copilot CLI need) and the Copilot API
+// (api.github.com, what gh and the Copilot CLI need; a GitHub Enterprise
+// Server with both on ghe.cork.test) and the Copilot API
 // (api.individual.githubcopilot.com) backends over HTTPS, for running the
 // real Codex CLI, Claude Code, the Copilot CLI and other clients through
 // cork in tests (the compat suite). Nothing here talks to the network: one TLS

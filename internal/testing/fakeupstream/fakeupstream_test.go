@@ -321,4 +321,11 @@ func TestGitHubAPI(t *testing.T) {
 	if n := len(s.Requests(GitHubAPIHost)); n != 8 {
 		t.Errorf("recorded %d api.github.com requests, want 8", n)
 	}
+	resp, body = get(t, c, "https://"+GitHubEnterpriseHost+"/api/v3/user", map[string]string{"Authorization": "token " + real})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, GitHubUserLogin) {
+		t.Errorf("GET enterprise /api/v3/user = %d %s, want the user", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, c, "https://"+GitHubEnterpriseHost+"/o/r.git/info/refs?service=git-upload-pack", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("enterprise git without credentials = %d, want 401", resp.StatusCode)
+	}
 }

@@ -10,6 +10,10 @@ import (
 // GitHubAPIHost is the GitHub REST and GraphQL API.
 const GitHubAPIHost = "api.github.com"
 
+// GitHubEnterpriseHost is a GitHub Enterprise Server: the API under
+// /api/v3 (GraphQL at /api/graphql) and git, on one host.
+const GitHubEnterpriseHost = "ghe.cork.test"
+
 // GitHubUserLogin is the login GET /user answers, and the owner of every
 // repository the fake knows.
 const GitHubUserLogin = "cork-compat"
@@ -47,6 +51,22 @@ func (s *Server) gitHubAPI(w http.ResponseWriter, r *http.Request) {
 		})
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+	}
+}
+
+// gitHubEnterprise serves GitHubEnterpriseHost: /api/v3/... and
+// /api/graphql as api.github.com serves /... and /graphql (the token
+// scheme), anything else as github.com's git (Basic).
+func (s *Server) gitHubEnterprise(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/api/graphql":
+		r.URL.Path = "/graphql"
+		s.gitHubAPI(w, r)
+	case strings.HasPrefix(r.URL.Path, "/api/v3/"):
+		r.URL.Path = strings.TrimPrefix(r.URL.Path, "/api/v3")
+		s.gitHubAPI(w, r)
+	default:
+		s.gitHub(w, r)
 	}
 }
 

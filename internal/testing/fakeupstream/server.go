@@ -30,7 +30,7 @@ const (
 )
 
 // Hosts lists every host a Server presents a certificate for.
-var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost, GitHubAPIHost, CopilotAPIHost, CopilotTelemetryHost}
+var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost, GitHubAPIHost, GitHubEnterpriseHost, CopilotAPIHost, CopilotTelemetryHost}
 
 // DefaultReply is the canned assistant answer.
 const DefaultReply = "cork-compat-ok"
@@ -289,6 +289,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		s.gitHubAPI(sw, r)
+	case GitHubEnterpriseHost:
+		s.gitHubEnterprise(sw, r)
 	case CopilotAPIHost:
 		s.copilotAPI(sw, r)
 	case ChatGPTAnalyticsHost, CopilotTelemetryHost:
