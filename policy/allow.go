@@ -15,7 +15,8 @@ import (
 // injected) and only requests under Path (segment-wise, case-sensitive;
 // "" = any path) with one of Methods (empty = any) pass. See
 // docs/POLICY.md. Path is stored normalised like Block.Path, Methods
-// upper-case.
+// upper-case. The zero Allow is invalid (Host is required). An Allow is a
+// plain value, safe for concurrent use when not modified.
 type Allow struct {
 	Host    string   `yaml:"host" json:"host"`
 	Path    string   `yaml:"path,omitempty" json:"path,omitempty"`                             // path prefix; "" = whole host

@@ -6,8 +6,10 @@
 // at once, each an *Error with its place and, from a file, its line),
 // compiles it for lookup (compile.go), and renders it back (marshal.go).
 // Host patterns and host normalisation are in hostmatch.go, path matching
-// for path-scoped blocks in pathmatch.go; docs/POLICY.md is the user's
-// reference.
+// for path-scoped blocks in pathmatch.go, allow entries in allow.go, git
+// push rules in push.go, and the method and path rules of routes and
+// path-scoped allows (HostRules.Permits) in permit.go; docs/POLICY.md is
+// the user's reference.
 //
 // Invariants:
 //   - A *Policy from Parse, Load or New is valid, normalised, immutable and

@@ -107,6 +107,13 @@ func New(p Policy) (*Policy, error) {
 	for k, v := range p.Slots {
 		out.Slots[k] = v
 	}
+	for i, r := range out.Routes {
+		if r.Push != nil {
+			push := *r.Push
+			push.Branches = slices.Clone(push.Branches)
+			out.Routes[i].Push = &push
+		}
+	}
 	v := validator{p: out}
 	v.slots()
 	v.routes()

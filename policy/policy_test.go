@@ -459,8 +459,8 @@ func TestParsePolicyBlockPathNormalised(t *testing.T) {
 func TestNewPolicy(t *testing.T) {
 	in := Policy{
 		Slots:  map[string]Slot{"a": {Placeholder: "placeholder-a"}},
-		Routes: []Route{{Host: "API.example.com", Slot: "a"}},
-		Allow:  AllowHosts("*.Example.org"),
+		Routes: []Route{{Host: "API.example.com", Slot: "a", Methods: []string{"get"}, Push: &Push{Branches: []string{"agent/*"}}}},
+		Allow:  append(AllowHosts("*.Example.org"), Allow{Host: "b.com", Path: "/x/", Methods: []string{"put"}}),
 	}
 	p, err := New(in)
 	if err != nil {
@@ -470,8 +470,13 @@ func TestNewPolicy(t *testing.T) {
 	in.Routes[0].Host = "evil.com"
 	in.Slots["a"] = Slot{Placeholder: "changed!!"}
 	in.Allow[0] = Allow{Host: "evil.org"}
+	in.Routes[0].Push.Branches[0] = "*"
+	in.Routes[0].Push.Tags = true
 	if p.Routes[0].Host != "api.example.com" || p.Slots["a"].Placeholder != "placeholder-a" || p.Allow[0].Host != "*.example.org" {
 		t.Errorf("New result changed with its input: %+v", p)
+	}
+	if r := p.Routes[0]; r.Methods[0] != "GET" || r.Push.Branches[0] != "agent/*" || r.Push.Tags || in.Allow[1].Methods[0] != "put" || p.Allow[1].Path != "/x" {
+		t.Errorf("New result shares its input's methods or push, or normalised the input: %+v %+v", r, in)
 	}
 	if got := p.Lookup("api.example.com", 443).Routes; len(got) != 1 {
 		t.Errorf("Lookup(api.example.com) = %v, want one route", got)

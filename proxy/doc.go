@@ -4,10 +4,12 @@
 //
 //   - Policy (package policy): every CONNECT and every plain-HTTP request is
 //     looked up; whatever is not routed or allowed is refused with 403 and
-//     an X-Cork-Deny-Reason header (connect.go, request.go, deny.go).
-//   - Interception: only routed hosts (and hosts with path-scoped blocks) are
-//     intercepted with a leaf signed by the session CA (package pki); allowed hosts
-//     are blind tunnels. Inside an intercepted connection every request must
+//     an X-Cork-Deny-Reason header (connect.go, request.go, deny.go), and so
+//     is a request outside the host's method rules and path-scoped allows
+//     (permit.go).
+//   - Interception: only routed hosts (and hosts with path-scoped blocks or
+//     allows) are intercepted with a leaf signed by the session CA (package
+//     pki); allowed hosts are blind tunnels. Inside an intercepted connection every request must
 //     name the CONNECT host:port (request.go).
 //   - Credentials (inject.go): on a route the slot's placeholder is swapped
 //     for the real token in the route's header; a placeholder anywhere else,
