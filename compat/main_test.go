@@ -172,6 +172,16 @@ const compatNotes = `
   (` + "`gh auth login`" + ` on the host): cork reads it at provisioning and watches the file; the sandbox gets
   the placeholder in ` + "`GH_TOKEN`" + `, and gh's config directory stays hidden. gh honours ` + "`HTTPS_PROXY`" + ` and
   ` + "`SSL_CERT_FILE`" + `.
+- **GitHub Copilot CLI**: the ` + "`copilot`" + ` profile. The sandbox gets the placeholder in
+  ` + "`COPILOT_GITHUB_TOKEN`" + ` (the CLI's first variable) and ` + "`COPILOT_AUTO_UPDATE=false`" + `; the real token comes
+  from that variable, ` + "`GH_TOKEN`" + `, ` + "`GITHUB_TOKEN`" + ` or gh's login, never a classic ` + "`ghp_`" + ` token (the CLI
+  refuses those). The CLI sends the GitHub token itself, as a bearer, to ` + "`api.github.com`" + ` and to the
+  Copilot API host ` + "`/copilot_internal/user`" + ` names; it honours ` + "`HTTPS_PROXY`" + ` and trusts
+  ` + "`NODE_EXTRA_CA_CERTS`" + ` or ` + "`SSL_CERT_FILE`" + `. Its telemetry host is not allowed; the CLI carries on
+  (` + "`--disable-client-telemetry`" + ` stops the attempts). With ` + "`--agent github`" + ` and the token from the same
+  place, the two profiles share one slot and placeholder. The rows run it with ` + "`-p PROMPT --allow-all-tools`" + `
+  and ` + "`COPILOT_PKG_CACHE_HOME`" + ` outside the sandbox HOME: the CLI unpacks about 235 MB there on every
+  first start.
 - **git**: the ` + "`github`" + ` profile's credential helper (set through ` + "`GIT_CONFIG_*`" + `) hands git the
   placeholder; git sends it only after a 401 challenge, in Basic auth, which cork decodes, swaps and
   re-encodes. The same clients against a standalone ` + "`cork proxy`" + ` are tested in

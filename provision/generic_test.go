@@ -214,10 +214,20 @@ func TestGenericConflictsWithProfiles(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "generic: conflict with profile github: both provide a route for api.github.com") {
 		t.Errorf("Build(github, generic on api.github.com) error = %v, want a route conflict", err)
 	}
+	// The same host variable is the same credential: one slot, one
+	// placeholder (share.go).
 	g = Generic{Bindings: []Binding{{Host: "gh.example.com", Env: "GH_TOKEN"}}}
-	_, err = Build(Options{}, GitHub{}, g)
-	if err == nil || !strings.Contains(err.Error(), "generic: conflict with profile github: both provide different values for sandbox env GH_TOKEN") {
-		t.Errorf("Build(github, generic with GH_TOKEN) error = %v, want an env conflict", err)
+	plan, err := Build(Options{}, GitHub{}, g)
+	if err != nil {
+		t.Fatalf("Build(github, generic with GH_TOKEN) error = %v, want the slot shared", err)
+	}
+	if len(plan.Egress.Slots) != 1 || plan.Egress.TokenEnvMap[GitHubSlot] != GHTokenEnv {
+		t.Errorf("Build(github, generic with GH_TOKEN) slots = %v, map = %v, want one slot github from GH_TOKEN", plan.Egress.Slots, plan.Egress.TokenEnvMap)
+	}
+	for _, r := range plan.Egress.Routes {
+		if r.Host == "gh.example.com" && r.Slot != GitHubSlot {
+			t.Errorf("route for gh.example.com has slot %q, want %q", r.Slot, GitHubSlot)
+		}
 	}
 }
 

@@ -238,7 +238,7 @@ func TestLookup(t *testing.T) {
 		t.Errorf("Lookup(%q) = %v, %v; want the codex profile", "codex", p, err)
 	}
 	_, err = Lookup("nosuch")
-	if err == nil || !strings.Contains(err.Error(), `unknown agent profile "nosuch" (known: claude, codex, gemini, github`) {
+	if err == nil || !strings.Contains(err.Error(), `unknown agent profile "nosuch" (known: claude, codex, copilot, gemini, github`) {
 		t.Errorf("Lookup(%q) error = %v, want it to list the known profiles", "nosuch", err)
 	}
 	for name, p := range Profiles() {

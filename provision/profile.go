@@ -24,10 +24,11 @@ type Profile interface {
 // listed: it needs its bindings (see ParseBinding).
 func Profiles() map[string]Profile {
 	return map[string]Profile{
-		"claude": Claude{},
-		"codex":  Codex{},
-		"gemini": Gemini{},
-		"github": GitHub{},
+		"claude":  Claude{},
+		"codex":   Codex{},
+		"copilot": Copilot{},
+		"gemini":  Gemini{},
+		"github":  GitHub{},
 	}
 }
 
@@ -46,7 +47,9 @@ func Lookup(name string) (Profile, error) {
 // Build runs profiles in order and merges what they contribute into one
 // validated Plan. It reports every failing profile at once, each prefixed
 // with its name. Two profiles writing the same file, slot, route host or
-// variable (with a different value) are in conflict, which is an error.
+// variable (with a different value) are in conflict, which is an error;
+// except that profiles handing the sandbox the same host credential share
+// one slot and placeholder, and may contribute the same route (share.go).
 func Build(opts Options, profiles ...Profile) (Plan, error) {
 	if len(profiles) == 0 {
 		return Plan{}, errors.New("provision: no agent profile selected")
@@ -83,10 +86,11 @@ type merger struct {
 	plan     Plan
 	profiles map[string]bool
 	owner    map[string]string // "file:<path>", "slot:<slot>", "route:<host>", "env:<k>", "penv:<k>" → profile
+	slotOf   map[string]string // host variable → the merged slot bound to it (share.go)
 }
 
 func newMerger() *merger {
-	return &merger{plan: newPlan(), profiles: map[string]bool{}, owner: map[string]string{}}
+	return &merger{plan: newPlan(), profiles: map[string]bool{}, owner: map[string]string{}, slotOf: map[string]string{}}
 }
 
 // claim records that profile owns key and returns a conflict error if
@@ -122,6 +126,7 @@ func mergeEnv[V comparable](m *merger, name, prefix, what string, dst, src map[s
 func (m *merger) add(name string, part Plan) []error {
 	var errs []error
 	dst := &m.plan
+	m.shareSlots(&part)
 	for _, f := range part.Files {
 		if err := m.claim(name, "file:"+f.Path, "file "+f.Path); err != nil {
 			errs = append(errs, err)
@@ -139,19 +144,28 @@ func (m *merger) add(name string, part Plan) []error {
 		}
 	}
 	for _, s := range slots {
+		sl, hasSlot := e.Slots[s]
+		env, hasEnv := e.TokenEnvMap[s]
+		if m.sameSlot(s, env, hasEnv, sl, hasSlot) {
+			continue // a shared credential (share.go)
+		}
 		if err := m.claim(name, "slot:"+s, "slot "+s); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if sl, ok := e.Slots[s]; ok {
+		if hasSlot {
 			dst.Egress.Slots[s] = sl
 		}
-		if env, ok := e.TokenEnvMap[s]; ok {
+		if hasEnv {
 			dst.Egress.TokenEnvMap[s] = env
+			m.slotOf[env] = s
 		}
 	}
 	for _, r := range e.Routes {
-		if err := m.claim(name, "route:"+hostKey(r.Host), "a route for "+r.Host); err != nil {
+		if m.mergeRoute(r) {
+			continue
+		}
+		if err := m.claim(name, "route:"+hostKey(r.Host), m.routeConflict(r, e)); err != nil {
 			errs = append(errs, err)
 			continue
 		}

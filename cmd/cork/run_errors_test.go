@@ -22,7 +22,7 @@ func TestRunBadInput(t *testing.T) {
 		want string
 	}{
 		{"unknown backend", nil, []string{"--backend", "vmware", "--agent", "codex", "--", "true"}, `cork: --backend: unknown backend "vmware" (want docker, kubernetes, local, qemu, smolvm)`},
-		{"unknown agent", nil, []string{"--agent", "cursor", "--", "true"}, `cork: --agent: unknown agent profile "cursor" (known: claude, codex, gemini, github)`},
+		{"unknown agent", nil, []string{"--agent", "cursor", "--", "true"}, `cork: --agent: unknown agent profile "cursor" (known: claude, codex, copilot, gemini, github)`},
 		{"no command", nil, []string{"--agent", "codex"}, "cork: run: no command: give it after --, e.g. cork run --agent codex -- codex"},
 		{"missing workspace", nil, []string{"--agent", "github", "--workspace", filepath.Join(home, "nope"), "--", "true"}, "cork: --workspace: " + filepath.Join(home, "nope") + ": no such file or directory"},
 		{"missing host credential", nil, []string{"--agent", "codex", "--", "true"}, "cork: codex: read " + filepath.Join(home, ".codex", "auth.json") + ": no such file or directory (sign in on the host with `codex login`, set OPENAI_API_KEY, or don't forward host credentials)\n"},

@@ -53,7 +53,7 @@ func TestRunInjectErrors(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"no profile", []string{"run", "--", "true"}, []string{"cork: --agent: give at least one of claude, codex, gemini, github, or --inject / --policy\n"}},
+		{"no profile", []string{"run", "--", "true"}, []string{"cork: --agent: give at least one of claude, codex, copilot, gemini, github, or --inject / --policy\n"}},
 		{"agent generic", []string{"run", "--agent", "generic", "--", "true"}, []string{"cork: --agent generic: give its bindings with --inject HOST=VAR or --policy FILE instead\n"}},
 		{"bad spec", []string{"run", "--inject", "api.example.com", "--", "true"}, []string{`cork: --inject "api.example.com": want HOST=VAR`}},
 		{"bad option", []string{"run", "--inject", "api.example.com=T,scheme=digest", "--", "true"}, []string{`cork: --inject "api.example.com=T,scheme=digest": scheme: unknown scheme "digest"`}},
@@ -76,7 +76,7 @@ func TestRunInjectErrors(t *testing.T) {
 			"cork: generic: bindings[1]: host API.example.com is already bound (to A); one binding per host\n",
 		}},
 		{"conflict with a profile", []string{"run", "--agent", "github", "--inject", "api.github.com=MY_TOKEN", "--", "true"}, []string{
-			"cork: generic: conflict with profile github: both provide a route for api.github.com\n",
+			"cork: generic: conflict with profile github: both provide a route for api.github.com bound to different credentials (slot github from GH_TOKEN, slot my_token from MY_TOKEN)\n",
 		}},
 		{"missing variable", []string{"run", "--inject", "api.example.com=UNSET_TOKEN", "--", "true"}, []string{
 			"cork: missing credential: UNSET_TOKEN (slot unset_token) unset or empty",

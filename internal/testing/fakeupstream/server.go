@@ -36,7 +36,7 @@ const (
 
 // Hosts lists every host a Server presents a certificate for.
 var Hosts = []string{ChatGPTHost, ChatGPTAnalyticsHost, OpenAIAuthHost, AnthropicHost, ClaudePlatformHost, AnthropicConsole, GitHubHost, GitHubAPIHost, GitHubEnterpriseHost,
-	GeminiAPIHost, CodeAssistHost, GoogleOAuthHost}
+	GeminiAPIHost, CodeAssistHost, GoogleOAuthHost, CopilotAPIHost, CopilotTelemetryHost}
 
 // DefaultReply is the canned assistant answer.
 const DefaultReply = "cork-compat-ok"
@@ -68,6 +68,10 @@ type Config struct {
 	// (user x-access-token), as git sends a token, and the only token
 	// api.github.com accepts, as "Authorization: token <token>" (gh).
 	GitHubToken string
+	// CopilotToken is the only GitHub token the Copilot CLI's endpoints
+	// accept (api.github.com/copilot_internal/..., CopilotAPIHost), as
+	// "Bearer <token>" or "token <token>".
+	CopilotToken string
 	// GitProjectRoot, if set, is served on github.com by git http-backend
 	// (every repository exported, pushes allowed where the repository's
 	// http.receivepack is true). Empty answers 404.
@@ -298,11 +302,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case GoogleOAuthHost:
 		s.googleOAuth(sw, r)
 	case GitHubAPIHost:
+		if isCopilotGitHubPath(r.URL.Path) {
+			s.copilotGitHub(sw, r)
+			break
+		}
 		s.gitHubAPI(sw, r)
 	case GitHubEnterpriseHost:
 		s.gitHubEnterprise(sw, r)
-	case ChatGPTAnalyticsHost:
-		// Codex's metrics and events: accepted and dropped.
+	case CopilotAPIHost:
+		s.copilotAPI(sw, r)
+	case ChatGPTAnalyticsHost, CopilotTelemetryHost:
+		// Codex's metrics and events, Copilot's telemetry: accepted and
+		// dropped.
 		sw.WriteHeader(http.StatusNoContent)
 	default: // auth.openai.com, platform.claude.com, console.anthropic.com
 		// The sandbox must never get here: refreshing is the host's job.
