@@ -213,6 +213,15 @@ func (g GitHub) Provision(opts Options, plan *Plan) error {
 		e.Allow = append(e.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com")...)
 	}
 	e.Block = append(e.Block, policy.Block{Host: host, Path: "/login/oauth/access_token", Reason: gitHubRefreshReason})
+	// The exchange of the GitHub token for a Copilot session token would
+	// hand the sandbox a real credential that scrubbing (the slot's own
+	// value only) lets through; the same block as the copilot profile's,
+	// so that the two merge.
+	if enterprise {
+		e.Block = append(e.Block, policy.Block{Host: host, Path: "/api/v3/copilot_internal/v2/token", Reason: copilotTokenReason})
+	} else {
+		e.Block = append(e.Block, policy.Block{Host: "api.github.com", Path: "/copilot_internal/v2/token", Reason: copilotTokenReason})
+	}
 	return nil
 }
 

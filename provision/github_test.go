@@ -98,7 +98,10 @@ func TestGitHub(t *testing.T) {
 			if got, want := plan.Egress.Allow, policy.AllowHosts("codeload.github.com", "*.githubusercontent.com"); !reflect.DeepEqual(got, want) {
 				t.Errorf("Allow = %v, want %v", got, want)
 			}
-			wantBlock := []policy.Block{{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"}}
+			wantBlock := []policy.Block{
+				{Host: "github.com", Path: "/login/oauth/access_token", Reason: "GitHub OAuth token exchange happens on the host, not in the sandbox"},
+				{Host: "api.github.com", Path: "/copilot_internal/v2/token", Reason: copilotTokenReason},
+			}
 			if got := plan.Egress.Block; !reflect.DeepEqual(got, wantBlock) {
 				t.Errorf("Block = %+v, want %+v", got, wantBlock)
 			}
@@ -294,7 +297,10 @@ func TestGitHubEnterprise(t *testing.T) {
 	if got, want := plan.Egress.Allow, policy.AllowHosts("*.ghe.example.com"); !reflect.DeepEqual(got, want) {
 		t.Errorf("Allow = %v, want %v", got, want)
 	}
-	wantBlock := []policy.Block{{Host: "ghe.example.com", Path: "/login/oauth/access_token", Reason: gitHubRefreshReason}}
+	wantBlock := []policy.Block{
+		{Host: "ghe.example.com", Path: "/login/oauth/access_token", Reason: gitHubRefreshReason},
+		{Host: "ghe.example.com", Path: "/api/v3/copilot_internal/v2/token", Reason: copilotTokenReason},
+	}
 	if !reflect.DeepEqual(plan.Egress.Block, wantBlock) {
 		t.Errorf("Block = %+v, want %+v", plan.Egress.Block, wantBlock)
 	}
