@@ -113,3 +113,36 @@ func TestExamplePolicy(t *testing.T) {
 		t.Errorf("api.github.com rules = %+v, want one route to slot github", r)
 	}
 }
+
+// TestReadmePolicy keeps the policy shown in the README's "Policy" section
+// valid, with the rules it describes in force.
+func TestReadmePolicy(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const start = "### Policy\n\n```yaml\n"
+	_, rest, ok := strings.Cut(string(readme), start)
+	doc, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatalf("README.md: no yaml block after %q", "### Policy")
+	}
+	p, err := policy.Parse([]byte(doc))
+	if err != nil {
+		t.Fatalf("README.md's policy: %v", err)
+	}
+	api := p.Lookup("api.github.com", 443)
+	if got := api.Permits("GET", "/repos/OWNER/REPO/issues"); got != "" {
+		t.Errorf("GET /repos/OWNER/REPO/issues: %q, want permitted", got)
+	}
+	if got := api.Permits("POST", "/repos/OWNER/REPO/issues"); got != policy.DenyMethod {
+		t.Errorf("POST /repos/OWNER/REPO/issues: %q, want %q", got, policy.DenyMethod)
+	}
+	if got := api.Permits("GET", "/user"); got != policy.DenyPath {
+		t.Errorf("GET /user: %q, want %q", got, policy.DenyPath)
+	}
+	git := p.Lookup("github.com", 443)
+	if len(git.Routes) != 1 || git.Routes[0].Push == nil || git.Routes[0].Push.Allows("refs/heads/main", false) || !git.Routes[0].Push.Allows("refs/heads/agent/x", false) {
+		t.Errorf("github.com rules = %+v, want a route whose push rule takes agent/* only", git)
+	}
+}
