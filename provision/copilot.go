@@ -3,6 +3,8 @@ package provision
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cork-sh/cork/policy"
@@ -31,6 +33,45 @@ var copilotAPIHosts = []string{
 	"api.individual.githubcopilot.com",
 	"api.business.githubcopilot.com",
 	"api.enterprise.githubcopilot.com",
+}
+
+// copilotReadOnlyPaths are the paths of a Copilot API host that the CLI
+// uses (docs/AGENTS.md, "GitHub Copilot CLI"), and its methods there (nil:
+// any, as MCP's streamable HTTP uses POST, GET and DELETE): the only ones
+// that pass when its GitHub token is read-only elsewhere (narrowCopilot).
+var copilotReadOnlyPaths = []policy.Allow{
+	{Path: "/models", Methods: []string{http.MethodGet, http.MethodHead}},
+	{Path: "/chat/completions", Methods: []string{http.MethodPost}},
+	{Path: "/mcp/readonly"},
+	{Path: "/agents/swe/internal/memory/v0/enabled", Methods: []string{http.MethodGet, http.MethodHead}},
+}
+
+// narrowCopilot limits the Copilot API hosts to copilotReadOnlyPaths when
+// the slot they carry has a route limited by methods (the github
+// profile's read-only API, the token being shared: share.go). The same
+// GitHub token acts on repositories there too: GitHub's MCP server
+// (/mcp/, /mcp/x/TOOLSET) has tools that push files, create branches and
+// merge pull requests, and /agents/swe starts the Copilot coding agent,
+// which pushes. Build calls it once the profiles are merged.
+func narrowCopilot(e *EgressPlan) {
+	limited := map[string]bool{}
+	for _, r := range e.Routes {
+		if len(r.Methods) > 0 {
+			limited[r.Slot] = true
+		}
+	}
+	for _, r := range e.Routes {
+		if !limited[r.Slot] || len(r.Methods) > 0 || !slices.Contains(copilotAPIHosts, hostKey(r.Host)) {
+			continue
+		}
+		for _, a := range copilotReadOnlyPaths {
+			a.Host = r.Host
+			a.Methods = slices.Clone(a.Methods)
+			if !slices.ContainsFunc(e.Allow, func(x policy.Allow) bool { return sameAllow(x, a) }) {
+				e.Allow = append(e.Allow, a)
+			}
+		}
+	}
 }
 
 // copilotTokenPrefixes are the GitHub token kinds the Copilot CLI accepts

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/publicsuffix"
+
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -89,7 +91,8 @@ const gitHubRefreshReason = "GitHub OAuth token exchange happens on the host, no
 type GitHub struct {
 	// Host is the GitHub host: "" or "github.com" for github.com, else a
 	// GitHub Enterprise Server host name such as "ghe.example.com" (no
-	// scheme, port or path).
+	// scheme, port or path; not a public suffix such as "com" or
+	// "github.io", since *.Host is allowed).
 	Host string
 	// ReadOnly limits the API hosts (api.github.com, uploads.github.com)
 	// to GET and HEAD, and lets git fetch but push no ref (Route.Push
@@ -126,6 +129,10 @@ func (g GitHub) Validate() error {
 			errs = append(errs, fmt.Errorf("host: %q is not a host name (want e.g. ghe.example.com, without scheme, port or path)", g.Host))
 		} else if strings.HasSuffix(h, "."+gitHubDotCom) {
 			errs = append(errs, fmt.Errorf("host: %q is part of github.com, not an Enterprise host (leave the host out for github.com)", g.Host))
+		} else if suffix, icann := publicsuffix.PublicSuffix(h); suffix == h && (icann || strings.Contains(h, ".")) {
+			// *.HOST is allowed whole: under a public suffix, that is
+			// anyone's hosts.
+			errs = append(errs, fmt.Errorf("host: %q is a public suffix, not a GitHub Enterprise Server host name (want e.g. ghe.example.com)", g.Host))
 		}
 	}
 	if g.ReadOnly && len(g.PushBranches) > 0 {

@@ -74,6 +74,7 @@ func Build(opts Options, profiles ...Profile) (Plan, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Plan{}, err
 	}
+	narrowCopilot(&m.plan.Egress)
 	if err := m.plan.Validate(); err != nil {
 		return Plan{}, fmt.Errorf("provision: invalid plan: %w", err)
 	}

@@ -104,8 +104,9 @@ func (m *merger) mergeRoute(r policy.Route) bool {
 		if !ok {
 			continue
 		}
-		x.Methods, r.Methods = nil, nil
-		if !reflect.DeepEqual(x, r) {
+		y := r // r keeps its methods for the next route
+		x.Methods, y.Methods = nil, nil
+		if !reflect.DeepEqual(x, y) {
 			continue
 		}
 		m.plan.Egress.Routes[i].Methods = methods

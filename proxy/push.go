@@ -37,7 +37,7 @@ const receivePack = "git-receive-pack"
 // checkPush applies the push rules of a host's routes (docs/POLICY.md,
 // "Git push rules") to a request whose path names git-receive-pack: it
 // reads the ref updates at the start of the body, and every one must pass
-// every route's Push.Allows. It returns nil to go on, with req.Body
+// every route's Push.Allows; a push with push options is refused whole. It returns nil to go on, with req.Body
 // replaced by the bytes it read followed by the rest (the pack is never
 // read here); or the refusal to answer, already audited, after reading the
 // body to its end. sc redacts placeholders from the logged ref.
@@ -68,21 +68,44 @@ func (p *Proxy) checkPush(req *http.Request, rs *reqState, routes []*policy.Rout
 			denied = append(denied, c.Ref)
 		}
 	}
+	note := ""
+	if len(denied) == 0 && len(head.Commands) > 0 && head.Has(pushOptions) {
+		// Push options tell the server to act beyond the pushed refs
+		// (GitLab's merge_request.target=main with
+		// merge_when_pipeline_succeeds merges into main): cork cannot
+		// tell what they do, so the whole push is refused.
+		note = pushOptionsNote
+		for _, c := range head.Commands {
+			denied = append(denied, c.Ref)
+		}
+	}
 	if len(denied) == 0 {
 		return nil
 	}
-	return p.refusePush(req, rs, head, denied, sc)
+	return p.refusePush(req, rs, head, denied, note, sc)
 }
 
+// pushOptions is the capability with which a client sends push options
+// (git push -o) after the commands.
+const pushOptions = "push-options"
+
+// pushOptionsNote is the first line git shows for a push refused for its
+// options.
+const pushOptionsNote = "cork: push options (git push -o) are refused where the policy restricts pushes: the server may act on other refs with them"
+
 // refusePush answers a push with denied refs: receive-pack's refusal,
-// which git shows as "remote: cork: push to REF denied by policy" and
-// "[remote rejected]", after reading the body to its end.
-func (p *Proxy) refusePush(req *http.Request, rs *reqState, head *gitpush.Request, denied []string, sc *scanner) *http.Response {
+// which git shows as "remote: cork: push to REF denied by policy" (after
+// note, when not empty) and "[remote rejected]", after reading the body to
+// its end.
+func (p *Proxy) refusePush(req *http.Request, rs *reqState, head *gitpush.Request, denied []string, note string, sc *scanner) *http.Response {
 	rs.ref = sc.redact(denied[0])
-	msgs := make([]string, len(denied))
+	msgs := make([]string, 0, len(denied)+1)
+	if note != "" {
+		msgs = append(msgs, note)
+	}
 	isDenied := make(map[string]bool, len(denied))
-	for i, ref := range denied {
-		msgs[i] = "cork: push to " + ref + " denied by policy"
+	for _, ref := range denied {
+		msgs = append(msgs, "cork: push to "+ref+" denied by policy")
 		isDenied[ref] = true
 	}
 	body, err := gitpush.Refusal(head, msgs, func(c gitpush.Command) string {

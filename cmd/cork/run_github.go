@@ -22,7 +22,7 @@ func newGitHubFlags(fs *flag.FlagSet) *gitHubFlags {
 		"gh commands that use GraphQL (POST /graphql, e.g. gh repo view, gh pr list) are refused too\n"+
 		"(not --read-only: that is the local backend's read-only path)")
 	fs.Var(&g.pushBranches, "push-branch", "--agent github: git may push only to branches matching `PATTERN` (repeatable; a glob on the\n"+
-		"name after refs/heads/, e.g. 'agent/*'); tags and deletions are refused")
+		"name after refs/heads/, e.g. 'agent/*'); tags and deletions are refused. git pushes only: the API can still change refs")
 	return g
 }
 
