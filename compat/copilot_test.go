@@ -63,6 +63,32 @@ func TestCopilot(t *testing.T) {
 				return plan, hostEnv, real
 			},
 		},
+		{
+			name: "gh login with github read-only", transport: "HTTPS + SSE, gh's login, `--agent copilot --agent github --github-read-only`",
+			plan: func(t *testing.T) (provision.Plan, map[string]string, string) {
+				real := "gho_" + strings.NewReplacer("-", "x", "_", "y").Replace(randomToken(t, "", 36))
+				dir := t.TempDir()
+				hosts := "github.com:\n    oauth_token: " + real + "\n    user: " + fakeupstream.GitHubUserLogin + "\n    git_protocol: https\n"
+				if err := os.WriteFile(filepath.Join(dir, "hosts.yml"), []byte(hosts), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				hostEnv := map[string]string{"GH_CONFIG_DIR": dir}
+				plan, err := provision.Build(provision.Options{HostHome: t.TempDir(), HostEnv: hostEnv, ForwardHostCredentials: true}, provision.Copilot{}, provision.GitHub{ReadOnly: true})
+				if err != nil {
+					t.Fatalf("provision.Build(copilot, github read-only) = %v", err)
+				}
+				// The shared token is narrowed on the Copilot hosts too: to
+				// the paths the CLI uses (docs/AGENTS.md).
+				pol, err := plan.Egress.Policy()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := pol.Lookup("api.individual.githubcopilot.com", 443).Permits("POST", "/mcp/"); got == "" {
+					t.Fatalf("read-only: POST /mcp/ on the Copilot API host is permitted, want refused")
+				}
+				return plan, hostEnv, real
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
