@@ -366,3 +366,31 @@ func TestAskFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAskFD: --ask-fd N prompts on N and reads the answer from it (a
+// wrapper's socket here).
+func TestAskFD(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := os.NewFile(uintptr(fds[1]), "wrapper")
+	t.Cleanup(func() { wrapper.Close() })
+	on, fd, u, to := false, fds[0], "", 5*time.Second
+	ak, err := newAsker(&askFlags{on: &on, fd: &fd, url: &u, timeout: &to}, "qemu", "", os.Stderr)
+	if err != nil {
+		t.Fatalf("newAsker(--ask-fd %d): %v", fd, err)
+	}
+	t.Cleanup(func() { ak.Close() })
+	got := make(chan proxy.Verdict, 1)
+	go func() { got <- ak.Unlisted(context.Background(), qNPM) }()
+	buf := make([]byte, 512)
+	n, _ := wrapper.Read(buf)
+	if want := "cork: agent wants CONNECT registry.npmjs.org:443 — [o]nce / [s]ession / [d]eny? "; string(buf[:n]) != want {
+		t.Errorf("prompt %q, want %q", buf[:n], want)
+	}
+	_, _ = wrapper.Write([]byte("once\n"))
+	if v := <-got; v != proxy.VerdictAllow {
+		t.Errorf("Unlisted = %v, want allow", v)
+	}
+}
