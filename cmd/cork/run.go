@@ -30,6 +30,7 @@ const runSynopsis = `[--backend docker|kubernetes|smolvm|qemu|local] [--agent NA
                 [--sidecar-image IMAGE] [--kubeconfig FILE] [--context NAME] [--namespace-prefix P] [--workspace-volume FILE]
                 [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
                 [--github-host HOST] [--github-read-only | --push-branch PATTERN...]
+                [--ask [--ask-fd N | --ask-url URL] [--ask-timeout D]]
                 [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
 
 // runFlags are `cork run`'s own flags (the proxy's settings are
@@ -234,6 +235,7 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	}
 	fs := newFlagSet("run", runSynopsis, stderr)
 	f := newRunFlags(fs)
+	af := newAskFlags(fs)
 	// cork run builds its own policy, hands tokens over in-process or by
 	// stdin, picks its listener and makes a session client credential.
 	in.RegisterFlags(fs, settings.ForRun)
@@ -257,6 +259,10 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		fmt.Fprintln(stderr, "cork: --isolate-net is the default now (the local sandbox has its own network namespace); the flag will go")
 	}
 	if err := f.configure(backend, environ); err != nil {
+		return err
+	}
+	ak, err := newAsker(af, backend.Name(), *f.policyFile, stderr)
+	if err != nil {
 		return err
 	}
 	profiles, err := f.profiles()
@@ -298,6 +304,10 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		Stdout:    stdout,
 		Stderr:    stderr,
 		Progress:  progress,
+	}
+	if ak != nil {
+		defer ak.Close()
+		spec.Proxy.Unlisted = ak.Unlisted
 	}
 	code, err := backend.Run(ctx, spec)
 	if te, ok := err.(*launch.TeardownError); ok {
