@@ -1,0 +1,131 @@
+package learn
+
+import (
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// The collapsing rule (docs/POLICY.md, "Learn a policy"): the paths used on
+// a host are grouped by their first KeySegments segments; a group becomes
+// the longest common prefix of its paths, cut to at most MaxSegments
+// segments. /repos/o/r/issues/1 and /repos/o/r/pulls (group /repos/o) give
+// /repos/o/r; /o/r.git/info/refs and /o/r.git/git-upload-pack give
+// /o/r.git; /user stays /user. "/" is learned only from a request for "/"
+// itself.
+const (
+	KeySegments = 2
+	MaxSegments = 3
+)
+
+// Use is a path prefix with the methods seen under it.
+type Use struct {
+	Path    string   // a normalised allow path: starts with "/", no '%', '?', '#'
+	Methods []string // sorted, upper-case
+}
+
+// Collapse reduces used (escaped request path → methods seen) to path
+// prefixes by the rule above, sorted by path. A prefix is dropped when
+// another covers it with every one of its methods. A nil or empty map
+// gives nil.
+func Collapse(used map[string][]string) []Use {
+	groups := map[string][][]string{} // key → segment lists
+	methods := map[string]map[string]bool{}
+	for raw, ms := range used {
+		segs := segments(raw)
+		n := min(len(segs), KeySegments)
+		key := "/" + strings.Join(segs[:n], "/")
+		groups[key] = append(groups[key], segs)
+		if methods[key] == nil {
+			methods[key] = map[string]bool{}
+		}
+		for _, m := range ms {
+			methods[key][strings.ToUpper(m)] = true
+		}
+	}
+	byPath := map[string]map[string]bool{}
+	for key, list := range groups {
+		p := commonPrefix(list)
+		p = p[:min(len(p), MaxSegments)]
+		path := "/" + strings.Join(p, "/")
+		if byPath[path] == nil {
+			byPath[path] = map[string]bool{}
+		}
+		for m := range methods[key] {
+			byPath[path][m] = true
+		}
+	}
+	var uses []Use
+	for path, ms := range byPath {
+		uses = append(uses, Use{Path: path, Methods: slices.Sorted(maps.Keys(ms))})
+	}
+	slices.SortFunc(uses, func(a, b Use) int { return strings.Compare(a.Path, b.Path) })
+	return slices.DeleteFunc(uses, func(u Use) bool {
+		for _, v := range uses {
+			if v.Path != u.Path && covers(v.Path, u.Path) && subset(u.Methods, v.Methods) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// segments splits an escaped request path into decoded segments, stopping
+// before the first segment an allow path cannot hold as written (an escape
+// that does not decode to a plain segment, '.', '..', a ';', a backslash,
+// a truncation mark): the prefix before it covers the path under every
+// reading the proxy makes (docs/POLICY.md, "Methods and paths").
+func segments(escaped string) []string {
+	escaped, truncated := strings.CutSuffix(escaped, "...")
+	parts := strings.Split(escaped, "/")
+	if truncated && len(parts) > 0 {
+		parts = parts[:len(parts)-1]
+	}
+	var segs []string
+	for _, s := range parts {
+		if s == "" {
+			if len(segs) > 0 {
+				break // "//": servers differ; stop here
+			}
+			continue
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\;%?#") || d != strings.TrimSpace(d) || hasControl(d) {
+			break
+		}
+		segs = append(segs, d)
+	}
+	return segs
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// commonPrefix is the longest list of segments that starts every list.
+func commonPrefix(lists [][]string) []string {
+	p := lists[0]
+	for _, l := range lists[1:] {
+		n := 0
+		for n < len(p) && n < len(l) && p[n] == l[n] {
+			n++
+		}
+		p = p[:n]
+	}
+	return p
+}
+
+// covers reports whether allow path a covers path b (segment-wise).
+func covers(a, b string) bool {
+	return a == "/" || b == a || strings.HasPrefix(b, a+"/")
+}
+
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
