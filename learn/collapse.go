@@ -11,9 +11,10 @@ import (
 // a host are grouped by their first KeySegments segments; a group becomes
 // the longest common prefix of its paths, cut to at most MaxSegments
 // segments. /repos/o/r/issues/1 and /repos/o/r/pulls (group /repos/o) give
-// /repos/o/r; /o/r.git/info/refs and /o/r.git/git-upload-pack give
-// /o/r.git; /user stays /user. "/" is learned only from a request for "/"
-// itself.
+// /repos/o/r; /user stays /user. "/" is learned only from a request for
+// "/" itself. Git's smart-HTTP endpoints count as their repository's path
+// first (gitRepoPath): /o/r.git/info/refs and /o/r.git/git-upload-pack
+// give /o/r.git.
 const (
 	KeySegments = 2
 	MaxSegments = 3
@@ -33,7 +34,7 @@ func Collapse(used map[string][]string) []Use {
 	groups := map[string][][]string{} // key → segment lists
 	methods := map[string]map[string]bool{}
 	for raw, ms := range used {
-		segs := segments(raw)
+		segs := gitRepoPath(segments(raw))
 		n := min(len(segs), KeySegments)
 		key := "/" + strings.Join(segs[:n], "/")
 		groups[key] = append(groups[key], segs)
@@ -95,6 +96,20 @@ func segments(escaped string) []string {
 			break
 		}
 		segs = append(segs, d)
+	}
+	return segs
+}
+
+// gitRepoPath cuts a git smart-HTTP (or LFS) request path to its
+// repository's: the segments before info/refs, info/lfs, git-upload-pack
+// or git-receive-pack, when there are any.
+func gitRepoPath(segs []string) []string {
+	for i := 1; i < len(segs); i++ {
+		switch {
+		case segs[i] == "git-upload-pack" || segs[i] == "git-receive-pack",
+			segs[i] == "info" && i+1 < len(segs) && (segs[i+1] == "refs" || segs[i+1] == "lfs"):
+			return segs[:i]
+		}
 	}
 	return segs
 }

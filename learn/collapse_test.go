@@ -24,6 +24,19 @@ func TestCollapse(t *testing.T) {
 			"/o/r.git/git-upload-pack":  {"POST"},
 			"/o/r.git/git-receive-pack": {"POST"},
 		}, []Use{{"/o/r.git", []string{"GET", "POST"}}}},
+		{"git at the top, and LFS", map[string][]string{
+			"/repo.git/info/refs":               {"GET"},
+			"/repo.git/git-upload-pack":         {"POST"},
+			"/g/o/r/info/lfs/objects/batch":     {"POST"},
+			"/g/o/r/info/refs":                  {"GET"},
+			"/info/refs":                        {"GET"},
+			"/docs/git-upload-pack/explanation": {"GET"},
+		}, []Use{
+			{"/docs", []string{"GET"}},
+			{"/g/o/r", []string{"GET", "POST"}},
+			{"/info/refs", []string{"GET"}},
+			{"/repo.git", []string{"GET", "POST"}},
+		}},
 		{"separate groups stay apart", map[string][]string{
 			"/user":         {"GET"},
 			"/repos/o/r":    {"GET"},

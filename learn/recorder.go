@@ -14,6 +14,7 @@ const (
 	msgEgress       = "egress"
 	reasonAsked     = "asked"
 	reasonLeak      = "placeholder_leak"
+	reasonProxyAuth = "proxy_auth_required"
 	decisionDeny    = "deny"
 	decisionBlock   = "block"
 	decisionTunnel  = "tunnel"
@@ -118,6 +119,9 @@ func (r *Recorder) line(b []byte) {
 	hp := hostPort{strings.ToLower(e.Host), e.Port}
 	switch e.Decision {
 	case decisionDeny, decisionBlock:
+		if e.Reason == reasonProxyAuth {
+			return // a client's first try without the session credential: not the policy's
+		}
 		if r.refused == nil {
 			r.refused = map[refusal]int{}
 		}
