@@ -15,6 +15,8 @@ const (
 	reasonAsked     = "asked"
 	reasonLeak      = "placeholder_leak"
 	reasonProxyAuth = "proxy_auth_required"
+	reasonMethod    = "method_not_allowed"
+	reasonPath      = "path_not_allowed"
 	decisionDeny    = "deny"
 	decisionBlock   = "block"
 	decisionTunnel  = "tunnel"
@@ -41,6 +43,7 @@ type Recorder struct {
 	used     map[hostPort]map[string]map[string]struct{} // path → methods
 	refused  map[refusal]int
 	leaked   map[hostPort]bool
+	slots    map[hostPort]string // the credential a host:port's requests spend
 }
 
 type hostPort struct {
@@ -96,19 +99,33 @@ func (r *Recorder) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Note records that the proxy asked about a method or path (not a whole
-// host): a request to that host:port passed with reason "asked" is then
-// learned as a path-scoped entry, not a whole host.
-func (r *Recorder) Note(host string, port int, wholeHost bool) {
+// Note records a question the proxy asked: about a whole host, or about
+// a method or path (then a request to that host:port passed with reason
+// "asked" is learned as a path-scoped entry, not a whole host); slot is
+// the credential the request would spend ("" for none), named in the
+// refusals.
+func (r *Recorder) Note(host string, port int, slot string, wholeHost bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hp := hostPort{strings.ToLower(host), port}
+	r.noteSlot(hp, slot)
 	if wholeHost {
 		return
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.asked == nil {
 		r.asked = map[hostPort]bool{}
 	}
-	r.asked[hostPort{host, port}] = true
+	r.asked[hp] = true
+}
+
+func (r *Recorder) noteSlot(hp hostPort, slot string) {
+	if slot == "" {
+		return
+	}
+	if r.slots == nil {
+		r.slots = map[hostPort]string{}
+	}
+	r.slots[hp] = slot
 }
 
 func (r *Recorder) line(b []byte) {
@@ -125,6 +142,9 @@ func (r *Recorder) line(b []byte) {
 		if r.refused == nil {
 			r.refused = map[refusal]int{}
 		}
+		if e.Slot == "" && (e.Reason == reasonMethod || e.Reason == reasonPath) {
+			e.Slot = r.slots[hp] // a denied request's line names no slot
+		}
 		r.refused[refusal{Host: hp.Host, Port: hp.Port, Method: e.Method, Path: e.Path, Slot: e.Slot, Reason: e.Reason}]++
 		if e.Reason == reasonLeak {
 			if r.leaked == nil {
@@ -138,6 +158,7 @@ func (r *Recorder) line(b []byte) {
 		return
 	}
 	r.requests++
+	r.noteSlot(hp, e.Slot)
 	switch {
 	case e.Reason == reasonAsked && !r.asked[hp]:
 		if r.whole == nil {

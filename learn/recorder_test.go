@@ -26,7 +26,8 @@ not json
 
 func TestRecorder(t *testing.T) {
 	r := &Recorder{Scoped: func(host string, port int) bool { return host == "scoped.example" }}
-	r.Note("open.example", 80, false)
+	r.Note("open.example", 80, "", false)
+	r.Note("registry.npmjs.org", 443, "", true)
 	// Written in odd pieces, as a writer may split them.
 	for data := []byte(auditLog); len(data) > 0; {
 		n := min(len(data), 37)
