@@ -51,7 +51,10 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 		// public.
 		st.mode = modeMITM
 		return p.mitmConnect, st.authority
-	case rules.Allowed:
+	case rules.Allowed, p.ask(ctx.Req.Context(), Question{Host: host, Port: port, Method: http.MethodConnect, Reason: ReasonNotAllowed}):
+		// An unlisted host the hook allowed is tunnelled too: never
+		// intercepted, so nothing is injected into it.
+		st.asked = !rules.Allowed
 		// Dialed through the guard (p.dialer); the upstream connection is
 		// remembered so that closing the client side (idle reaping, Close)
 		// also ends a relay stuck writing to an upstream that stopped

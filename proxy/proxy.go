@@ -107,6 +107,16 @@ type Config struct {
 	// backend keeps it so, because other sandboxes run as the same user
 	// and may see its socket's directory.
 	TrustUnixSockets bool
+	// Unlisted, if non-nil, is asked about a request the policy would refuse as not_allowed (a
+	// CONNECT or plain-HTTP request to a host:port no entry names) or, on a host with method/path
+	// rules, as method_not_allowed / path_not_allowed. It may block; the client waits until it
+	// returns or ctx ends (ctx ends with the client or the proxy). Allow lets this one request
+	// through: an unlisted CONNECT becomes a blind tunnel (never intercepted, nothing injected), an
+	// unlisted plain request is forwarded; a method/path denial on a routed host is lifted for this
+	// request (the credential injected as usual). The tripwire and the private-address guard still
+	// apply. Safe for concurrent calls; the proxy calls it concurrently. If nil, such requests are
+	// refused. The audit line of an allowed request has reason "asked" (ReasonAsked).
+	Unlisted func(ctx context.Context, q Question) Verdict `json:"-"`
 }
 
 // Validate reports every problem with c at once.
@@ -199,6 +209,9 @@ type Proxy struct {
 	cutting           atomic.Bool    // Close has begun cutting connections: what ends now ends by shutdown
 	inflight          sync.WaitGroup // requests being served (serveRequest), for Shutdown
 	closeOnce         sync.Once
+	unlisted          func(context.Context, Question) Verdict // Config.Unlisted
+	life              context.Context                         // ends with Shutdown or Close: ends the questions to unlisted
+	endLife           context.CancelFunc
 	stopReaper        chan struct{}
 	reaperDone        chan struct{}
 }
@@ -237,6 +250,8 @@ func New(cfg Config) (*Proxy, error) {
 		p.clientAuth = []byte("Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.ClientAuth.Reveal())))
 	}
 	p.trustUnixSockets = cfg.TrustUnixSockets
+	p.unlisted = cfg.Unlisted
+	p.life, p.endLife = context.WithCancel(context.Background())
 	if cfg.Logger != nil {
 		p.log = *cfg.Logger
 	}
@@ -479,6 +494,7 @@ func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
 		p.cutting.Store(true)
+		p.endLife()
 		close(p.stopReaper)
 		<-p.reaperDone
 		_ = p.inner.Close()
@@ -531,6 +547,7 @@ type connState struct {
 	conn      *trackedConn  // set at hijack, before the connection is served
 	br        *bufio.Reader // the hijacked reader: bytes sent after the CONNECT head
 	scheme    string        // of requests inside an intercepted connection
+	asked     bool          // a tunnel Config.Unlisted allowed: audited as ReasonAsked
 
 	// Set when the tunnel ends badly; guarded by mu.
 	mu     sync.Mutex

@@ -44,6 +44,7 @@ type reqState struct {
 	unbound   []bool      // slots whose placeholders are leaks here (scanner.unbound)
 	scrubbed  atomic.Int64
 	leakSlot  atomic.Pointer[string] // set when the tripwire fires on the body, a trailer or a frame
+	asked     bool                   // Config.Unlisted lifted the policy's denial: audited as ReasonAsked
 }
 
 // setLeak records the first slot whose placeholder the request carried
@@ -77,6 +78,9 @@ func (p *Proxy) finish(rs *reqState, reason string, warn bool) {
 		p.release(rs)
 		if reason != "" && reason != ReasonPlaceholderLeak && p.cutting.Load() {
 			reason = reasonShutdown
+		}
+		if reason == "" && rs.asked {
+			reason = ReasonAsked
 		}
 		p.audit(&auditEntry{
 			decision: rs.decision, host: rs.host, port: rs.port, method: rs.method, path: rs.path,
@@ -133,7 +137,11 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 	ps := p.policy.Load()
 	rules := ps.pol.Lookup(host, port)
-	v, d := decideRequest(req, scheme, rules, rs.what)
+	v, d := decideRequest(req, scheme, rules, rs.what, func(d deny) bool {
+		ok := p.askRequest(req, host, port, rules, d)
+		rs.asked = rs.asked || ok
+		return ok
+	})
 	if d != nil {
 		return p.refuse(req, rs, *d)
 	}
@@ -300,20 +308,23 @@ type verdict struct {
 // routed nor allowed, a route over clear text that does not say
 // insecure_http (docs/DESIGN.md, decision 4), TRACE/TRACK to a routed host,
 // an opaque target, and any upgrade but WebSocket (decision 5). what names
-// the request in messages. It does not modify req.
-func decideRequest(req *http.Request, scheme string, rules policy.HostRules, what string) (verdict, *deny) {
+// the request in messages. ask, if not nil, may lift a method, path or
+// not-allowed denial for this request (Config.Unlisted). It does not modify
+// req.
+func decideRequest(req *http.Request, scheme string, rules policy.HostRules, what string, ask func(deny) bool) (verdict, *deny) {
+	lift := func(d *deny) bool { return ask != nil && ask(*d) }
 	if b := rules.HostBlock; b != nil {
 		return verdict{}, &deny{reason: ReasonBlocked, what: what, detail: b.Reason}
 	}
 	if b := rules.BlockFor(req.URL.EscapedPath()); b != nil {
 		return verdict{}, &deny{reason: ReasonBlocked, what: what, detail: b.Reason}
 	}
-	if d := permitDeny(req, rules, what); d != nil {
+	if d := permitDeny(req, rules, what); d != nil && !lift(d) {
 		return verdict{}, d
 	}
 	routes := rules.Routes
-	if len(routes) == 0 && !rules.Allowed {
-		return verdict{}, &deny{reason: ReasonNotAllowed, what: what}
+	if d := (&deny{reason: ReasonNotAllowed, what: what}); len(routes) == 0 && !rules.Allowed && !lift(d) {
+		return verdict{}, d
 	}
 	if scheme != "https" {
 		// A real token never travels in clear.

@@ -168,7 +168,7 @@ func TestDecideRequest(t *testing.T) {
 				t.Fatal(err)
 			}
 			what := requestWhat(req.Method, req.URL.Scheme, joinHostPort(host, port), req.URL)
-			v, d := decideRequest(req, req.URL.Scheme, pol.Lookup(host, port), what)
+			v, d := decideRequest(req, req.URL.Scheme, pol.Lookup(host, port), what, nil)
 			switch {
 			case tt.wantReason == "" && d != nil:
 				t.Fatalf("refused: %s (%s)", d.reason, d.detail)

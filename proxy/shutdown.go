@@ -16,6 +16,7 @@ import (
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.closed.Store(true)  // new requests on the proxy's listener get 503
 	p.cutting.Store(true) // what ends abnormally from now on is audited as shutdown
+	p.endLife()           // requests held for Config.Unlisted are refused
 	for _, c := range p.conns.snapshot() {
 		if c.mode != modeMITM || c.relay.Load() {
 			_ = c.Close()

@@ -116,6 +116,9 @@ func (c *trackedConn) report() {
 			decision: decisionTunnel, host: st.host, port: st.port, status: 200,
 			up: c.up.Load(), down: c.down.Load(), dur: dur, connID: st.id,
 		}
+		if st.asked {
+			e.reason = ReasonAsked
+		}
 		if failed == nil && c.p.cutting.Load() {
 			e.reason = reasonShutdown
 		}
