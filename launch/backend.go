@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/provision"
+	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/resolve"
 	"github.com/cork-sh/cork/settings"
 )
@@ -57,6 +58,9 @@ type ProxyOptions struct {
 	// in-process proxy's proxy.Config and the docker sidecar's
 	// environment are made from them.
 	Settings settings.Proxy
+	// Unlisted, if non-nil, is the in-process proxy's proxy.Config.Unlisted
+	// (local, smolvm and qemu backends; docker and kubernetes ignore it).
+	Unlisted func(context.Context, proxy.Question) proxy.Verdict
 }
 
 // LocalOptions adjust the local backend's sandbox. The zero value is the

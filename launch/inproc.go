@@ -49,6 +49,7 @@ func startInProcess(spec *Spec, ln net.Listener, tokens resolve.Tokens, auth str
 	cfg := spec.Proxy.Settings.Config()
 	cfg.Policy, cfg.Tokens, cfg.Logger = pol, tokens, spec.Proxy.Logger
 	cfg.ClientAuth = resolve.NewSecret(auth)
+	cfg.Unlisted = spec.Proxy.Unlisted
 	// Every client presents the session credential, on the local
 	// backend's socket too: other sandboxes run as the same user and may
 	// see its directory (docs/DESIGN.md, decision 15).
