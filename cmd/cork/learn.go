@@ -38,10 +38,15 @@ const maxHeaderCommand = 200
 type learnFlags struct {
 	on  *bool
 	out *string
+	fs  *flag.FlagSet // to see whether --ask was given
 }
+
+// askFlags are --ask's flags (ask.go): --learn answers the proxy itself.
+var askFlags = []string{"ask", "ask-fd", "ask-url"}
 
 func newLearnFlags(fs *flag.FlagSet) *learnFlags {
 	return &learnFlags{
+		fs: fs,
 		on: fs.Bool("learn", false, "record what the command reaches: unknown hosts are tunnelled, a credential is never sent anywhere\n"+
 			"new, and at exit the least-privilege policy is written to --learn-out (see docs/POLICY.md, \"Learn a policy\")"),
 		out: fs.String("learn-out", "", "--learn: the policy file to write (default "+DefaultLearnOut+"); an existing file is refused\n"+
@@ -66,6 +71,11 @@ func (lf *learnFlags) start(backend, policyFile string, command []string, now ti
 			return nil, usageErrorf("--learn-out: only with --learn")
 		}
 		return nil, nil
+	}
+	for _, name := range askFlags {
+		if fl := lf.fs.Lookup(name); fl != nil && fl.Value.String() != fl.DefValue {
+			return nil, usageErrorf("--learn: not with --%s (learning answers every question itself)", name)
+		}
 	}
 	if backend == "docker" || backend == "kubernetes" {
 		return nil, usageErrorf("--learn: only for --backend local, smolvm or qemu, whose proxy runs inside cork")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cork-sh/cork/internal/testing/testenv"
 	"github.com/cork-sh/cork/policy"
@@ -45,6 +47,27 @@ func TestLearnFlagErrors(t *testing.T) {
 				t.Errorf("cork %v = %d, stderr %q; want 2 and %q", tt.args, code, errOut, tt.want)
 			}
 		})
+	}
+}
+
+func TestLearnNotWithAsk(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--learn", "--ask"}, "--learn: not with --ask "},
+		{[]string{"--learn", "--ask-url", "https://x.test/"}, "--learn: not with --ask-url "},
+	} {
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		lf := newLearnFlags(fs)
+		fs.Bool("ask", false, "")
+		fs.String("ask-url", "", "")
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lf.start("local", "", []string{"true"}, time.Now()); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("start() after %v = %v, want %q", tt.args, err, tt.want)
+		}
 	}
 }
 
