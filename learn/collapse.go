@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The collapsing rule (docs/POLICY.md, "Learn a policy"): the paths used on
@@ -73,31 +75,49 @@ func Collapse(used map[string][]string) []Use {
 }
 
 // segments splits an escaped request path into decoded segments, stopping
-// before the first segment an allow path cannot hold as written (an escape
-// that does not decode to a plain segment, '.', '..', a ';', a backslash,
-// a truncation mark): the prefix before it covers the path under every
-// reading the proxy makes (docs/POLICY.md, "Methods and paths").
+// before the first segment an allow path cannot hold as written (an empty
+// segment, an escape that does not decode to a plain segment, '.', '..',
+// a ';', a backslash, a truncation mark), and giving back one more segment
+// for each dot-segment that may follow (a server that removes them may
+// climb that far): the prefix left covers the path under every reading
+// the proxy makes (docs/POLICY.md, "Methods and paths"). Counting is
+// generous; a shorter prefix only covers more.
 func segments(escaped string) []string {
 	escaped, truncated := strings.CutSuffix(escaped, "...")
-	parts := strings.Split(escaped, "/")
-	if truncated && len(parts) > 0 {
+	parts := strings.Split(strings.TrimPrefix(escaped, "/"), "/")
+	if truncated {
 		parts = parts[:len(parts)-1]
 	}
 	var segs []string
-	for _, s := range parts {
-		if s == "" {
-			if len(segs) > 0 {
-				break // "//": servers differ; stop here
-			}
-			continue
-		}
+	for i, s := range parts {
 		d, err := url.PathUnescape(s)
-		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\;%?#") || d != strings.TrimSpace(d) || hasControl(d) {
-			break
+		if s == "" || err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\;%?#") || d != strings.TrimSpace(d) || hasControl(d) {
+			if s == "" && i == len(parts)-1 {
+				break // a trailing "/"
+			}
+			return segs[:max(0, len(segs)-climbs(parts[i:]))]
 		}
 		segs = append(segs, d)
 	}
 	return segs
+}
+
+// climbs counts the segments of rest that might be a ".." in some
+// reading: every one with a '.', or an escape that may decode to one.
+func climbs(rest []string) int {
+	n := 0
+	for _, p := range rest {
+		p = strings.ToLower(p)
+		for _, sep := range []string{"\\", "%5c", "%2f"} {
+			p = strings.ReplaceAll(p, sep, "/")
+		}
+		for _, seg := range strings.Split(p, "/") {
+			if strings.Contains(seg, ".") || strings.Contains(seg, "%2e") || strings.Contains(seg, "%25") {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // gitRepoPath cuts a git smart-HTTP (or LFS) request path to its
@@ -114,8 +134,9 @@ func gitRepoPath(segs []string) []string {
 	return segs
 }
 
+// hasControl reports a control character or invalid UTF-8 in s.
 func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // commonPrefix is the longest list of segments that starts every list.

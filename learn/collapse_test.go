@@ -59,7 +59,6 @@ func TestCollapse(t *testing.T) {
 		{"escapes decoded, stopped at what an allow path cannot hold", map[string][]string{
 			"/a/%62/c":      {"GET"},
 			"/q/b%2Fc/d":    {"GET"},
-			"/z/../etc":     {"GET"},
 			"/s/x;y=1":      {"GET"},
 			"/t/u/v/w...":   {"GET"},
 			"/p/%zz/x":      {"PUT"},
@@ -73,7 +72,18 @@ func TestCollapse(t *testing.T) {
 			{"/q", []string{"GET"}},
 			{"/s", []string{"GET"}},
 			{"/t/u/v", []string{"GET"}},
-			{"/z", []string{"GET"}},
+		}},
+		{"dot-segments give back what they may climb", map[string][]string{
+			"/z/../etc":         {"GET"},
+			"/a/b/c/%2e%2e/d":   {"POST"},
+			"/k/l/%252e%252e/m": {"PUT"},
+			"//n":               {"DELETE"},
+			"/trailing/slash/":  {"HEAD"},
+		}, []Use{
+			{"/", []string{"DELETE", "GET"}},
+			{"/a/b", []string{"POST"}},
+			{"/k", []string{"PUT"}},
+			{"/trailing/slash", []string{"HEAD"}},
 		}},
 	}
 	for _, tt := range tests {
