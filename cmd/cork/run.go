@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cork-sh/cork/launch"
 	"github.com/cork-sh/cork/policy"
@@ -31,7 +32,7 @@ const runSynopsis = `[--backend docker|kubernetes|smolvm|qemu|local] [--agent NA
                 [--no-isolate] [--hide PATH]... [--read-only PATH]... [--read-write PATH]... [--hide-home] [--no-landlock]
                 [--github-host HOST] [--github-read-only | --push-branch PATTERN...]
                 [--ask [--ask-fd N | --ask-url URL] [--ask-timeout D]]
-                [--no-forward-host-credentials] [--quiet] -- COMMAND [ARG...]`
+                [--no-forward-host-credentials] [--learn [--learn-out FILE]] [--quiet] -- COMMAND [ARG...]`
 
 // runFlags are `cork run`'s own flags (the proxy's settings are
 // registered apart, by package settings).
@@ -45,6 +46,7 @@ type runFlags struct {
 	noForward, noIsolate, hideHome        *bool
 	noLandlock, isolateNet, quiet         *bool
 	github                                *gitHubFlags
+	learn                                 *learnFlags
 }
 
 func newRunFlags(fs *flag.FlagSet) *runFlags {
@@ -81,6 +83,7 @@ func newRunFlags(fs *flag.FlagSet) *runFlags {
 	f.isolateNet = fs.Bool("isolate-net", false, "deprecated: the local sandbox always has its own network namespace now")
 	f.quiet = fs.Bool("quiet", false, "no progress lines on stderr")
 	f.github = newGitHubFlags(fs)
+	f.learn = newLearnFlags(fs)
 	return f
 }
 
@@ -261,6 +264,10 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 	if err := f.configure(backend, environ); err != nil {
 		return err
 	}
+	lrn, err := f.learn.start(backend.Name(), *f.policyFile, command, time.Now())
+	if err != nil {
+		return err
+	}
 	ak, err := newAsker(af, backend.Name(), *f.policyFile, stderr)
 	if err != nil {
 		return err
@@ -309,7 +316,14 @@ func runRun(ctx context.Context, args []string, environ map[string]string, stdin
 		defer ak.Close()
 		spec.Proxy.Unlisted = ak.Unlisted
 	}
+	if err := lrn.attach(spec, plan, opts, stderr); err != nil {
+		return err
+	}
 	code, err := backend.Run(ctx, spec)
+	if lerr := lrn.finish(err, plan, stderr); lerr != nil {
+		fmt.Fprintf(stderr, "cork: %v\n", lerr)
+		code = max(code, 1)
+	}
 	if te, ok := err.(*launch.TeardownError); ok {
 		// The command's status stands; a clean exit becomes 1, for what
 		// is left behind.
