@@ -107,7 +107,16 @@ type Config struct {
 	// backend keeps it so, because other sandboxes run as the same user
 	// and may see its socket's directory.
 	TrustUnixSockets bool
+	// SessionID, if not empty, is written as "session" on every log line,
+	// so that the audit lines of several sandboxes sharing a log can be
+	// told apart (`cork run` sets its session id). At most
+	// MaxSessionIDLen bytes of letters, digits, '-', '_' and '.'. It is
+	// an identifier, never a secret.
+	SessionID string
 }
+
+// MaxSessionIDLen bounds Config.SessionID.
+const MaxSessionIDLen = 128
 
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
@@ -146,6 +155,9 @@ func (c Config) Validate() error {
 		if _, _, err := splitHostPort(c.Resolve[k]); err != nil {
 			errs = append(errs, fmt.Errorf("resolve %q: target %q: %w", k, c.Resolve[k], err))
 		}
+	}
+	if err := CheckSessionID(c.SessionID); err != nil {
+		errs = append(errs, fmt.Errorf("session id: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -239,6 +251,9 @@ func New(cfg Config) (*Proxy, error) {
 	p.trustUnixSockets = cfg.TrustUnixSockets
 	if cfg.Logger != nil {
 		p.log = *cfg.Logger
+		if cfg.SessionID != "" {
+			p.log = p.log.With().Str(fieldSession, cfg.SessionID).Logger()
+		}
 	}
 	if p.ca == nil {
 		ca, err := pki.Generate(cfg.Policy.InterceptHosts())
@@ -531,6 +546,7 @@ type connState struct {
 	conn      *trackedConn  // set at hijack, before the connection is served
 	br        *bufio.Reader // the hijacked reader: bytes sent after the CONNECT head
 	scheme    string        // of requests inside an intercepted connection
+	rule      string        // a blind tunnel's allow entry (rule.go)
 
 	// Set when the tunnel ends badly; guarded by mu.
 	mu     sync.Mutex
