@@ -72,6 +72,7 @@ type session struct {
 // runSession runs spec's command in sb: the sandbox lifecycle of every
 // backend.
 func runSession(ctx context.Context, spec *Spec, sb sandbox) (code int, err error) {
+	spec = withSessionID(spec, sb)
 	s := &session{spec: spec, tokens: spec.Tokens}
 	if len(spec.Command) == 0 {
 		return 0, setupErrorf("no command to run")

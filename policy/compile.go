@@ -16,6 +16,7 @@ import (
 type HostRules struct {
 	Routes     []*Route // routes bound to this host (exact entries before wildcard ones)
 	Allowed    bool     // an allow entry matches (whole-host or scoped)
+	AllowedBy  *Allow   // the first allow entry that matches (nearest pattern, then policy order); nil when !Allowed
 	HostBlock  *Block   // a host-wide block (Path == "")
 	PathBlocks []*Block // path-scoped blocks for this host
 	Allows     []*Allow // scoped allows (a path or methods) for this host: see Permits
@@ -88,12 +89,14 @@ type compiledPolicy struct {
 	exact     map[hostKey]*HostRules
 	wildcard  map[hostKey]*HostRules // keyed by the suffix after "*."
 	intercept []string
+	places    map[any]string // *Route, *Allow or *Block → "routes[2]", "allow[0]", "block[1]"
 }
 
 // level collects one pattern's own rules before merging.
 type level struct {
 	routes     []*Route
 	allowed    bool
+	allowedBy  *Allow
 	hostBlock  *Block
 	pathBlocks []*Block
 	allows     []*Allow
@@ -104,7 +107,16 @@ func compile(entries []entry) *compiledPolicy {
 	wild := map[hostKey]*level{}
 	seen := map[string]bool{}
 	var intercept []string
+	places := make(map[any]string, len(entries))
 	for _, e := range entries {
+		switch {
+		case e.route != nil:
+			places[e.route] = e.place
+		case e.allow != nil:
+			places[e.allow] = e.place
+		default:
+			places[e.block] = e.place
+		}
 		m := exact
 		if e.pat.wildcard {
 			m = wild
@@ -121,6 +133,9 @@ func compile(entries []entry) *compiledPolicy {
 				l.routes = append(l.routes, e.route)
 			case e.allow != nil:
 				l.allowed = true
+				if l.allowedBy == nil {
+					l.allowedBy = e.allow
+				}
 				if e.allow.Scoped() {
 					l.allows = append(l.allows, e.allow)
 				}
@@ -159,6 +174,9 @@ func compile(entries []entry) *compiledPolicy {
 			}
 			r.Routes = append(r.Routes, l.routes...)
 			r.Allowed = r.Allowed || l.allowed
+			if r.AllowedBy == nil {
+				r.AllowedBy = l.allowedBy
+			}
 			r.PathBlocks = append(r.PathBlocks, l.pathBlocks...)
 			r.Allows = append(r.Allows, l.allows...)
 		}
@@ -171,6 +189,7 @@ func compile(entries []entry) *compiledPolicy {
 		exact:     make(map[hostKey]*HostRules, len(exact)),
 		wildcard:  make(map[hostKey]*HostRules, len(wild)),
 		intercept: intercept,
+		places:    places,
 	}
 	for k, l := range exact {
 		// An exact host's own level, then the wildcards on its parents.

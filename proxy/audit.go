@@ -30,6 +30,8 @@ const (
 	fieldScrubbed   = "scrubbed"
 	fieldError      = "error"
 	fieldRef        = "ref"
+	fieldRule       = "rule"    // the deciding policy entry: "routes[2]", "allow[0]", "block[1]"
+	fieldSession    = "session" // Config.SessionID, on every line when set
 
 	// Reasons only the audit log uses (no response carries them).
 	reasonClientGone  = "client_gone"  // the client hung up before the answer was complete
@@ -62,6 +64,7 @@ type auditEntry struct {
 	warn     bool
 	scrubbed int64  // real tokens replaced in the response
 	ref      string // a refused push's first denied ref: refs are not secrets
+	rule     string // the policy entry that decided (rule.go), or ""
 }
 
 // audit writes e as one canonical line and counts it.
@@ -91,6 +94,9 @@ func (p *Proxy) audit(e *auditEntry) {
 		Int64(fieldDurationMS, e.dur.Milliseconds())
 	if e.reason != "" {
 		ev.Str(fieldReason, e.reason)
+	}
+	if e.rule != "" {
+		ev.Str(fieldRule, e.rule)
 	}
 	if e.ref != "" {
 		ev.Str(fieldRef, e.ref)

@@ -45,7 +45,8 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 	}
 	switch {
 	case rules.HostBlock != nil:
-		return p.rejectConnect(ctx, st, deny{reason: ReasonBlocked, what: what, detail: rules.HostBlock.Reason})
+		return p.rejectConnect(ctx, st, deny{reason: ReasonBlocked, what: what, detail: rules.HostBlock.Reason,
+			rule: ps.pol.BlockPlace(rules.HostBlock)})
 	case rules.Intercept():
 		// docs/DESIGN.md, trap 2: never goproxy.MitmConnect, whose CA key is
 		// public.
@@ -60,6 +61,7 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 		// also ends a relay stuck writing to an upstream that stopped
 		// reading.
 		st.mode = modeTunnel
+		st.rule = ps.pol.AllowPlace(rules.AllowedBy)
 		ctx.Dialer = func(c context.Context, network, addr string) (net.Conn, error) {
 			conn, err := p.dialer.DialContext(c, network, addr)
 			if err == nil {
@@ -87,7 +89,7 @@ func (p *Proxy) rejectConnectWarn(ctx *goproxy.ProxyCtx, st *connState, d deny, 
 	ctx.Resp.Close = true
 	p.audit(&auditEntry{
 		decision: d.decision(), host: st.host, port: st.port, method: http.MethodConnect,
-		slot: slot, status: d.status(), reason: d.reason, connID: st.id, warn: slot != "",
+		slot: slot, status: d.status(), reason: d.reason, rule: d.rule, connID: st.id, warn: slot != "",
 	})
 	return rejectTunnel, ""
 }

@@ -45,6 +45,7 @@ type deny struct {
 	reason string
 	what   string // "CONNECT evil.test:443", "GET https://a.test/p"
 	detail string // block reason, slot name, CONNECT authority, ... never a value
+	rule   string // the policy entry behind the refusal, for the audit line (rule.go)
 }
 
 // status is the HTTP status d answers with.

@@ -117,7 +117,16 @@ type Config struct {
 	// apply. Safe for concurrent calls; the proxy calls it concurrently. If nil, such requests are
 	// refused. The audit line of an allowed request has reason "asked" (ReasonAsked).
 	Unlisted func(ctx context.Context, q Question) Verdict `json:"-"`
+	// SessionID, if not empty, is written as "session" on every log line,
+	// so that the audit lines of several sandboxes sharing a log can be
+	// told apart (`cork run` sets its session id). At most
+	// MaxSessionIDLen bytes of letters, digits, '-', '_' and '.'. It is
+	// an identifier, never a secret.
+	SessionID string
 }
+
+// MaxSessionIDLen bounds Config.SessionID.
+const MaxSessionIDLen = 128
 
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
@@ -156,6 +165,9 @@ func (c Config) Validate() error {
 		if _, _, err := splitHostPort(c.Resolve[k]); err != nil {
 			errs = append(errs, fmt.Errorf("resolve %q: target %q: %w", k, c.Resolve[k], err))
 		}
+	}
+	if err := CheckSessionID(c.SessionID); err != nil {
+		errs = append(errs, fmt.Errorf("session id: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -254,6 +266,9 @@ func New(cfg Config) (*Proxy, error) {
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if cfg.Logger != nil {
 		p.log = *cfg.Logger
+		if cfg.SessionID != "" {
+			p.log = p.log.With().Str(fieldSession, cfg.SessionID).Logger()
+		}
 	}
 	if p.ca == nil {
 		ca, err := pki.Generate(cfg.Policy.InterceptHosts())
@@ -548,6 +563,7 @@ type connState struct {
 	br        *bufio.Reader // the hijacked reader: bytes sent after the CONNECT head
 	scheme    string        // of requests inside an intercepted connection
 	asked     bool          // a tunnel Config.Unlisted allowed: audited as ReasonAsked
+	rule      string        // a blind tunnel's allow entry (rule.go)
 
 	// Set when the tunnel ends badly; guarded by mu.
 	mu     sync.Mutex

@@ -31,6 +31,7 @@ type reqState struct {
 	decision string
 	slot     string
 	ref      string // the first ref a refused push updates (push.go)
+	rule     string // the policy entry that decided (rule.go)
 	status   int
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
@@ -86,7 +87,7 @@ func (p *Proxy) finish(rs *reqState, reason string, warn bool) {
 			decision: rs.decision, host: rs.host, port: rs.port, method: rs.method, path: rs.path,
 			slot: rs.slot, status: rs.status, up: rs.up.Load(), down: rs.down.Load(),
 			dur: time.Since(rs.start), reason: reason, connID: rs.conn.id, warn: warn,
-			scrubbed: rs.scrubbed.Load(), ref: rs.ref,
+			scrubbed: rs.scrubbed.Load(), ref: rs.ref, rule: rs.rule,
 		})
 	})
 }
@@ -143,8 +144,10 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		return ok
 	})
 	if d != nil {
+		d.rule = deniedBy(ps.pol, rules, req.URL.EscapedPath(), d.reason)
 		return p.refuse(req, rs, *d)
 	}
+	rs.rule = passedBy(ps.pol, rules)
 	if resp := p.checkPush(req, rs, rules.Routes, ps.scan); resp != nil {
 		return req, resp
 	}
@@ -394,6 +397,9 @@ func canonicalAuthority(scheme, host string, port int) string {
 // refuse answers req with d and audits it (a placeholder leak at warn).
 func (p *Proxy) refuse(req *http.Request, rs *reqState, d deny) (*http.Request, *http.Response) {
 	rs.decision, rs.status = d.decision(), d.status()
+	if d.rule != "" {
+		rs.rule = d.rule
+	}
 	p.finish(rs, d.reason, d.reason == ReasonPlaceholderLeak)
 	resp := d.response(req)
 	if req.Body != nil && req.Body != http.NoBody {

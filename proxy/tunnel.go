@@ -114,7 +114,7 @@ func (c *trackedConn) report() {
 		st.mu.Unlock()
 		e := auditEntry{
 			decision: decisionTunnel, host: st.host, port: st.port, status: 200,
-			up: c.up.Load(), down: c.down.Load(), dur: dur, connID: st.id,
+			up: c.up.Load(), down: c.down.Load(), dur: dur, connID: st.id, rule: st.rule,
 		}
 		if st.asked {
 			e.reason = ReasonAsked

@@ -69,6 +69,7 @@ func (p *Proxy) Env() map[string]string {
 	if p.ReadyFD != 0 {
 		put("ready-fd", strconv.Itoa(p.ReadyFD))
 	}
+	put("session-id", p.SessionID)
 	return m
 }
 

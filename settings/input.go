@@ -19,6 +19,7 @@ const (
 	ClientAuthVar  = "CORK_CLIENT_AUTH"
 	AdminListenVar = "CORK_ADMIN_LISTEN"
 	ReadyFDVar     = "CORK_READY_FD"
+	SessionIDVar   = "CORK_SESSION_ID"
 	CACertFileVar  = "CORK_CA_CERT_FILE"
 	CAKeyFileVar   = "CORK_CA_KEY_FILE"
 )
@@ -60,6 +61,7 @@ type Input struct {
 	ExitOnStdinEOF  string `env:"CORK_EXIT_ON_STDIN_EOF"`
 	ExitOnStdinIdle string `env:"CORK_EXIT_ON_STDIN_IDLE"`
 	ReadyFD         string `env:"CORK_READY_FD"`
+	SessionID       string `env:"CORK_SESSION_ID"`
 
 	set map[string]bool // flags given on the command line
 }
@@ -99,6 +101,7 @@ var table = []setting{
 	{"exit-on-stdin-eof", "CORK_EXIT_ON_STDIN_EOF", "shut down cleanly when stdin ends (the docker backend's sidecar: the end of its token stream means cork is gone); default false", true, true, func(s *Input) *string { return &s.ExitOnStdinEOF }},
 	{"exit-on-stdin-idle", ExitOnStdinIdleVar, "shut down cleanly when no byte has come on stdin for this long, e.g. 90s; only with --tokens-file - (the kubernetes backend's proxy pod, whose stdin never ends: cork writes a blank line as a heartbeat); empty: never", true, false, func(s *Input) *string { return &s.ExitOnStdinIdle }},
 	{"ready-fd", ReadyFDVar, "file descriptor (1: stdout) on which to write one JSON line {\"ready\":true,...} once the proxy listens and has its first token map; empty: none", true, false, func(s *Input) *string { return &s.ReadyFD }},
+	{"session-id", SessionIDVar, "an id written as \"session\" on every log line, to tell sessions apart in a shared log (letters, digits, - _ .); cork run sets its own; empty: none", true, false, func(s *Input) *string { return &s.SessionID }},
 }
 
 // Load reads the CORK_* variables from environ, with their defaults.

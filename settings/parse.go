@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cork-sh/cork/policy"
+	"github.com/cork-sh/cork/proxy"
 	"github.com/cork-sh/cork/proxy/pki"
 	"github.com/cork-sh/cork/resolve"
 )
@@ -89,6 +90,10 @@ func (s *Input) Parse(cmd Command) (*Proxy, error) {
 			bad("ready-fd", "%q: want a file descriptor number, e.g. 1 for stdout", v)
 		}
 		o.ReadyFD = n
+	}
+	o.SessionID = strings.TrimSpace(s.SessionID)
+	if err := proxy.CheckSessionID(o.SessionID); err != nil {
+		bad("session-id", "%q: %v", o.SessionID, err)
 	}
 	level, err := zerolog.ParseLevel(strings.ToLower(strings.TrimSpace(s.LogLevel)))
 	if err != nil || level == zerolog.NoLevel {

@@ -52,6 +52,9 @@ type Proxy struct {
 	// its token stream (TokensFile "-"), for that long; 0: never.
 	ExitOnStdinIdle time.Duration
 	ReadyFD         int // 0: no readiness line
+	// SessionID is proxy.Config.SessionID: written as "session" on every
+	// log line; empty: none. `cork run` sets its session's.
+	SessionID string
 }
 
 // Limits are the proxy's timeouts and bounds. Each field is the
@@ -82,6 +85,7 @@ func (p *Proxy) Config() proxy.Config {
 		Resolve:          p.Resolve,
 		ClientAuth:       p.ClientAuth,
 		TrustUnixSockets: network == "unix",
+		SessionID:        p.SessionID,
 
 		ResponseHeaderTimeout:  p.Limits.ResponseHeaderTimeout,
 		MaxResponseHeaderBytes: p.Limits.MaxResponseHeaderBytes,

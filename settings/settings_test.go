@@ -67,6 +67,7 @@ func TestEveryErrorNamesItsSetting(t *testing.T) {
 		"exit-on-stdin-eof":         "sometimes",
 		"exit-on-stdin-idle":        "soon",
 		"ready-fd":                  "stdout",
+		"session-id":                "two words",
 	}
 	// CORK_CA_OUT has no bad value: any path is written at start, and a
 	// failure names it then.
@@ -131,6 +132,7 @@ func TestConfig(t *testing.T) {
 		"CORK_CLIENT_IDLE_TIMEOUT":       "30s",
 		"CORK_TUNNEL_IDLE_TIMEOUT":       "2m",
 		"CORK_MAX_CONNS_PER_CLIENT":      "0",
+		SessionIDVar:                     " run-7 ",
 	}, ForRun)
 	if err != nil {
 		t.Fatal(err)
@@ -148,6 +150,9 @@ func TestConfig(t *testing.T) {
 	if c.ResponseHeaderTimeout != time.Minute || c.MaxResponseHeaderBytes != 64<<10 || c.ReadHeaderTimeout != 5*time.Second ||
 		c.ClientIdleTimeout != 30*time.Second || c.TunnelIdleTimeout != 2*time.Minute || c.MaxConnsPerClient != -1 {
 		t.Errorf("limits in Config = %+v", c)
+	}
+	if c.SessionID != "run-7" {
+		t.Errorf("SessionID = %q, want run-7", c.SessionID)
 	}
 	if c.CA != nil || c.UpstreamRootCAs != nil || c.Policy != nil || c.Tokens != nil || c.Logger != nil {
 		t.Errorf("Config sets what was not given: %+v", c)
@@ -174,6 +179,7 @@ func TestEnvRoundTrip(t *testing.T) {
 			"CORK_RESPONSE_HEADER_TIMEOUT": "1h30m", "CORK_MAX_RESPONSE_HEADER_BYTES": "1MiB", "CORK_READ_HEADER_TIMEOUT": "250ms",
 			"CORK_CLIENT_IDLE_TIMEOUT": "30s", "CORK_TUNNEL_IDLE_TIMEOUT": "2m", "CORK_MAX_CONNS_PER_CLIENT": "0",
 			"CORK_EXIT_ON_STDIN_EOF": "true", "CORK_READY_FD": "3", "CORK_EXIT_ON_STDIN_IDLE": "1m30s",
+			"CORK_SESSION_ID": "a1b2c3d4e5f6",
 		},
 	}
 	for name, env := range tests {

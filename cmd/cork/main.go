@@ -68,6 +68,7 @@ func commands() []command {
 		{"ca", "generate a CA certificate and key for the proxy", runCA},
 		{"manifests", "print a kubernetes session's objects as YAML, without tokens (GitOps)", runManifests},
 		{"gc", "remove what killed docker or kubernetes sessions left behind", runGC},
+		{"audit", "summarise an audit log, or print the allow: entries a run was missing", runAudit},
 		{"version", "print the version", runVersion},
 	}
 }
