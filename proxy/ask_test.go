@@ -323,7 +323,7 @@ func TestUnlistedTripwireStillApplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	assertDeny(t, resp, http.StatusForbidden, ReasonNotAllowed)
+	assertDeny(t, resp, http.StatusForbidden, ReasonPlaceholderLeak)
 	if n := len(e.rec.Requests()); n != 0 {
 		t.Errorf("upstream saw %d requests, want none", n)
 	}

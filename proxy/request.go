@@ -139,11 +139,12 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	ps := p.policy.Load()
 	rules := ps.pol.Lookup(host, port)
 	v, d := decideRequest(req, scheme, rules, rs.what, func(d deny) bool {
-		// A placeholder this host may not receive: the request is refused
-		// whatever the answer (the tripwire), so nobody is asked about it.
+		// A placeholder this host may not receive: the tripwire below
+		// refuses the request whatever the answer (naming the slot), so
+		// nobody is asked about it; the denial is left to the tripwire.
 		var b [4]int
 		if unboundSlot(ps.scan, ps.scan.scanRequest(req, slotSet(b[:0])), rules) != "" {
-			return false
+			return true
 		}
 		ok := p.askRequest(req, host, port, rules, d)
 		rs.asked = rs.asked || ok

@@ -48,11 +48,18 @@ func startRelay(t *testing.T, socket string) *relayProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.cmd.StdoutPipe()
+	// Our own pipe, not StdoutPipe: Wait closes that one as soon as the
+	// relay exits, which can cut a read of what it wrote just before
+	// ("file already closed"). This one ends in EOF once the relay is gone.
+	out, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.cmd.Start(); err != nil {
+	t.Cleanup(func() { out.Close() })
+	r.cmd.Stdout = w
+	err = r.cmd.Start()
+	w.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	r.conn = &stdioConn{Reader: out, WriteCloser: in}
