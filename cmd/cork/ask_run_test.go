@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,7 +37,7 @@ func TestRunAskLocal(t *testing.T) {
 	cmd.Env = env
 	ptmx, err := pty.Start(cmd) // the pty is cork's controlling terminal
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		testenv.Missing(t, "no pseudo-terminal: %v", err)
 	}
 	t.Cleanup(func() { _ = ptmx.Close(); _ = cmd.Process.Kill() })
 	tm := &term{ptmx: ptmx}

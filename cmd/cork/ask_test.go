@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/cork-sh/cork/internal/testing/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -59,7 +60,7 @@ func newPtyAsker(t *testing.T, policyFile string, timeout time.Duration) (*asker
 	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		testenv.Missing(t, "no pseudo-terminal: %v", err)
 	}
 	t.Cleanup(func() { ptmx.Close(); tty.Close() })
 	f, err := os.OpenFile(tty.Name(), os.O_RDWR|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
