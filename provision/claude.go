@@ -2,9 +2,7 @@ package provision
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/cork-sh/cork/policy"
@@ -98,22 +96,12 @@ func (Claude) Provision(opts Options, plan *Plan) error {
 	if tok := env[ClaudeOAuthTokenEnv]; tok != "" {
 		return claudeBearerPlan(opts, ClaudeOAuthTokenEnv, ClaudeOAuthTokenEnv, tok, plan)
 	}
-	var notFound error // why no credentials file was used, when forwarding
-	if opts.ForwardHostCredentials {
-		path, err := claudeCredentialsPath(opts)
-		if err != nil {
-			notFound = err
-		} else {
-			data, err := opts.ReadFile(path)
-			switch {
-			case err == nil:
-				return claudeFilePlan(opts, path, data, plan)
-			case errors.Is(err, fs.ErrNotExist):
-				notFound = fmt.Errorf("read %s: %w", path, unwrapPath(err))
-			default:
-				return fmt.Errorf("read %s: %w", path, unwrapPath(err))
-			}
-		}
+	path, data, notFound, err := readForwarded(opts, claudeCredentialsPath)
+	if err != nil {
+		return err
+	}
+	if data != nil {
+		return claudeFilePlan(opts, path, data, plan)
 	}
 	if key := env[AnthropicAPIKeyEnv]; key != "" {
 		return claudeAPIKeyPlan(opts, key, plan)

@@ -2,9 +2,7 @@ package provision
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -97,8 +95,8 @@ const (
 // mode with the token from the operator's GeminiAccessTokenEnv.
 //
 // Sign-in mode: slot "gemini-oauth" is injected as a bearer on
-// cloudcode-pa.googleapis.com and oauth2.googleapis.com, whose /token and
-// /revoke are blocked. The sandbox gets a dummy oauth_creds.json (the
+// cloudcode-pa.googleapis.com and oauth2.googleapis.com, where a scoped
+// allow admits only POST /tokeninfo and /token and /revoke are blocked. The sandbox gets a dummy oauth_creds.json (the
 // placeholder access token, a refresh token that is not one, an expiry far
 // in the future, no id_token) and, when the host has one, the signed-in
 // address in google_accounts.json. API-key mode: slot "gemini" on
@@ -119,22 +117,12 @@ func (Gemini) Name() string { return "gemini" }
 // Provision adds the Gemini CLI's dummy files, env and egress rules to
 // plan.
 func (Gemini) Provision(opts Options, plan *Plan) error {
-	var notFound error // why no credentials file was used, when forwarding
-	if opts.ForwardHostCredentials {
-		path, err := geminiCredsPath(opts)
-		if err != nil {
-			notFound = err
-		} else {
-			data, err := opts.ReadFile(path)
-			switch {
-			case err == nil:
-				return geminiFilePlan(opts, path, data, plan)
-			case errors.Is(err, fs.ErrNotExist):
-				notFound = fmt.Errorf("read %s: %w", path, unwrapPath(err))
-			default:
-				return fmt.Errorf("read %s: %w", path, unwrapPath(err))
-			}
-		}
+	path, data, notFound, err := readForwarded(opts, geminiCredsPath)
+	if err != nil {
+		return err
+	}
+	if data != nil {
+		return geminiFilePlan(opts, path, data, plan)
 	}
 	for _, env := range []string{GeminiAPIKeyEnv, GoogleAPIKeyEnv} {
 		if key := opts.HostEnv[env]; key != "" {

@@ -109,3 +109,31 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
+
+// readForwarded reads the host credential file that path names, when opts
+// forwards host credentials. It returns the file's path and data (non-nil,
+// even for an empty file, exactly when the file was read); or
+// notFound, why no file was used (nil when forwarding is off), for the
+// caller's "nothing found" message; or err, a failure to read a file that
+// exists. Errors name the file, never its content.
+func readForwarded(opts Options, path func(Options) (string, error)) (file string, data []byte, notFound, err error) {
+	if !opts.ForwardHostCredentials {
+		return "", nil, nil, nil
+	}
+	file, err = path(opts)
+	if err != nil {
+		return "", nil, err, nil
+	}
+	data, err = opts.ReadFile(file)
+	switch {
+	case err == nil:
+		if data == nil {
+			data = []byte{}
+		}
+		return file, data, nil, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return file, nil, fmt.Errorf("read %s: %w", file, unwrapPath(err)), nil
+	default:
+		return file, nil, nil, fmt.Errorf("read %s: %w", file, unwrapPath(err))
+	}
+}
