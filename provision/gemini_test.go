@@ -88,32 +88,9 @@ func buildGemini(t *testing.T, opts Options) Plan {
 	return plan
 }
 
-// geminiView is everything the sandbox and the policy file see of plan.
-func geminiView(t *testing.T, plan Plan) string {
-	t.Helper()
-	var b strings.Builder
-	for _, f := range plan.Files {
-		b.WriteString(f.Path + "\n")
-		b.Write(f.Data)
-	}
-	for k, v := range plan.Env {
-		b.WriteString(k + "=" + v + "\n")
-	}
-	pol, err := plan.Egress.Policy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	y, err := policy.Marshal(*pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Write(y)
-	return b.String()
-}
-
 func checkGeminiNoSecrets(t *testing.T, plan Plan, secrets ...string) {
 	t.Helper()
-	view := geminiView(t, plan)
+	view := sandboxView(t, plan)
 	for _, s := range append(secrets, geminiSecretMarkers...) {
 		if s != "" && strings.Contains(view, s) {
 			t.Errorf("the sandbox or policy holds host secret %.24q", s)
