@@ -40,19 +40,7 @@ func TestRunAskLocal(t *testing.T) {
 		testenv.Missing(t, "no pseudo-terminal: %v", err)
 	}
 	t.Cleanup(func() { _ = ptmx.Close(); _ = cmd.Process.Kill() })
-	tm := &term{ptmx: ptmx}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(buf)
-			tm.mu.Lock()
-			tm.out.Write(buf[:n])
-			tm.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	tm := readTerm(ptmx)
 	tm.waitFor(t, "cork: agent wants GET new.ask.test:80/x — [o]nce / [s]ession / [a]lways / [d]eny? ", 1)
 	time.Sleep(200 * time.Millisecond)
 	if strings.Contains(tm.output(), "hello from") {

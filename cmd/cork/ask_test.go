@@ -24,6 +24,25 @@ import (
 
 // term is the user's side of a pseudo-terminal: what cork printed, and a
 // keyboard.
+// readTerm returns a term that collects what is written to ptmx's
+// terminal until it is closed.
+func readTerm(ptmx *os.File) *term {
+	tm := &term{ptmx: ptmx}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			tm.mu.Lock()
+			tm.out.Write(buf[:n])
+			tm.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return tm
+}
+
 type term struct {
 	ptmx *os.File
 	mu   sync.Mutex
@@ -68,19 +87,7 @@ func newPtyAsker(t *testing.T, policyFile string, timeout time.Duration) (*asker
 		t.Fatalf("open %s: %v", tty.Name(), err)
 	}
 	t.Cleanup(func() { f.Close() })
-	tm := &term{ptmx: ptmx}
-	go func() {
-		buf := make([]byte, 1024)
-		for {
-			n, err := ptmx.Read(buf)
-			tm.mu.Lock()
-			tm.out.Write(buf[:n])
-			tm.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
+	tm := readTerm(ptmx)
 	p := &prompter{f: f}
 	return &asker{ask: p.ask, timeout: timeout, policyFile: policyFile, warn: os.Stderr, turn: make(chan struct{}, 1), close: f.Close}, tm
 }
