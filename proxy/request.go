@@ -138,18 +138,22 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 
 	ps := p.policy.Load()
 	rules := ps.pol.Lookup(host, port)
-	v, d := decideRequest(req, scheme, rules, rs.what, func(d deny) bool {
-		// A placeholder this host may not receive: the tripwire below
-		// refuses the request whatever the answer (naming the slot), so
-		// nobody is asked about it; the denial is left to the tripwire.
-		var b [4]int
-		if unboundSlot(ps.scan, ps.scan.scanRequest(req, slotSet(b[:0])), rules) != "" {
-			return true
+	var ask func(deny) bool // made only with a hook: no allocation per request otherwise
+	if p.unlisted != nil {
+		ask = func(d deny) bool {
+			// A placeholder this host may not receive: the tripwire below
+			// refuses the request whatever the answer (naming the slot), so
+			// nobody is asked about it; the denial is left to the tripwire.
+			var b [4]int
+			if unboundSlot(ps.scan, ps.scan.scanRequest(req, slotSet(b[:0])), rules) != "" {
+				return true
+			}
+			ok := p.askRequest(req, host, port, rules, d)
+			rs.asked = rs.asked || ok
+			return ok
 		}
-		ok := p.askRequest(req, host, port, rules, d)
-		rs.asked = rs.asked || ok
-		return ok
-	})
+	}
+	v, d := decideRequest(req, scheme, rules, rs.what, ask)
 	if d != nil {
 		d.rule = deniedBy(ps.pol, rules, req.URL.EscapedPath(), d.reason)
 		return p.refuse(req, rs, *d)
