@@ -1,19 +1,14 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 
 	"github.com/elazarl/goproxy"
 )
 
-var (
-	acceptTunnel = &goproxy.ConnectAction{Action: goproxy.ConnectAccept}
-	rejectTunnel = &goproxy.ConnectAction{Action: goproxy.ConnectReject}
-)
+var rejectTunnel = &goproxy.ConnectAction{Action: goproxy.ConnectReject}
 
 // handleConnect decides a CONNECT (docs/DESIGN.md, decision 1). It is
 // goproxy's only CONNECT handler and answers every CONNECT: an unanswered
@@ -56,20 +51,11 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 		// An unlisted host the hook allowed is tunnelled too: never
 		// intercepted, so nothing is injected into it.
 		st.asked = !rules.Allowed
-		// Dialed through the guard (p.dialer); the upstream connection is
-		// remembered so that closing the client side (idle reaping, Close)
-		// also ends a relay stuck writing to an upstream that stopped
-		// reading.
+		// serveTunnel dials through the guard (p.dialer) and relays the
+		// two raw TCP connections (tunnel.go).
 		st.mode = modeTunnel
 		st.rule = ps.pol.AllowPlace(rules.AllowedBy)
-		ctx.Dialer = func(c context.Context, network, addr string) (net.Conn, error) {
-			conn, err := p.dialer.DialContext(c, network, addr)
-			if err == nil {
-				st.setUpstream(func(string) { _ = conn.Close() })
-			}
-			return conn, err
-		}
-		return acceptTunnel, st.authority
+		return p.tunnelConnect, st.authority
 	default:
 		return p.rejectConnect(ctx, st, deny{reason: ReasonNotAllowed, what: what})
 	}
@@ -118,10 +104,10 @@ func (p *Proxy) mitmTLSConfig(st *connState) *tls.Config {
 	return c
 }
 
-// connectionError is goproxy's ConnectionErrHandler: a blind tunnel's dial
-// failed (answer 403/502/504 instead of goproxy's raw error text), or a
-// relay ended with an error after the tunnel was up (write nothing: the
-// stream belongs to the client's TLS).
+// connectionError answers a blind tunnel whose dial failed (403/502/504,
+// never goproxy's raw error text); once the tunnel is up it writes nothing
+// (the stream belongs to the client's TLS). It is also goproxy's
+// ConnectionErrHandler, which no action cork returns reaches.
 func (p *Proxy) connectionError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 	st, _ := ctx.UserData.(*connState)
 	if st == nil {

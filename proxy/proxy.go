@@ -209,9 +209,11 @@ type Proxy struct {
 	inner            *http.Server
 	innerLn          *mitmListener
 	mitmConnect      *goproxy.ConnectAction
+	tunnelConnect    *goproxy.ConnectAction
 	handshakeTimeout time.Duration
 
 	tunnelIdle        time.Duration
+	reapEvery         time.Duration // the idle reaper's period
 	readHeaderTimeout time.Duration
 	clientIdleTimeout time.Duration
 	maxConnsPerClient int // negative: no bound
@@ -251,6 +253,7 @@ func New(cfg Config) (*Proxy, error) {
 		ticketKeys:        make([][32]byte, 1),
 	}
 	rand.Read(p.ticketKeys[0][:])
+	p.reapEvery = min(max(p.tunnelIdle/4, 10*time.Millisecond), 5*time.Second)
 	if p.maxConnsPerClient == 0 {
 		p.maxConnsPerClient = DefaultMaxConnsPerClient
 	}
@@ -315,6 +318,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.gp = p.newGoproxy()
 	p.handshakeTimeout = orDefault(cfg.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
 	p.mitmConnect = p.mitmAction()
+	p.tunnelConnect = &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: p.serveTunnel}
 	p.inner, p.innerLn = p.newInnerServer(), newMITMListener()
 	go func() { _ = p.inner.Serve(p.innerLn) }()
 	go p.reap()

@@ -147,7 +147,9 @@ func TestTunnelEndsWhenUpstreamStopsReading(t *testing.T) {
 	_ = c.Close()
 	u := <-upc
 	defer u.Close()
-	if !eventually(t, func() bool { return !goroutinesWith("goproxy.copyAndClose") }) {
+	if !eventually(t, func() bool {
+		return !goroutinesWith("proxy.(*Proxy).pipe") && !goroutinesWith("proxy.(*Proxy).serveTunnel")
+	}) {
 		t.Error("tunnel goroutines still there after the client closed and the reaper ran")
 	}
 	_ = u.SetReadDeadline(time.Now().Add(5 * time.Second))

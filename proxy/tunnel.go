@@ -20,6 +20,7 @@ type trackedConn struct {
 	busy     atomic.Int32           // requests in flight inside an intercepted connection
 	relay    atomic.Bool            // an intercepted connection now relaying a WebSocket
 	reason   atomic.Pointer[string] // why the proxy closed it (idle reaping), for the audit
+	closed   atomic.Bool            // Close was called
 	once     sync.Once
 }
 
@@ -39,7 +40,8 @@ func (p *Proxy) track(c net.Conn, st *connState) *trackedConn {
 
 func (c *trackedConn) touch() { c.last.Store(time.Now().UnixNano()) }
 
-// Read counts what the client sent. On an intercepted connection it is not
+// Read counts what the client sent (a blind tunnel's relay bypasses Read and
+// Write: splice.go). On an intercepted connection it is not
 // progress: a client that trickles a request head is cut by the inner
 // server's header timeout, and one that holds a keep-alive connection by
 // its idle timeout, however many bytes it sends; there the reaper counts
@@ -73,6 +75,7 @@ func (c *trackedConn) CloseRead() error  { return closeRead(c.Conn) }
 
 // Close closes the connection once and writes the tunnel's audit line.
 func (c *trackedConn) Close() error {
+	c.closed.Store(true)
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		reason := ""
@@ -143,8 +146,12 @@ func (c *trackedConn) report() {
 }
 
 // idle reports whether c has seen no traffic and no request in flight
-// since before cutoff.
+// since before cutoff. A blind tunnel's relay records its bytes up to one
+// reaper period late (splice.go, pipe), so a tunnel gets that much longer.
 func (c *trackedConn) idle(cutoff int64) bool {
+	if c.mode == modeTunnel {
+		cutoff -= int64(c.p.reapEvery)
+	}
 	return c.busy.Load() == 0 && c.last.Load() < cutoff
 }
 
@@ -191,8 +198,7 @@ func (s *connSet) closeAll() {
 // idle; an intercepted connection waiting for an upstream answer is busy.
 func (p *Proxy) reap() {
 	defer close(p.reaperDone)
-	every := min(max(p.tunnelIdle/4, 10*time.Millisecond), 5*time.Second)
-	t := time.NewTicker(every)
+	t := time.NewTicker(p.reapEvery)
 	defer t.Stop()
 	for {
 		select {
