@@ -64,12 +64,16 @@ type options struct {
 	qemuAccel     string
 	qemuRounds    int
 	startupAs     string
+	// latency phase
+	latencyConc        string
+	latencyRequests    int
+	latencyNewRequests int
 }
 
 // proxyPhases reports whether -only selects a phase that measures the
 // proxy (anything but startup).
 func (o options) proxyPhases() bool {
-	return o.phase("requests") || o.phase("sse") || o.phase("conns") || (o.phase("bulk") && !o.skipBulk)
+	return o.phase("requests") || o.phase("latency") || o.phase("sse") || o.phase("conns") || (o.phase("bulk") && !o.skipBulk)
 }
 
 // phase reports whether -only selects phase (empty: every phase).
@@ -101,7 +105,10 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, latency, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.latencyConc, "latency-conc", "1,8", "latency phase: comma-separated client concurrencies")
+	flag.IntVar(&o.latencyRequests, "latency-requests", 1000, "latency phase: requests per variant, round and concurrency on warm connections")
+	flag.IntVar(&o.latencyNewRequests, "latency-new-requests", 100, "latency phase: requests per variant, round and concurrency on new connections")
 	flag.StringVar(&o.qemuKernel, "qemu-kernel", "/opt/cork-guest-kernel", "qemu phase: the guest kernel directory (vmlinux, lib/modules/VERSION; docs/QEMU.md)")
 	flag.StringVar(&o.qemuAccel, "qemu-accel", "auto", "qemu phase: --accel for cork run (kvm, tcg or auto)")
 	flag.IntVar(&o.qemuRounds, "qemu-rounds", 10, "qemu phase: rounds")
@@ -304,12 +311,18 @@ func run(o options, out io.Writer) error {
 	}
 	rep := &report{opts: o, started: t0, variants: []string{"direct", "baseline", "cork"}}
 	rep.machine = machineInfo()
+	peerVs, peers, stopPeers := runPeers(o, e)
+	defer stopPeers()
+	rep.peers = peers
 	time.Sleep(300 * time.Millisecond)
 	rep.idleRSS = procStatusKB(e.cork.pid(), "VmRSS")
 	rep.idleRSSBase = procStatusKB(e.baseline.pid(), "VmRSS")
 	logf("cork idle RSS %.1f MiB (baseline %.1f MiB)", mib(rep.idleRSS), mib(rep.idleRSSBase))
 
-	runRequests(o, variants, rep)
+	runRequests(o, append(slices.Clone(variants), peerVs...), rep)
+	if err := runLatencyPhase(o, variants, peerVs, rep); err != nil {
+		return err
+	}
 	if err := runSSEPhase(o, variants, rep); err != nil {
 		return err
 	}
@@ -347,6 +360,9 @@ func runRequests(o options, variants []variant, rep *report) {
 			}
 			for i := range variants {
 				v := variants[(i+r)%len(variants)]
+				if v.peer && sc.path.auth {
+					continue // peers do not intercept
+				}
 				res := runLoad(v, sc.path, sc.conns, sc.keepAlive, o.duration)
 				rep.load[sc.key][v.name] = append(rep.load[sc.key][v.name], res)
 				note := ""

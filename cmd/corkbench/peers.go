@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,7 +80,10 @@ func startPeer(name, dir string, up *upstream) (*peer, error) {
 	p := &peer{proxyProc: pp, version: version}
 	if err := waitForwarding(p.variant(up), pp.done); err != nil {
 		pp.stop()
-		return nil, fmt.Errorf("%s: %w\n%s", name, err, pp.lastLines())
+		if tail := pp.lastLines(); tail != "" {
+			err = fmt.Errorf("%w; its last lines: %s", err, strings.ReplaceAll(tail, "\n", " / "))
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return p, nil
 }
@@ -89,8 +94,10 @@ func (p *peer) variant(up *upstream) variant {
 }
 
 // route is p as v sends it. A peer gets the upstream's address in the URL
-// (so also in CONNECT); the Host header and, through clientTransport, the
-// TLS server name keep the test names.
+// (so also in CONNECT); in a tunnel the Host header and, through
+// clientTransport, the TLS server name keep the test names. Plain HTTP
+// keeps the address as Host: Go writes the Host into the absolute URI
+// that a forward proxy reads.
 func (v variant) route(p path) path {
 	if !v.peer || v.up == nil {
 		return p
@@ -107,7 +114,10 @@ func (v variant) route(p path) path {
 	if !ok {
 		return p
 	}
-	p.host, p.url = u.Host, u.Scheme+"://"+addr
+	if u.Scheme == "https" {
+		p.host = u.Host
+	}
+	p.url = u.Scheme + "://" + addr
 	return p
 }
 
@@ -269,4 +279,108 @@ func stopPeers(peers []*peer) {
 	for _, p := range peers {
 		p.stop()
 	}
+}
+
+// peerSet describes the peers of a run for the report.
+type peerSet struct {
+	names, versions []string
+	notes           []string // peers skipped, and why
+}
+
+// runPeers starts the peers when the requests or latency phase runs and
+// returns their variants, their description and a function that stops
+// them.
+func runPeers(o options, e *env) ([]variant, peerSet, func()) {
+	var ps peerSet
+	if !o.phase("requests") && !o.phase("latency") {
+		return nil, ps, func() {}
+	}
+	peers, notes := startPeers(e.dir, e.up)
+	ps.notes = notes
+	var vs []variant
+	for _, p := range peers {
+		vs = append(vs, p.variant(e.up))
+		ps.names = append(ps.names, p.name)
+		ps.versions = append(ps.versions, p.version)
+	}
+	return vs, ps, func() { stopPeers(peers) }
+}
+
+// sentence says which peers ran, in which versions, and which were
+// skipped.
+func (ps peerSet) sentence() string {
+	var parts []string
+	for i, n := range ps.names {
+		parts = append(parts, fmt.Sprintf("%s (`%s`)", n, ps.versions[i]))
+	}
+	s := ""
+	if len(parts) > 0 {
+		s = "Peers on the paths without interception: " + strings.Join(parts, ", ") + ", started by the benchmark " +
+			"from a generated configuration (127.0.0.1 only, no cache, a log line per request (squid) or connection " +
+			"(tinyproxy) to a file); their requests name the upstream by its 127.0.0.1 address (in a tunnel, Host and " +
+			"the TLS server name stay the test names)."
+	}
+	return strings.TrimSpace(s + " " + strings.Join(ps.notes, " "))
+}
+
+// writePeers writes the requests phase's scenarios through the peers.
+func (r *report) writePeers(w io.Writer) {
+	if len(r.peers.names) == 0 {
+		if len(r.peers.notes) > 0 {
+			fmt.Fprintf(w, "\n%s\n", r.peers.sentence())
+		}
+		return
+	}
+	names := append([]string{"direct", "cork"}, r.peers.names...)
+	fmt.Fprintf(w, "\n#### Requests through the peers (GET 1 KiB body, same rounds)\n\n%s\n\n", r.peers.sentence())
+	fmt.Fprint(w, "| scenario | direct req/s |")
+	for _, n := range names[1:] {
+		fmt.Fprintf(w, " %s req/s (÷ direct) |", n)
+	}
+	fmt.Fprintf(w, " p50 %s | p99 %s | proxy CPU per request %s |\n", strings.Join(names, " / "), strings.Join(names, " / "), strings.Join(names[1:], " / "))
+	fmt.Fprintf(w, "|---|---|%s---|---|---|\n", strings.Repeat("---|", len(names)-1))
+	for _, sc := range scenarios(r.opts) {
+		k := sc.key
+		if sc.path.auth || r.load[k] == nil {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %.0f |", sc.title, r.rps(k, "direct"))
+		var p50, p99, cpu []string
+		for _, n := range names {
+			if n != "direct" {
+				fmt.Fprintf(w, " %.0f (%.2f) |", r.rps(k, n), r.ratio(k, n))
+				cpu = append(cpu, fmt.Sprintf("%.0f", r.cpuPerReq(k, n)))
+			}
+			p50 = append(p50, fmtDur(r.lat(k, n, .5)))
+			p99 = append(p99, fmtDur(r.lat(k, n, .99)))
+		}
+		errs := ""
+		for _, n := range names {
+			if e := r.errs(k, n); e > 0 {
+				errs += fmt.Sprintf(" (errors %s: %d)", n, e)
+			}
+		}
+		fmt.Fprintf(w, " %s | %s | %s µs%s |\n", strings.Join(p50, " / "), strings.Join(p99, " / "), strings.Join(cpu, " / "), errs)
+	}
+}
+
+// tunnelTarget is the issue's tunnel row: CONNECT tunnel at -conns
+// connections, ≥ squid in the same run and ≥ 0.65 of direct.
+func (r *report) tunnelTarget(row func(target, measured string, ok bool)) {
+	key := "tunnel-" + itoa(r.opts.conns)
+	if r.load[key] == nil {
+		return
+	}
+	tk := r.ratio(key, "cork")
+	measured := fmt.Sprintf("%.2f (baseline %.2f", tk, r.ratio(key, "baseline"))
+	ok := tk >= 0.65
+	for _, n := range r.peers.names {
+		measured += fmt.Sprintf(", %s %.2f", n, r.ratio(key, n))
+	}
+	if slices.Contains(r.peers.names, "squid") && r.load[key]["squid"] != nil {
+		ok = ok && tk >= r.ratio(key, "squid")
+	} else {
+		measured += "; squid not run"
+	}
+	row("CONNECT tunnel, "+itoa(r.opts.conns)+" conns: ≥ squid in the same run and ≥ 0.65 of direct", measured+")", ok)
 }
