@@ -216,8 +216,8 @@ func (r *report) write(w io.Writer) {
 			fmt.Sprintf("%.2f (baseline %.2f; client TLS sessions resumed: cork %s, direct %s; upstream connections per request: cork %.2f, baseline %.2f)",
 				mn, r.ratio("mitm-new", "baseline"), r.resumed("mitm-new", "cork"), r.resumed("mitm-new", "direct"),
 				r.upConnsPerReq("mitm-new", "cork"), r.upConnsPerReq("mitm-new", "baseline")), mn >= 0.55)
-		r.tunnelTarget(row)
 	}
+	r.tunnelTarget(row)
 	r.latencyTargets(row)
 
 	var firstParts, gapParts []string
