@@ -4,6 +4,7 @@
 //	go run ./cmd/corkbench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
 //	go run ./cmd/corkbench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
 //	go run ./cmd/corkbench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
+//	go run ./cmd/corkbench -only latency [-latency-conc 1,8]                       # added latency per request (latency.go)
 //	go run ./cmd/corkbench -only qemu [-qemu-kernel DIR] [-qemu-accel auto]        # a microVM's boot to exit (docs/QEMU.md)
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
@@ -13,6 +14,9 @@
 // several rounds and prints a markdown table of targets (see
 // docs/PERFORMANCE.md) followed by the detailed figures. Load stays on
 // 127.0.0.1, bounded by -duration, -rounds and the sizes given.
+//
+// squid and tinyproxy, where installed, join direct, the baseline and cork
+// on the paths without interception (peers.go).
 //
 // The startup phase (startup.go) times `cork run --backend local` from its
 // start to the command's first instruction and to its exit, unconfined and

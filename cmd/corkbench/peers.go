@@ -318,8 +318,11 @@ func (ps peerSet) sentence() string {
 	if len(parts) > 0 {
 		s = "Peers on the paths without interception: " + strings.Join(parts, ", ") + ", started by the benchmark " +
 			"from a generated configuration (127.0.0.1 only, no cache, squid logging a line per request to a file, " +
-			"tinyproxy only warnings: it fsyncs its log after every line); their requests name the upstream by its 127.0.0.1 address (in a tunnel, Host and " +
-			"the TLS server name stay the test names)."
+			"tinyproxy only warnings: it fsyncs its log after every line); their requests name the upstream by its " +
+			"127.0.0.1 address (in a tunnel, Host and the TLS server name stay the test names)."
+	}
+	if slices.Contains(ps.names, "tinyproxy") {
+		s += " tinyproxy answers plain HTTP with `Connection: close`, so on that path it opens a new connection per request."
 	}
 	return strings.TrimSpace(s + " " + strings.Join(ps.notes, " "))
 }
