@@ -28,6 +28,9 @@ type variant struct {
 	// resolve maps the benchmark host names to the upstream (direct only).
 	resolve map[string]string
 	up      *upstream // for counting upstream connections
+	// peer marks squid and tinyproxy: no interception, and the request names
+	// the upstream by address (see route in peers.go).
+	peer bool
 }
 
 // path is how a request travels.
@@ -35,6 +38,7 @@ type path struct {
 	name string
 	url  string // https://bench.test, https://tunnel.test, http://tunnel.test
 	auth bool   // send the placeholder credential (MITM route only)
+	host string // Host header when url names an address (peers)
 }
 
 var (
@@ -69,6 +73,9 @@ func (v variant) clientTransport(keepAlive bool, cache tls.ClientSessionCache) *
 	if v.proxy != nil {
 		tr.Proxy = http.ProxyURL(v.proxy)
 	}
+	if v.peer {
+		tr.TLSClientConfig.ServerName = hostTunnel // peers carry only the tunnel
+	}
 	return tr
 }
 
@@ -79,6 +86,9 @@ func newRequest(ctx context.Context, method string, p path, rel string, body io.
 	}
 	if p.auth {
 		req.Header.Set("Authorization", "Bearer "+placeholder)
+	}
+	if p.host != "" {
+		req.Host = p.host
 	}
 	req.Header.Set("User-Agent", "cork-bench")
 	return req, nil
@@ -115,6 +125,7 @@ func (r loadResult) pct(q float64) time.Duration {
 // 32 client connections, one CONNECT tunnel each through a proxy), GET
 // /1k in a loop for d after one warm-up request each.
 func runLoad(v variant, p path, conns int, keepAlive bool, d time.Duration) loadResult {
+	p = v.route(p)
 	cache := tls.NewLRUClientSessionCache(4 * conns)
 	var (
 		wg, ready sync.WaitGroup
@@ -276,6 +287,7 @@ func runSSE(client *http.Client, p path, events, gapMS int) (sseResult, error) {
 
 // warmClient returns a keep-alive client whose connection is already up.
 func warmClient(v variant, p path) (*http.Client, *http.Transport, error) {
+	p = v.route(p)
 	tr := v.clientTransport(true, nil)
 	c := &http.Client{Transport: tr, Timeout: 5 * time.Minute}
 	req, err := newRequest(context.Background(), http.MethodGet, p, "/1k", nil)

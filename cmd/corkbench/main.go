@@ -4,6 +4,7 @@
 //	go run ./cmd/corkbench [-duration 1.5s] [-rounds 3] [-bulk-mib 1024] [-bulk-rounds 3] [-out FILE]
 //	go run ./cmd/corkbench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
 //	go run ./cmd/corkbench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
+//	go run ./cmd/corkbench -only latency [-latency-conc 1,8]                       # added latency per request (latency.go)
 //	go run ./cmd/corkbench -only qemu [-qemu-kernel DIR] [-qemu-accel auto]        # a microVM's boot to exit (docs/QEMU.md)
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
@@ -13,6 +14,9 @@
 // several rounds and prints a markdown table of targets (see
 // docs/PERFORMANCE.md) followed by the detailed figures. Load stays on
 // 127.0.0.1, bounded by -duration, -rounds and the sizes given.
+//
+// squid and tinyproxy, where installed, join direct, the baseline and cork
+// on the paths without interception (peers.go).
 //
 // The startup phase (startup.go) times `cork run --backend local` from its
 // start to the command's first instruction and to its exit, unconfined and
@@ -64,12 +68,16 @@ type options struct {
 	qemuAccel     string
 	qemuRounds    int
 	startupAs     string
+	// latency phase
+	latencyConc        string
+	latencyRequests    int
+	latencyNewRequests int
 }
 
 // proxyPhases reports whether -only selects a phase that measures the
 // proxy (anything but startup).
 func (o options) proxyPhases() bool {
-	return o.phase("requests") || o.phase("sse") || o.phase("conns") || (o.phase("bulk") && !o.skipBulk)
+	return o.phase("requests") || o.phase("latency") || o.phase("sse") || o.phase("conns") || (o.phase("bulk") && !o.skipBulk)
 }
 
 // phase reports whether -only selects phase (empty: every phase).
@@ -101,7 +109,10 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, latency, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.latencyConc, "latency-conc", "1,8", "latency phase: comma-separated client concurrencies")
+	flag.IntVar(&o.latencyRequests, "latency-requests", 1000, "latency phase: requests per variant, round and concurrency on warm connections")
+	flag.IntVar(&o.latencyNewRequests, "latency-new-requests", 100, "latency phase: requests per variant, round and concurrency on new connections")
 	flag.StringVar(&o.qemuKernel, "qemu-kernel", "/opt/cork-guest-kernel", "qemu phase: the guest kernel directory (vmlinux, lib/modules/VERSION; docs/QEMU.md)")
 	flag.StringVar(&o.qemuAccel, "qemu-accel", "auto", "qemu phase: --accel for cork run (kvm, tcg or auto)")
 	flag.IntVar(&o.qemuRounds, "qemu-rounds", 10, "qemu phase: rounds")
@@ -304,12 +315,18 @@ func run(o options, out io.Writer) error {
 	}
 	rep := &report{opts: o, started: t0, variants: []string{"direct", "baseline", "cork"}}
 	rep.machine = machineInfo()
+	peerVs, peers, stopPeers := runPeers(o, e)
+	defer stopPeers()
+	rep.peers = peers
 	time.Sleep(300 * time.Millisecond)
 	rep.idleRSS = procStatusKB(e.cork.pid(), "VmRSS")
 	rep.idleRSSBase = procStatusKB(e.baseline.pid(), "VmRSS")
 	logf("cork idle RSS %.1f MiB (baseline %.1f MiB)", mib(rep.idleRSS), mib(rep.idleRSSBase))
 
-	runRequests(o, variants, rep)
+	runRequests(o, append(slices.Clone(variants), peerVs...), rep)
+	if err := runLatencyPhase(o, variants, peerVs, rep); err != nil {
+		return err
+	}
 	if err := runSSEPhase(o, variants, rep); err != nil {
 		return err
 	}
@@ -347,6 +364,9 @@ func runRequests(o options, variants []variant, rep *report) {
 			}
 			for i := range variants {
 				v := variants[(i+r)%len(variants)]
+				if v.peer && sc.path.auth {
+					continue // peers do not intercept
+				}
 				res := runLoad(v, sc.path, sc.conns, sc.keepAlive, o.duration)
 				rep.load[sc.key][v.name] = append(rep.load[sc.key][v.name], res)
 				note := ""

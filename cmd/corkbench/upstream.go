@@ -36,6 +36,7 @@ const (
 //	GET  /sse?n=10&ms=20   n server-sent events, ms apart, each flushed
 //	GET  /down?n=BYTES     n bytes of generated data, Content-Length
 //	POST /up               drains the body, answers the byte count
+//	GET  /ws               WebSocket upgrade, then one text message at once (ws.go)
 type upstream struct {
 	httpLn, tlsLn net.Listener
 	srv, tlsSrv   *http.Server
@@ -92,6 +93,7 @@ func startUpstream(h2 bool) (*upstream, error) {
 	mux.HandleFunc("GET /sse", u.serveSSE)
 	mux.HandleFunc("GET /down", u.serveDown)
 	mux.HandleFunc("POST /up", u.serveUp)
+	mux.HandleFunc("GET /ws", u.serveWS)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Header.Get("Authorization") {
 		case "Bearer " + realToken:
