@@ -199,12 +199,17 @@ func scrubCost(o options) (*scrubReport, error) {
 	}
 	refProc, err := startCork(bin, refDir, e.up.resolveMap(), o.corkLogLevel)
 	if err != nil {
-		return nil, fmt.Errorf("cork at %s: %w", ref.short, err)
+		// An older cork may want other variables: a note, not a failed run.
+		return nil, refSkipf("cork at %s did not start as `cork proxy` with this benchmark's environment: %s",
+			ref.short, strings.Join(strings.Fields(err.Error()), " "))
 	}
 	defer refProc.stop()
 	vRef := proxyVariant("cork@"+ref.short, refProc, e.up)
+	if err := probe(e, vRef); err != nil {
+		return nil, refSkipf("cork at %s does not serve this benchmark's policy: %v", ref.short, err)
+	}
 	variants := []variant{e.direct, vRef, e.vCork}
-	for _, v := range variants {
+	for _, v := range []variant{e.direct, e.vCork} {
 		if err := probe(e, v); err != nil {
 			return nil, err
 		}
@@ -416,9 +421,10 @@ func sizeName(mibs int64) string {
 
 // cell is a row's median with its per-round figures.
 func (row scrubRow) cell(xs []float64, rates string) string {
+	verb, _, _ := strings.Cut(row.format, " ") // the per-round figures without the unit
 	parts := make([]string, len(xs))
 	for i, x := range xs {
-		parts[i] = fmt.Sprintf(row.format, x)
+		parts[i] = fmt.Sprintf(verb, x)
 	}
 	s := fmt.Sprintf(row.format, median(xs)) + " (" + strings.Join(parts, " / ")
 	if rates != "" {
