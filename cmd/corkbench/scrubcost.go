@@ -149,7 +149,7 @@ type scrubReport struct {
 	before, now      string // variant names
 	nowDesc          string
 	goVersion        string
-	idleKB, idleKBRf int64
+	idleKBNow, idleKBBefore int64
 }
 
 // runScrubCost is the scrubcost phase.
@@ -215,8 +215,9 @@ func scrubCost(o options) (*scrubReport, error) {
 		}
 	}
 
-	// The phases' own code, on these variants and only the scenarios
-	// scrubbing can touch.
+	// The phases' own code on these variants: MITM keep-alive (what
+	// scrubbing touches), SSE on the three paths (tunnel and plain are
+	// controls: not scrubbed) and bulk through MITM.
 	sub := o
 	sub.only = "requests,sse,bulk"
 	sub.scenarios = "mitm-1,mitm-" + itoa(o.conns)
@@ -229,7 +230,7 @@ func scrubCost(o options) (*scrubReport, error) {
 	}
 	sr.goVersion, _ = goEnv(root, "GOVERSION")
 	time.Sleep(300 * time.Millisecond)
-	sr.idleKBRf, sr.idleKB = procStatusKB(refProc.pid(), "VmRSS"), procStatusKB(e.cork.pid(), "VmRSS")
+	sr.idleKBBefore, sr.idleKBNow = procStatusKB(refProc.pid(), "VmRSS"), procStatusKB(e.cork.pid(), "VmRSS")
 	runRequests(sub, variants, sr.report)
 	if err := runSSEPhase(sub, variants, sr.report); err != nil {
 		return nil, err
@@ -514,7 +515,7 @@ func (sr *scrubReport) write(w io.Writer) {
 			mib(b[sr.before].peakKB), mib(b[sr.now].peakKB), mib(b[sr.now].peakKB-b[sr.before].peakKB))
 	}
 	fmt.Fprintf(w, "| idle RSS | %.1f MiB | %.1f MiB | %+.1f MiB | – (one figure) |\n",
-		mib(sr.idleKBRf), mib(sr.idleKB), mib(sr.idleKB-sr.idleKBRf))
+		mib(sr.idleKBBefore), mib(sr.idleKBNow), mib(sr.idleKBNow-sr.idleKBBefore))
 
 	var direct []string
 	for _, sc := range scenarios(o) {
