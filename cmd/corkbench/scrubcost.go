@@ -144,11 +144,11 @@ func describeNow(o options, root string) string {
 // report on the variants direct, cork at the ref (before) and cork now.
 type scrubReport struct {
 	*report
-	skip             string // why the phase did not run, or ""
-	ref              gitRef
-	before, now      string // variant names
-	nowDesc          string
-	goVersion        string
+	skip                    string // why the phase did not run, or ""
+	ref                     gitRef
+	before, now             string // variant names
+	nowDesc                 string
+	goVersion               string
 	idleKBNow, idleKBBefore int64
 }
 
