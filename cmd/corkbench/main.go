@@ -6,6 +6,7 @@
 //	go run ./cmd/corkbench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
 //	go run ./cmd/corkbench -only latency [-latency-conc 1,8]                       # added latency per request (latency.go)
 //	go run ./cmd/corkbench -only qemu [-qemu-kernel DIR] [-qemu-accel auto]        # a microVM's boot to exit (docs/QEMU.md)
+//	go run ./cmd/corkbench -only scrubcost [-scrub-ref 30e65e4]   # cork before response scrubbing against cork now
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
 // (this binary re-executed as a child), and `cork proxy` (built from
@@ -72,6 +73,7 @@ type options struct {
 	latencyConc        string
 	latencyRequests    int
 	latencyNewRequests int
+	scrubRef           string // scrubcost phase
 }
 
 // proxyPhases reports whether -only selects a phase that measures the
@@ -109,7 +111,7 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, latency, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, latency, sse, conns, bulk, startup, scrubcost (default all), and qemu (only when named)")
 	flag.StringVar(&o.latencyConc, "latency-conc", "1,8", "latency phase: comma-separated client concurrencies")
 	flag.IntVar(&o.latencyRequests, "latency-requests", 1000, "latency phase: requests per variant, round and concurrency on warm connections")
 	flag.IntVar(&o.latencyNewRequests, "latency-new-requests", 100, "latency phase: requests per variant, round and concurrency on new connections")
@@ -118,6 +120,7 @@ func main() {
 	flag.IntVar(&o.qemuRounds, "qemu-rounds", 10, "qemu phase: rounds")
 	flag.IntVar(&o.startupRounds, "startup-rounds", 20, "startup phase: rounds; each runs every variant once, interleaved")
 	flag.StringVar(&o.startupAs, "startup-as", "", "startup phase: run cork and the command as this user (the benchmark must be root)")
+	flag.StringVar(&o.scrubRef, "scrub-ref", defaultScrubRef, "scrubcost phase: the commit before response scrubbing, built and run against the working tree's cork")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
 	flag.StringVar(&o.corkBin, "cork-bin", "", "cork binary (default: go build ./cmd/cork into a temporary directory)")
 	flag.StringVar(&o.corkLogLevel, "cork-log-level", "info", "CORK_LOG_LEVEL for cork (info writes one audit line per request)")
@@ -181,6 +184,11 @@ func runPhases(o options) error {
 		logf("startup phase skipped: the local sandbox needs Linux")
 	default:
 		if err := runStartup(o, out); err != nil {
+			return err
+		}
+	}
+	if o.phase("scrubcost") {
+		if err := runScrubCost(o, out); err != nil {
 			return err
 		}
 	}
