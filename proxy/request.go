@@ -474,7 +474,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		p.finish(rs, reason, false)
 		return d.response(req), nil
 	}
-	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
+	p.metrics.latencyFor(rs.decision).Observe(time.Since(start).Seconds())
 	rs.status = resp.StatusCode
 	// The token state the request was sent with: a rotation since then
 	// must not let the token it carried come back unscrubbed.
