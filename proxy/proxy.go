@@ -376,7 +376,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connState, inner bool) {
 	p.inflight.Add(1)
 	defer p.inflight.Done()
-	r, abort := withAbort(r)
 	// A request in flight is not idle to the reaper, so the client's side
 	// of it is bounded here: a body that stops coming, or a client that
 	// stops reading the answer, is cut after the tunnel idle timeout
@@ -399,6 +398,7 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 		r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: p.tunnelIdle}
 	}
 	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner, rc: rc}
+	st.abort = &rw.abort // for newReqState
 	p.gp.ServeHTTP(rw, r)
 
 	if rw.hijacked != nil {
@@ -407,7 +407,7 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 		// the end (docs/DESIGN.md, decision 5: then both are closed).
 		_ = rw.hijacked.Close()
 	}
-	if abort.Load() {
+	if rw.abort.Load() {
 		panic(http.ErrAbortHandler) // the upstream cut the body: so does the client's connection
 	}
 }
@@ -571,6 +571,13 @@ type connState struct {
 	// closeUpstream ends the upstream side of a tunnel or relay (with the
 	// reason the client side was closed, if any); guarded by mu.
 	closeUpstream func(reason string)
+
+	// abort is the abort flag of the request serveRequest is serving on
+	// this connection (its respWriter's), which newReqState hands to the
+	// request's state. Set and read on the goroutine serving the
+	// connection: net/http serves one request of a connection at a time,
+	// and a plain request has a connState of its own.
+	abort *atomic.Bool
 }
 
 // setUpstream records how to end the upstream side of st's tunnel or
@@ -622,6 +629,7 @@ type respWriter struct {
 	inner    bool     // a request inside an intercepted connection
 	hijacked net.Conn // closed by the caller when goproxy returns
 	rc       *http.ResponseController
+	abort    atomic.Bool // set when the client connection must be aborted (reqState.abort)
 }
 
 func (w *respWriter) WriteHeader(code int) {
