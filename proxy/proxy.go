@@ -372,7 +372,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveRequest passes one HTTP request, plain or inside an intercepted
-// connection (inner), through goproxy's request pipeline.
+// connection (inner), through cork's request pipeline (forward).
 func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connState, inner bool) {
 	p.inflight.Add(1)
 	defer p.inflight.Done()
@@ -381,7 +381,10 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	// stops reading the answer, is cut after the tunnel idle timeout
 	// without progress (deadlines renewed on every read and write;
 	// net/http clears them when a WebSocket hijacks the connection).
-	rc := http.NewResponseController(w)
+	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner}
+	rw.ctl = *http.NewResponseController(w) // in rw: one allocation less
+	rc := &rw.ctl
+	rw.rc = rc
 	// The transport may still be sending the request body upstream when
 	// the answer's head arrives (an upstream that answers before reading
 	// it; the transport sends the head first when the body is not in
@@ -397,9 +400,8 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: p.tunnelIdle}
 	}
-	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner, rc: rc}
 	st.abort = &rw.abort // for newReqState
-	p.gp.ServeHTTP(rw, r)
+	p.forward(rw, r)
 
 	if rw.hijacked != nil {
 		// goproxy returns from a WebSocket relay when one side ends but
@@ -626,9 +628,10 @@ type respWriter struct {
 	http.ResponseWriter
 	p        *Proxy
 	st       *connState
-	inner    bool     // a request inside an intercepted connection
-	hijacked net.Conn // closed by the caller when goproxy returns
-	rc       *http.ResponseController
+	inner    bool                     // a request inside an intercepted connection
+	hijacked net.Conn                 // closed by the caller when goproxy returns
+	rc       *http.ResponseController // &ctl, or nil for a CONNECT
+	ctl      http.ResponseController
 	abort    atomic.Bool // set when the client connection must be aborted (reqState.abort)
 }
 
@@ -664,12 +667,33 @@ func (w *respWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom copies a response body through a pooled buffer: goproxy's
-// io.Copy would allocate 32 KiB per response otherwise.
+// ReadFrom copies a response body through a pooled buffer (io.Copy would
+// allocate 32 KiB per response), with a loop of its own: io.CopyBuffer
+// would need w boxed without its ReadFrom, an allocation per response.
 func (w *respWriter) ReadFrom(r io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	return io.CopyBuffer(writerOnly{w}, r, *bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := r.Read(buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
 }
 
 // idleBody renews the client connection's read deadline before every read
@@ -691,9 +715,6 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// writerOnly hides ReadFrom from io.CopyBuffer.
-type writerOnly struct{ io.Writer }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
