@@ -688,12 +688,17 @@ func (b *upgradeBody) Close() error {
 
 // hostPortOf normalises an authority; a missing port is def.
 func hostPortOf(authority string, def int) (string, int, error) {
-	h, ps, err := net.SplitHostPort(authority)
-	if err != nil {
-		h, ps = authority, ""
+	h, ps := authority, ""
+	if strings.IndexByte(authority, ':') >= 0 {
+		// Without a colon SplitHostPort fails, and its error is an
+		// allocation: the usual inner request names no port.
+		if sh, sp, err := net.SplitHostPort(authority); err == nil {
+			h, ps = sh, sp
+		}
 	}
 	port := def
 	if ps != "" {
+		var err error
 		if port, err = policy.ParsePort(ps); err != nil {
 			return "", 0, errBadPort
 		}
