@@ -57,3 +57,27 @@ func BenchmarkMITMRequest(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScanRequest: the tripwire's scan of a usual request's head
+// (handleRequest scans it twice: before and after injection).
+func BenchmarkScanRequest(b *testing.B) {
+	pol, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := newScanner(pol)
+	req, _ := http.NewRequest("POST", "https://api.example.test/v1/chat/completions?stream=true", nil)
+	req.Header.Set("Authorization", "Bearer "+phAPI)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("User-Agent", "codex_cli_rs/0.46.0 (Debian 13.0.0; x86_64) xterm-256color")
+	req.Header.Set("Openai-Beta", "responses=experimental")
+	req.Header.Set("Session_id", "0199a1b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b")
+	b.ReportAllocs()
+	for b.Loop() {
+		var buf [4]int
+		if len(sc.scanRequest(req, slotSet(buf[:0]))) != 1 {
+			b.Fatal("placeholder not found")
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,6 +22,68 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // decision
 	scrubbed *prometheus.CounterVec   // slot, where
 	gatherer prometheus.Gatherer
+
+	// The children observe adds to, by (decision, slot), and the latency
+	// histogram's by decision: WithLabelValues checks and hashes its labels
+	// and locks its vector on every call, three times per request.
+	mu        sync.RWMutex
+	series    map[[2]string]*requestSeries
+	latencyBy map[string]prometheus.Observer
+}
+
+// requestSeries are the children of requests and bytes for one (decision,
+// slot). The byte counters are made on their first use, as WithLabelValues
+// would make them, so that a series appears in the output only once counted.
+type requestSeries struct {
+	requests prometheus.Counter
+	up, down atomic.Pointer[prometheus.Counter]
+}
+
+// seriesFor returns the cached children for (decision, slot).
+func (m *metrics) seriesFor(decision, slot string) *requestSeries {
+	k := [2]string{decision, slot}
+	m.mu.RLock()
+	s := m.series[k]
+	m.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s = m.series[k]; s == nil {
+		s = &requestSeries{requests: m.requests.WithLabelValues(decision, slot)}
+		m.series[k] = s
+	}
+	return s
+}
+
+// add adds n to the byte counter in p, made on first use for direction dir.
+func (m *metrics) add(p *atomic.Pointer[prometheus.Counter], n int64, dir, decision, slot string) {
+	c := p.Load()
+	if c == nil {
+		// Concurrent first uses get the same child from the vector.
+		ctr := m.bytes.WithLabelValues(dir, decision, slot)
+		p.Store(&ctr)
+		c = &ctr
+	}
+	(*c).Add(float64(n))
+}
+
+// latencyFor returns the latency histogram's child for decision.
+func (m *metrics) latencyFor(decision string) prometheus.Observer {
+	m.mu.RLock()
+	o := m.latencyBy[decision]
+	m.mu.RUnlock()
+	if o != nil {
+		return o
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o = m.latencyBy[decision]; o == nil {
+		o = m.latency.WithLabelValues(decision)
+		m.latencyBy[decision] = o
+	}
+	return o
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,6 +114,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Real tokens (in any encoding) replaced by their placeholder in what upstreams sent back, by slot and where (header, body, trailer, websocket).",
 		}, []string{"slot", "where"}),
 	}
+	m.series, m.latencyBy = map[[2]string]*requestSeries{}, map[string]prometheus.Observer{}
 	var process []prometheus.Collector
 	if reg == nil {
 		// A registry of its own also gets the Go runtime and process
@@ -79,12 +144,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) observe(e *auditEntry) {
-	m.requests.WithLabelValues(e.decision, e.slot).Inc()
+	s := m.seriesFor(e.decision, e.slot)
+	s.requests.Inc()
 	if e.up > 0 {
-		m.bytes.WithLabelValues("up", e.decision, e.slot).Add(float64(e.up))
+		m.add(&s.up, e.up, "up", e.decision, e.slot)
 	}
 	if e.down > 0 {
-		m.bytes.WithLabelValues("down", e.decision, e.slot).Add(float64(e.down))
+		m.add(&s.down, e.down, "down", e.decision, e.slot)
 	}
 	if e.reason != "" {
 		m.denials.WithLabelValues(e.reason).Inc()

@@ -21,9 +21,9 @@ import (
 // head with the start of the body and flushes once, handles keep-alive,
 // "Connection: close", "Expect: 100-continue", pipelining and unread
 // request bodies, and lets a handler hijack for WebSocket. Every inner
-// request still goes through goproxy's request pipeline (handleRequest,
-// the round tripper, the WebSocket relay) exactly like a plain-HTTP one,
-// marked as intercepted by its connection's state.
+// request goes through the same request pipeline as a plain-HTTP one
+// (forward: handleRequest, the round tripper, the WebSocket relay), marked
+// as intercepted by its connection's state.
 
 // mitmConn is the client side of an intercepted connection after the TLS
 // handshake (or the raw connection for cleartext HTTP inside a CONNECT).
@@ -156,7 +156,7 @@ func connectOK(r *http.Request) string {
 }
 
 // serveInner serves one request inside an intercepted connection through
-// goproxy's request pipeline, as an absolute-form request for the CONNECT
+// the request pipeline (forward), as an absolute-form request for the CONNECT
 // host (handleRequest checks that the request names it: docs/DESIGN.md,
 // trap 4).
 func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request) {

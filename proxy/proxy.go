@@ -376,17 +376,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveRequest passes one HTTP request, plain or inside an intercepted
-// connection (inner), through goproxy's request pipeline.
+// connection (inner), through cork's request pipeline (forward).
 func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connState, inner bool) {
 	p.inflight.Add(1)
 	defer p.inflight.Done()
-	r, abort := withAbort(r)
 	// A request in flight is not idle to the reaper, so the client's side
 	// of it is bounded here: a body that stops coming, or a client that
 	// stops reading the answer, is cut after the tunnel idle timeout
 	// without progress (deadlines renewed on every read and write;
 	// net/http clears them when a WebSocket hijacks the connection).
-	rc := http.NewResponseController(w)
+	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner}
+	rw.ctl = *http.NewResponseController(w) // in rw: one allocation less
+	rc := &rw.ctl
+	rw.rc = rc
 	// The transport may still be sending the request body upstream when
 	// the answer's head arrives (an upstream that answers before reading
 	// it; the transport sends the head first when the body is not in
@@ -402,8 +404,8 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: p.tunnelIdle}
 	}
-	rw := &respWriter{ResponseWriter: w, p: p, st: st, inner: inner, rc: rc}
-	p.gp.ServeHTTP(rw, r)
+	st.abort = &rw.abort // for newReqState
+	p.forward(rw, r)
 
 	if rw.hijacked != nil {
 		// goproxy returns from a WebSocket relay when one side ends but
@@ -411,7 +413,7 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 		// the end (docs/DESIGN.md, decision 5: then both are closed).
 		_ = rw.hijacked.Close()
 	}
-	if abort.Load() {
+	if rw.abort.Load() {
 		panic(http.ErrAbortHandler) // the upstream cut the body: so does the client's connection
 	}
 }
@@ -575,6 +577,13 @@ type connState struct {
 	// closeUpstream ends the upstream side of a tunnel or relay (with the
 	// reason the client side was closed, if any); guarded by mu.
 	closeUpstream func(reason string)
+
+	// abort is the abort flag of the request serveRequest is serving on
+	// this connection (its respWriter's), which newReqState hands to the
+	// request's state. Set and read on the goroutine serving the
+	// connection: net/http serves one request of a connection at a time,
+	// and a plain request has a connState of its own.
+	abort *atomic.Bool
 }
 
 // setUpstream records how to end the upstream side of st's tunnel or
@@ -623,9 +632,11 @@ type respWriter struct {
 	http.ResponseWriter
 	p        *Proxy
 	st       *connState
-	inner    bool     // a request inside an intercepted connection
-	hijacked net.Conn // closed by the caller when goproxy returns
-	rc       *http.ResponseController
+	inner    bool                     // a request inside an intercepted connection
+	hijacked net.Conn                 // closed by the caller when goproxy returns
+	rc       *http.ResponseController // &ctl, or nil for a CONNECT
+	ctl      http.ResponseController
+	abort    atomic.Bool // set when the client connection must be aborted (reqState.abort)
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -660,12 +671,33 @@ func (w *respWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom copies a response body through a pooled buffer: goproxy's
-// io.Copy would allocate 32 KiB per response otherwise.
+// ReadFrom copies a response body through a pooled buffer (io.Copy would
+// allocate 32 KiB per response), with a loop of its own: io.CopyBuffer
+// would need w boxed without its ReadFrom, an allocation per response.
 func (w *respWriter) ReadFrom(r io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	return io.CopyBuffer(writerOnly{w}, r, *bp)
+	buf := *bp
+	var n int64
+	for {
+		nr, rerr := r.Read(buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
 }
 
 // idleBody renews the client connection's read deadline before every read
@@ -687,9 +719,6 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// writerOnly hides ReadFrom from io.CopyBuffer.
-type writerOnly struct{ io.Writer }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

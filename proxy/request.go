@@ -35,8 +35,13 @@ type reqState struct {
 	status   int
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
-	abort    *atomic.Bool // set when the client connection must be aborted (see abortKey)
-	once     sync.Once
+	// abort, when set, makes serveRequest abort the client connection
+	// (panic(http.ErrAbortHandler)) once goproxy returns: a response body
+	// that fails midway sets it. goproxy ignores the copy error, and
+	// net/http would end a chunked body cleanly, so a cut stream would look
+	// complete to the client. Nil for a request without a respWriter.
+	abort *atomic.Bool
+	once  sync.Once
 
 	ts        *tokenState // the tokens this request was sent with, and is scrubbed by
 	routed    bool        // the host has routes: responses are scrubbed of real tokens
@@ -57,19 +62,6 @@ func (rs *reqState) leaked() string {
 		return *s
 	}
 	return ""
-}
-
-// abortKey carries a request's *atomic.Bool into goproxy's pipeline. A
-// response body that fails midway sets it, and the handler that called
-// goproxy then aborts the client connection (panic(http.ErrAbortHandler)):
-// goproxy ignores the copy error, and net/http would end a chunked body
-// cleanly, so a cut stream would look complete to the client.
-type abortKey struct{}
-
-// withAbort returns r with a fresh abort flag in its context.
-func withAbort(r *http.Request) (*http.Request, *atomic.Bool) {
-	f := new(atomic.Bool)
-	return r.WithContext(context.WithValue(r.Context(), abortKey{}, f)), f
 }
 
 // finish writes the request's audit line once and releases its connection.
@@ -215,7 +207,7 @@ func (p *Proxy) newReqState(req *http.Request) *reqState {
 		st = p.newConnState()
 	}
 	rs := &reqState{conn: st, start: time.Now(), method: req.Method, path: cleanPath(req.URL), ts: p.tokens.Load()}
-	rs.abort, _ = req.Context().Value(abortKey{}).(*atomic.Bool)
+	rs.abort = st.abort
 	if st.mode == modeMITM && st.conn != nil {
 		rs.busy = st.conn
 		st.conn.busy.Add(1)
@@ -337,8 +329,11 @@ func decideRequest(req *http.Request, scheme string, rules policy.HostRules, wha
 		return verdict{}, d
 	}
 	routes := rules.Routes
-	if d := (&deny{reason: ReasonNotAllowed, what: what}); len(routes) == 0 && !rules.Allowed && !lift(d) {
-		return verdict{}, d
+	if len(routes) == 0 && !rules.Allowed {
+		// Made here only: a deny escapes (through lift), one allocation.
+		if d := (&deny{reason: ReasonNotAllowed, what: what}); !lift(d) {
+			return verdict{}, d
+		}
 	}
 	if scheme != "https" {
 		// A real token never travels in clear.
@@ -474,7 +469,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		p.finish(rs, reason, false)
 		return d.response(req), nil
 	}
-	p.metrics.latency.WithLabelValues(rs.decision).Observe(time.Since(start).Seconds())
+	p.metrics.latencyFor(rs.decision).Observe(time.Since(start).Seconds())
 	rs.status = resp.StatusCode
 	// The token state the request was sent with: a rotation since then
 	// must not let the token it carried come back unscrubbed.
@@ -693,12 +688,17 @@ func (b *upgradeBody) Close() error {
 
 // hostPortOf normalises an authority; a missing port is def.
 func hostPortOf(authority string, def int) (string, int, error) {
-	h, ps, err := net.SplitHostPort(authority)
-	if err != nil {
-		h, ps = authority, ""
+	h, ps := authority, ""
+	if strings.IndexByte(authority, ':') >= 0 {
+		// Without a colon SplitHostPort fails, and its error is an
+		// allocation: the usual inner request names no port.
+		if sh, sp, err := net.SplitHostPort(authority); err == nil {
+			h, ps = sh, sp
+		}
 	}
 	port := def
 	if ps != "" {
+		var err error
 		if port, err = policy.ParsePort(ps); err != nil {
 			return "", 0, errBadPort
 		}

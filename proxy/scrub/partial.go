@@ -2,6 +2,7 @@ package scrub
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 )
@@ -16,6 +17,12 @@ type Partial struct {
 	n      int                 // secrets
 	runs   map[string]struct{} // every folded k-byte run
 	shorts [][]byte            // folded secrets shorter than k
+	// filter has the bit filterIndex(q) set for the first four bytes q of
+	// every run (k >= 4): a window whose bit is clear is no run, without
+	// the map lookup (hashing k bytes) that Has did for every window of
+	// every response header value.
+	filter []uint64
+	shift  uint // 64 - log2(len(filter)*64)
 }
 
 // NewPartial compiles secrets; empty ones are ignored and k < 1 counts as 1.
@@ -37,7 +44,25 @@ func NewPartial(secrets []string, k int) *Partial {
 			p.runs[fs[i:i+k]] = struct{}{}
 		}
 	}
+	if k >= 4 && len(p.runs) > 0 {
+		// About 16 bits per run: few false positives, each a map lookup.
+		bits, log := 1024, 10
+		for bits < 16*len(p.runs) && bits < 1<<22 {
+			bits, log = bits<<1, log+1
+		}
+		p.filter, p.shift = make([]uint64, bits/64), uint(64-log)
+		for r := range p.runs {
+			i := p.filterIndex(binary.LittleEndian.Uint32([]byte(r[:4])))
+			p.filter[i/64] |= 1 << (i % 64)
+		}
+	}
 	return p
+}
+
+// filterIndex spreads a window's first four bytes over the filter's bits
+// (Fibonacci hashing).
+func (p *Partial) filterIndex(q uint32) uint64 {
+	return (uint64(q) * 0x9e3779b97f4a7c15) >> p.shift
 }
 
 // Has reports whether v contains a run of at least k bytes of a secret.
@@ -53,8 +78,15 @@ func (p *Partial) Has(v string) bool {
 	for i := range len(v) {
 		f = append(f, fold[v[i]])
 	}
-	for i := 0; i+p.k <= len(f); i++ {
-		if _, ok := p.runs[string(f[i:i+p.k])]; ok {
+	k := p.k
+	for i := 0; i+k <= len(f); i++ {
+		if p.filter != nil {
+			b := p.filterIndex(binary.LittleEndian.Uint32(f[i:]))
+			if p.filter[b/64]&(1<<(b%64)) == 0 {
+				continue
+			}
+		}
+		if _, ok := p.runs[string(f[i:i+k])]; ok {
 			return true
 		}
 	}

@@ -41,3 +41,50 @@ func TestPartial(t *testing.T) {
 		t.Error("k = 0 did not count as 1")
 	}
 }
+
+// FuzzPartial checks Has (its rolling-hash filter in front of the map)
+// against the definition: v holds, case-folded, k bytes in a row of a
+// secret, or a whole secret shorter than k.
+func FuzzPartial(f *testing.F) {
+	f.Add("sk-abcdefghijklmnop", "x-request-id: ABCDEFGHIJKL", 12)
+	f.Add("short", "a SHORT one", 12)
+	f.Add("sk-abcdefghijklmnop", "no echo here, just text of some length", 4)
+	f.Add("aaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaa", 12)
+	f.Fuzz(func(t *testing.T, secret, v string, k int) {
+		k = max(1, min(k, 64))
+		p := NewPartial([]string{secret}, k)
+		want := false
+		fs, fv := string(lowerAll([]byte(secret))), string(lowerAll([]byte(v)))
+		switch {
+		case secret == "":
+		case len(fs) < k:
+			want = strings.Contains(fv, fs)
+		default:
+			for i := 0; i+k <= len(fs) && !want; i++ {
+				want = strings.Contains(fv, fs[i:i+k])
+			}
+		}
+		if got := p.Has(v); got != want {
+			t.Errorf("NewPartial(secret, %d).Has(%q) = %v, want %v", k, v, got, want)
+		}
+	})
+}
+
+// BenchmarkPartialHeaders: Has over the values of an API answer's
+// headers, none an echo (the usual case, every window looked at).
+func BenchmarkPartialHeaders(b *testing.B) {
+	p := NewPartial([]string{"sk-proj-" + strings.Repeat("Abc123XyZ", 18)}, 12)
+	vals := []string{
+		"application/json; charset=utf-8", "Mon, 07 Dec 2026 14:42:55 GMT", "req_8f3a9c2e1b7d4f6a0e5c",
+		"max-age=31536000; includeSubDomains; preload", "cf-ray=8a1b2c3d4e5f6789-AMS",
+		"__cf_bm=Zx9.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG-1733582575-1.0.1.1-abcdefghijklmnop; path=/; expires=Mon, 07-Dec-26 15:12:55 GMT; domain=.api.example.test; HttpOnly; Secure; SameSite=None",
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, v := range vals {
+			if p.Has(v) {
+				b.Fatal("echo")
+			}
+		}
+	}
+}

@@ -17,12 +17,14 @@ const readSize = 32 << 10
 // is an io.Closer. onHit is as for NewStream. The reader is not safe for
 // concurrent use.
 func NewReader(r io.Reader, s *Set, onHit func(id int)) io.ReadCloser {
-	return &reader{r: r, st: s.NewStream(onHit)}
+	rd := &reader{r: r}
+	rd.st = Stream{set: s, onHit: onHit} // one allocation with the reader
+	return rd
 }
 
 type reader struct {
 	r   io.Reader
-	st  *Stream
+	st  Stream
 	in  []byte
 	out []byte
 	off int   // out[off:] is yet to be returned
@@ -37,8 +39,10 @@ func (rd *reader) Read(p []byte) (int, error) {
 		// The common case, nothing to replace or hold: read into p and
 		// scan it there, without a copy.
 		n, err := rd.r.Read(p)
-		if err == nil && rd.st.passes(p[:n]) {
-			return n, nil
+		if (err == nil || err == io.EOF) && rd.st.passes(p[:n]) {
+			// Nothing held: at io.EOF the flush would add nothing.
+			rd.err = err
+			return n, err
 		}
 		rd.out, rd.off = rd.st.Write(rd.out[:0], p[:n]), 0
 		if err == io.EOF {

@@ -22,11 +22,7 @@ type Stream struct {
 // NewStream starts a streaming pass. onHit, if not nil, is called with the
 // rule's ID for every replacement, when the replaced bytes are released.
 func (s *Set) NewStream(onHit func(id int)) *Stream {
-	st := &Stream{set: s, onHit: onHit}
-	if n := s.MaxLen(); n > 0 {
-		st.held = make([]byte, 0, n)
-	}
-	return st
+	return &Stream{set: s, onHit: onHit}
 }
 
 // Write processes p and appends to dst every byte that can no longer be part
@@ -100,6 +96,10 @@ func (st *Stream) process(dst, t []byte) []byte {
 		case none:
 			return append(dst, t[cur:]...)
 		case hold:
+			if st.held == nil {
+				// Made on the first hold: most streams never hold a byte.
+				st.held = make([]byte, 0, st.set.maxLen)
+			}
 			st.held = append(st.held[:0], t[at:]...)
 			return append(dst, t[cur:at]...)
 		}
