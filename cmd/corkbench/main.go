@@ -64,6 +64,10 @@ type options struct {
 	qemuAccel     string
 	qemuRounds    int
 	startupAs     string
+	// proxystart, memory and dockerstart phases
+	proxyStartRounds int
+	memoryProxies    int
+	dockerRounds     int
 }
 
 // proxyPhases reports whether -only selects a phase that measures the
@@ -101,11 +105,14 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup (default all), and qemu (only when named)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, sse, conns, bulk, startup, proxystart, memory, dockerstart (default all), and qemu (only when named)")
 	flag.StringVar(&o.qemuKernel, "qemu-kernel", "/opt/cork-guest-kernel", "qemu phase: the guest kernel directory (vmlinux, lib/modules/VERSION; docs/QEMU.md)")
 	flag.StringVar(&o.qemuAccel, "qemu-accel", "auto", "qemu phase: --accel for cork run (kvm, tcg or auto)")
 	flag.IntVar(&o.qemuRounds, "qemu-rounds", 10, "qemu phase: rounds")
 	flag.IntVar(&o.startupRounds, "startup-rounds", 20, "startup phase: rounds; each runs every variant once, interleaved")
+	flag.IntVar(&o.proxyStartRounds, "proxystart-rounds", 20, "proxystart phase: starts of `cork proxy` to ready")
+	flag.IntVar(&o.memoryProxies, "memory-proxies", 50, "memory phase: idle `cork proxy` processes at once")
+	flag.IntVar(&o.dockerRounds, "docker-rounds", 5, "dockerstart phase: rounds; each runs `docker run` and `cork run --backend docker` once, interleaved")
 	flag.StringVar(&o.startupAs, "startup-as", "", "startup phase: run cork and the command as this user (the benchmark must be root)")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
 	flag.StringVar(&o.corkBin, "cork-bin", "", "cork binary (default: go build ./cmd/cork into a temporary directory)")
@@ -171,6 +178,17 @@ func runPhases(o options) error {
 	default:
 		if err := runStartup(o, out); err != nil {
 			return err
+		}
+	}
+	for _, ph := range []struct {
+		name string
+		run  func(options, io.Writer) error
+	}{{"proxystart", runProxyStart}, {"memory", runMemory}, {"dockerstart", runDockerStart}} {
+		if o.phase(ph.name) {
+			fmt.Fprintln(out)
+			if err := ph.run(o, out); err != nil {
+				return err
+			}
 		}
 	}
 	if o.only != "" && slices.Contains(strings.Split(o.only, ","), "qemu") {
