@@ -242,7 +242,8 @@ func (r *memoryReport) write(w io.Writer) {
 		"and runtime data: what each proxy adds on its own. Pss (proportional set size) divides each shared page "+
 		"among the processes that map it, so the sum of Pss over all proxies counts the binary once and each proxy's "+
 		"anonymous memory once: it is the memory the proxies take. The sum of VmRSS counts the binary once per proxy and "+
-		"overstates that. Private_Dirty is the pages only this process has written. MemAvailable's drop is the "+
+		"overstates that. Private_Dirty is the pages only this process has written. The baseline is the benchmark's own "+
+		"binary re-executed, so it shares its file-backed pages with the benchmark process and its Pss halves them. MemAvailable's drop is the "+
 		"machine's view: anonymous memory plus kernel memory (page tables, sockets), the binary being already cached.")
 }
 

@@ -302,7 +302,21 @@ func corkBinary(o options, dir string) (string, error) {
 		return "", err
 	}
 	logf("building cork (go build -o %s/cork ./cmd/cork)", dir)
-	return buildCork(root, dir)
+	bin, err := buildCork(root, dir)
+	if err != nil {
+		return "", err
+	}
+	// Written back to disk: a binary fresh from the linker is dirty page
+	// cache, and its mapped pages would count as Private_Dirty.
+	f, err := os.Open(bin)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("sync %s: %w", bin, err)
+	}
+	return bin, nil
 }
 
 // timeRun runs bin args to its end with env and times it.

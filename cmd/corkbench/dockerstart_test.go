@@ -1,0 +1,52 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestMarkTimes(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 14, 42, 0, 0, time.UTC)
+	lines := []stampedLine{
+		{100 * time.Millisecond, "cork: provisioning a sandbox home with 0 dummy file(s)"},
+		{1100 * time.Millisecond, "cork: docker: creating session cabb4ded552a: networks, CA volume, sandbox home"},
+		// Arrives late (log buffers); its own time says 2.517 s.
+		{2600 * time.Millisecond, `{"level":"info","component":"sidecar","addr":"[::]:3128","time":"2026-12-07T14:42:02.517Z","msg":"proxy listening"}`},
+		{3300 * time.Millisecond, "cork: docker: preflight: the proxy answered on the sandbox network in 868ms (proxy 172.20.0.2:3128 answered 407 after 3ms (attempt 1))"},
+		{3500 * time.Millisecond, "cork: docker: sidecar cork-cabb4ded552a-proxy up; the sandbox reaches it at http://172.20.0.2:3128"},
+		{3600 * time.Millisecond, "cork: sandbox ready; running mark"},
+		{4500 * time.Millisecond, "cork: sandbox exited with status 0; tearing down"},
+		{4600 * time.Millisecond, "cork: sandbox exited with status 0; tearing down"},
+	}
+	got := markTimes(lines, t0)
+	want := map[string]time.Duration{
+		"start": 0, "create": 1100 * time.Millisecond, "listen": 2517 * time.Millisecond, "probe": 3300 * time.Millisecond,
+		"up": 3500 * time.Millisecond, "ready": 3600 * time.Millisecond, "exited": 4500 * time.Millisecond,
+	}
+	if len(got) != len(want) {
+		t.Errorf("markTimes = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("markTimes: %s = %v, want %v", k, got[k], v)
+		}
+	}
+	if id := sessionIDRE.FindStringSubmatch(lines[1].text); id == nil || id[1] != "cabb4ded552a" {
+		t.Errorf("sessionIDRE on %q = %q, want cabb4ded552a", lines[1].text, id)
+	}
+}
+
+// TestDockerStepsChain: each step starts where another ends, from the
+// start to the end, so the steps add up to the whole run.
+func TestDockerStepsChain(t *testing.T) {
+	at := "start"
+	for _, st := range dockerSteps {
+		if st.from != at {
+			t.Fatalf("step %q starts at %q, want %q", st.what, st.from, at)
+		}
+		at = st.to
+	}
+	if at != "end" {
+		t.Errorf("the last step ends at %q, want end", at)
+	}
+}
