@@ -32,14 +32,16 @@ var dockerVariants = []string{"docker", "cork"}
 // dockerMarks are the moments of one `cork run --backend docker`, keyed
 // by the line that shows them on its stderr, in order.
 var dockerMarks = []struct {
-	key, substr string
+	key string
+	re  *regexp.Regexp
 }{
-	{"create", "docker: creating session "},
-	{"listen", `"msg":"proxy listening"`},
-	{"probe", "docker: preflight: the proxy answered"},
-	{"up", " up; the sandbox reaches it at "},
-	{"ready", "sandbox ready; running "},
-	{"exited", "sandbox exited with status "},
+	{"create", regexp.MustCompile(`docker: creating session `)},
+	{"listen", regexp.MustCompile(`"msg":"proxy listening"`)},
+	{"probe", regexp.MustCompile(`docker: preflight: the proxy answered`)},
+	{"up", regexp.MustCompile(` up; the sandbox reaches it at `)},
+	{"ready", regexp.MustCompile(`sandbox ready; running `)},
+	{"exited", regexp.MustCompile(`sandbox exited with status `)},
+	{"removed", regexp.MustCompile(`docker: session [0-9a-f]+ removed`)},
 }
 
 // dockerSteps are the steps between the marks, with what each covers.
@@ -48,15 +50,20 @@ var dockerSteps = []struct {
 }{
 	{"start", "create", "preflight: plan and policy checked, `docker version`, both images inspected, ended sessions' leftovers looked for"},
 	{"create", "listen", "two networks and the CA volume created, the janitor started, the sidecar created, joined to the sandbox network and started, to its \"proxy listening\" (the sidecar's own log time)"},
-	{"listen", "probe", "the token map applied, the sidecar's address inspected, the probe container run on the sandbox network until the proxy answered"},
+	{"listen", "probeStart", "the token map applied, cork reading the sidecar's ready line, the sidecar's address inspected"},
+	{"probeStart", "probe", "the preflight probe: a container of the sidecar image run on the sandbox network until the proxy answered (the time cork's line gives)"},
 	{"probe", "up", "the session CA fetched from the sidecar"},
 	{"up", "ready", "the sandbox container created"},
 	{"ready", "first", "the sandbox container started, to the command's first instruction"},
 	{"first", "exited", "the command's first instruction to cork seeing the container exit"},
-	{"exited", "end", "teardown: the token stream closed, the containers, networks and volume removed"},
+	{"exited", "removed", "teardown: the token stream closed, the containers, networks and volume removed"},
+	{"removed", "end", "cork's exit after the teardown"},
 }
 
-var sessionIDRE = regexp.MustCompile(`docker: creating session ([0-9a-f]+)`)
+var (
+	sessionIDRE = regexp.MustCompile(`docker: creating session ([0-9a-f]+)`)
+	probeTookRE = regexp.MustCompile(`the proxy answered on the sandbox network in (\S+) \(`)
+)
 
 // dockerSample is one run of one variant.
 type dockerSample struct {
@@ -274,12 +281,17 @@ func markTimes(lines []stampedLine, t0 time.Time) map[string]time.Duration {
 	m := map[string]time.Duration{"start": 0}
 	for _, mk := range dockerMarks {
 		for _, l := range lines {
-			if !strings.Contains(l.text, mk.substr) {
+			if !mk.re.MatchString(l.text) {
 				continue
 			}
 			m[mk.key] = l.at
 			if at, ok := jsonTime(l.text); ok {
 				m[mk.key] = at.Sub(t0)
+			}
+			if p := probeTookRE.FindStringSubmatch(l.text); p != nil {
+				if d, err := time.ParseDuration(p[1]); err == nil {
+					m["probeStart"] = l.at - d
+				}
 			}
 			break
 		}

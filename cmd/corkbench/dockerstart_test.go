@@ -9,6 +9,7 @@ func TestMarkTimes(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 14, 42, 0, 0, time.UTC)
 	lines := []stampedLine{
 		{100 * time.Millisecond, "cork: provisioning a sandbox home with 0 dummy file(s)"},
+		{1000 * time.Millisecond, "cork: docker: removed what ended sessions left behind: 1 container"},
 		{1100 * time.Millisecond, "cork: docker: creating session cabb4ded552a: networks, CA volume, sandbox home"},
 		// Arrives late (log buffers); its own time says 2.517 s.
 		{2600 * time.Millisecond, `{"level":"info","component":"sidecar","addr":"[::]:3128","time":"2026-12-07T14:42:02.517Z","msg":"proxy listening"}`},
@@ -17,11 +18,13 @@ func TestMarkTimes(t *testing.T) {
 		{3600 * time.Millisecond, "cork: sandbox ready; running mark"},
 		{4500 * time.Millisecond, "cork: sandbox exited with status 0; tearing down"},
 		{4600 * time.Millisecond, "cork: sandbox exited with status 0; tearing down"},
+		{5000 * time.Millisecond, "cork: docker: session cabb4ded552a removed"},
 	}
 	got := markTimes(lines, t0)
 	want := map[string]time.Duration{
-		"start": 0, "create": 1100 * time.Millisecond, "listen": 2517 * time.Millisecond, "probe": 3300 * time.Millisecond,
+		"start": 0, "create": 1100 * time.Millisecond, "listen": 2517 * time.Millisecond, "probe": 3300 * time.Millisecond, "probeStart": 2432 * time.Millisecond,
 		"up": 3500 * time.Millisecond, "ready": 3600 * time.Millisecond, "exited": 4500 * time.Millisecond,
+		"removed": 5000 * time.Millisecond,
 	}
 	if len(got) != len(want) {
 		t.Errorf("markTimes = %v, want %v", got, want)
@@ -31,8 +34,8 @@ func TestMarkTimes(t *testing.T) {
 			t.Errorf("markTimes: %s = %v, want %v", k, got[k], v)
 		}
 	}
-	if id := sessionIDRE.FindStringSubmatch(lines[1].text); id == nil || id[1] != "cabb4ded552a" {
-		t.Errorf("sessionIDRE on %q = %q, want cabb4ded552a", lines[1].text, id)
+	if id := sessionIDRE.FindStringSubmatch(lines[2].text); id == nil || id[1] != "cabb4ded552a" {
+		t.Errorf("sessionIDRE on %q = %q, want cabb4ded552a", lines[2].text, id)
 	}
 }
 

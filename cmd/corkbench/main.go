@@ -5,6 +5,7 @@
 //	go run ./cmd/corkbench -profile cpu.pprof   # CPU profile of cork under MITM keep-alive load
 //	go run ./cmd/corkbench -only startup [-startup-rounds 20] [-startup-as USER]   # cork run's start-up (Linux)
 //	go run ./cmd/corkbench -only qemu [-qemu-kernel DIR] [-qemu-accel auto]        # a microVM's boot to exit (docs/QEMU.md)
+//	go run ./cmd/corkbench -only proxystart,memory,dockerstart   # `cork proxy` to ready, idle memory, docker start-up
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
 // (this binary re-executed as a child), and `cork proxy` (built from
