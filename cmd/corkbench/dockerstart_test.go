@@ -53,3 +53,40 @@ func TestDockerStepsChain(t *testing.T) {
 		t.Errorf("the last step ends at %q, want end", at)
 	}
 }
+
+func TestEngineStarts(t *testing.T) {
+	ev := func(typ, action, name, image string, ms int64) engineEvent {
+		var e engineEvent
+		e.Type, e.Action, e.TimeNano = typ, action, ms*int64(time.Millisecond)
+		e.Actor.Attributes = map[string]string{"name": name, "image": image}
+		return e
+	}
+	evs := []engineEvent{
+		ev("network", "create", "cork-abc-internal", "", 800),
+		ev("container", "create", "cork-abc-proxy", "cork-bench-sidecar:1", 1390),
+		ev("container", "start", "cork-abc-proxy", "cork-bench-sidecar:1", 2500),
+		ev("container", "create", "cork-abc-probe", "cork-bench-sidecar:1", 2758),
+		ev("container", "start", "cork-abc-probe", "cork-bench-sidecar:1", 3697),
+		ev("container", "create", "cork-other-sandbox", "cork-bench-agent:1", 3000),
+		ev("container", "start", "cork-other-sandbox", "cork-bench-agent:1", 3100),
+		ev("container", "create", "cork-abc-sandbox", "cork-bench-agent:1", 4331),
+		ev("container", "start", "cork-abc-sandbox", "cork-bench-agent:1", 5360),
+		ev("container", "create", "happy_turing", "cork-bench-agent:1", 6000),
+		ev("container", "start", "happy_turing", "cork-bench-agent:1", 6900),
+	}
+	d := &dockerEnv{agent: "cork-bench-agent:1"}
+	got := engineStarts(evs, d.roleOf("cork", "abc"))
+	want := map[string]time.Duration{"proxy": 1110 * time.Millisecond, "probe": 939 * time.Millisecond, "sandbox": 1029 * time.Millisecond}
+	if len(got) != len(want) {
+		t.Errorf("engineStarts(cork) = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("engineStarts(cork): %s = %v, want %v", k, got[k], v)
+		}
+	}
+	got = engineStarts(evs, d.roleOf("docker", ""))
+	if len(got) != 1 || got["run"] != 900*time.Millisecond {
+		t.Errorf("engineStarts(docker run) = %v, want run: 900ms", got)
+	}
+}
