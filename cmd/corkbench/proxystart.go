@@ -72,8 +72,10 @@ func startReadyCork(bin, dir string, res map[string]string, logLevel string) (*p
 	return nil, readyTimes{}, err
 }
 
+// errExited is a `cork proxy` that exited before /readyz answered 200.
 var errExited = errors.New("exited before ready")
 
+// startReadyOnce is one try of startReadyCork.
 func startReadyOnce(bin, dir string, res map[string]string, logLevel string) (*proxyProc, readyTimes, error) {
 	listen, err := freePort()
 	if err != nil {
@@ -390,6 +392,13 @@ func (r *proxyStartReport) write(w io.Writer) {
 	row("`cork proxy`: `/readyz` answering 200", ready)
 	row("`cork version` exited (one start of the binary: the floor)", r.version)
 	row("Go package initialisation done (`inittrace`: last init's @ + its clock)", end)
+	var after, beyond []time.Duration
+	for i := range min(len(ready), len(end), len(r.version)) {
+		after = append(after, ready[i]-end[i])
+		beyond = append(beyond, ready[i]-r.version[i])
+	}
+	row("`cork proxy`'s work after package initialisation (per round: ready − initialisation done)", after)
+	row("`cork proxy` beyond a start that does nothing (per round: ready − `cork version`; both parse the compiled-in roots in main)", beyond)
 	row(fmt.Sprintf("Go package initialisation, the sum of %d packages' init clock", r.inits[0].packages), clock)
 	fmt.Fprintf(w, "\nPackage initialisation allocates %.1f MiB (median). The groups with the most init time (one start, the median one): %s.\n",
 		float64(median(bytesAlloc))/(1<<20), strings.Join(r.medianInit().topModules(5), ", "))
