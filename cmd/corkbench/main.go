@@ -7,6 +7,7 @@
 //	go run ./cmd/corkbench -only latency [-latency-conc 1,8]                       # added latency per request (latency.go)
 //	go run ./cmd/corkbench -only qemu [-qemu-kernel DIR] [-qemu-accel auto]        # a microVM's boot to exit (docs/QEMU.md)
 //	go run ./cmd/corkbench -only scrubcost [-scrub-ref 30e65e4]   # cork before response scrubbing against cork now
+//	go run ./cmd/corkbench -only proxystart,memory,dockerstart   # `cork proxy` to ready, idle memory, docker start-up
 //
 // One run starts a fake upstream (HTTP and HTTPS on 127.0.0.1), the baseline
 // (this binary re-executed as a child), and `cork proxy` (built from
@@ -74,6 +75,10 @@ type options struct {
 	latencyRequests    int
 	latencyNewRequests int
 	scrubRef           string // scrubcost phase
+	// proxystart, memory and dockerstart phases
+	proxyStartRounds int
+	memoryProxies    int
+	dockerRounds     int
 }
 
 // proxyPhases reports whether -only selects a phase that measures the
@@ -111,7 +116,7 @@ func main() {
 	flag.IntVar(&o.bulkRounds, "bulk-rounds", 3, "bulk transfers per variant and direction, interleaved; figures are medians")
 	flag.BoolVar(&o.skipBulk, "skip-bulk", false, "skip the bulk transfers")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated request scenario keys to run (mitm-32, tunnel-32, ...; default all)")
-	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, latency, sse, conns, bulk, startup, scrubcost (default all), and qemu (only when named)")
+	flag.StringVar(&o.only, "only", "", "comma-separated phases to run: requests, latency, sse, conns, bulk, startup, proxystart, memory, dockerstart, scrubcost (default all), and qemu (only when named)")
 	flag.StringVar(&o.latencyConc, "latency-conc", "1,8", "latency phase: comma-separated client concurrencies")
 	flag.IntVar(&o.latencyRequests, "latency-requests", 1000, "latency phase: requests per variant, round and concurrency on warm connections")
 	flag.IntVar(&o.latencyNewRequests, "latency-new-requests", 100, "latency phase: requests per variant, round and concurrency on new connections")
@@ -119,6 +124,9 @@ func main() {
 	flag.StringVar(&o.qemuAccel, "qemu-accel", "auto", "qemu phase: --accel for cork run (kvm, tcg or auto)")
 	flag.IntVar(&o.qemuRounds, "qemu-rounds", 10, "qemu phase: rounds")
 	flag.IntVar(&o.startupRounds, "startup-rounds", 20, "startup phase: rounds; each runs every variant once, interleaved")
+	flag.IntVar(&o.proxyStartRounds, "proxystart-rounds", 20, "proxystart phase: starts of `cork proxy` to ready")
+	flag.IntVar(&o.memoryProxies, "memory-proxies", 50, "memory phase: idle `cork proxy` processes at once")
+	flag.IntVar(&o.dockerRounds, "docker-rounds", 5, "dockerstart phase: rounds; each runs `docker run` and `cork run --backend docker` once, interleaved")
 	flag.StringVar(&o.startupAs, "startup-as", "", "startup phase: run cork and the command as this user (the benchmark must be root)")
 	flag.StringVar(&o.scrubRef, "scrub-ref", defaultScrubRef, "scrubcost phase: the commit before response scrubbing, built and run against the working tree's cork")
 	flag.IntVar(&o.idleConns, "idle-conns", 256, "idle keep-alive connections held open through MITM for the RSS reading")
@@ -187,9 +195,15 @@ func runPhases(o options) error {
 			return err
 		}
 	}
-	if o.phase("scrubcost") {
-		if err := runScrubCost(o, out); err != nil {
-			return err
+	for _, ph := range []struct {
+		name string
+		run  func(options, io.Writer) error
+	}{{"proxystart", runProxyStart}, {"memory", runMemory}, {"dockerstart", runDockerStart}, {"scrubcost", runScrubCost}} {
+		if o.phase(ph.name) {
+			fmt.Fprintln(out)
+			if err := ph.run(o, out); err != nil {
+				return err
+			}
 		}
 	}
 	if o.only != "" && slices.Contains(strings.Split(o.only, ","), "qemu") {

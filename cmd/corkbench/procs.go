@@ -125,18 +125,7 @@ func startCork(bin, dir string, res map[string]string, logLevel string) (*proxyP
 		return nil, err
 	}
 	cmd := exec.Command(bin, "proxy")
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"CORK_LISTEN=" + listen,
-		"CORK_POLICY_FILE=" + policyPath,
-		"CORK_TOKENS_FILE=-",
-		"CORK_CA_OUT=" + caOut,
-		"CORK_UPSTREAM_CA_FILE=" + filepath.Join(dir, "upstream-ca.pem"),
-		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
-		"CORK_RESOLVE=" + formatResolve(res),
-		"CORK_LOG_LEVEL=" + logLevel,
-	}
+	cmd.Env = corkEnv(dir, listen, res, logLevel)
 	p := &proxyProc{name: "cork", cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
 	if err := p.start(func() { addr <- waitListening(listen, p.done) }); err != nil {
@@ -156,6 +145,23 @@ func startCork(bin, dir string, res map[string]string, logLevel string) (*proxyP
 	}
 	p.caPEM = ca
 	return p, nil
+}
+
+// corkEnv is the environment of `cork proxy` as startCork runs it: the
+// policy and CA paths in dir, tokens on stdin.
+func corkEnv(dir, listen string, res map[string]string, logLevel string) []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dir,
+		"CORK_LISTEN=" + listen,
+		"CORK_POLICY_FILE=" + filepath.Join(dir, "policy.yaml"),
+		"CORK_TOKENS_FILE=-",
+		"CORK_CA_OUT=" + filepath.Join(dir, "cork-ca.pem"),
+		"CORK_UPSTREAM_CA_FILE=" + filepath.Join(dir, "upstream-ca.pem"),
+		"CORK_ALLOW_PRIVATE=127.0.0.0/8",
+		"CORK_RESOLVE=" + formatResolve(res),
+		"CORK_LOG_LEVEL=" + logLevel,
+	}
 }
 
 // startChild re-executes this binary as a proxy child (see child.go).
