@@ -158,12 +158,12 @@ func TestCodexKubernetes(t *testing.T) {
 	}
 }
 
-// buildCork builds the cork binary for the proxy pod's image: static, as
-// the Dockerfile's.
+// buildCork builds the cork binary for the proxy pod's image: static and
+// without the kubernetes backend, as `make image` builds it.
 func buildCork(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "cork")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/cork-sh/cork/cmd/cork")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "nokube", "-trimpath", "-o", out, "github.com/cork-sh/cork/cmd/cork")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build cork: %v\n%s", err, b)

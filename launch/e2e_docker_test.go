@@ -148,8 +148,14 @@ func buildImages() error {
 	if err := os.MkdirAll(filepath.Join(sidecarCtx, "bin"), 0o755); err != nil {
 		return err
 	}
-	if err := copyFile(e2eImages.corkBin, filepath.Join(sidecarCtx, "bin", "cork")); err != nil {
-		return err
+	// The sidecar's cork as `make image` builds it: without the
+	// kubernetes backend.
+	side := exec.Command("go", "build", "-tags", "nokube", "-trimpath", "-o", filepath.Join(sidecarCtx, "bin", "cork-sidecar"),
+		"github.com/cork-sh/cork/cmd/cork")
+	side.Dir = root
+	side.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := side.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build -tags nokube: %v\n%s", err, out)
 	}
 	// The sidecar from the repository's own Dockerfile.
 	if out, err := exec.Command("docker", "build", "--quiet", "--tag", "cork-e2e/sidecar:test",

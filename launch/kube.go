@@ -1,3 +1,5 @@
+//go:build !nokube
+
 package launch
 
 import (
@@ -7,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -19,29 +20,6 @@ import (
 
 	"github.com/cork-sh/cork/policy"
 	"github.com/cork-sh/cork/settings"
-)
-
-// Defaults of the kubernetes backend.
-const (
-	// DefaultNamespacePrefix starts the name of each session's namespace.
-	DefaultNamespacePrefix = "cork-"
-	// KubeTeardownTimeout bounds the deletion of a session's namespace.
-	KubeTeardownTimeout = 2 * time.Minute
-	// KubePodStartTimeout bounds how long a pod may take to be scheduled
-	// and started (its image is already on the node: cork never pulls).
-	KubePodStartTimeout = 2 * time.Minute
-	// KubeAgentStartTimeout bounds how long the agent pod may take to
-	// start: the node may pull --image first (a pull that fails, fails
-	// at once).
-	KubeAgentStartTimeout = 10 * time.Minute
-	// KubeBoundaryTimeout bounds how long a pod under the session's
-	// NetworkPolicy may take to reach the proxy and to find everything
-	// else blocked (a CNI applies a new pod's policy within seconds).
-	KubeBoundaryTimeout = 90 * time.Second
-	// KubeSandboxUID is the user id of the sandbox's and the proxy's
-	// containers: the namespaces enforce the "restricted" Pod Security
-	// Standard, so nothing runs as root.
-	KubeSandboxUID = 65532
 )
 
 // Kubernetes runs each session in a namespace of its own on a cluster:
@@ -91,38 +69,6 @@ func (k *Kubernetes) Run(ctx context.Context, spec *Spec) (int, error) {
 	return runSession(ctx, spec, &kubeSandbox{cfg: k, id: newSessionID(), owner: selfOwner()})
 }
 
-// namespacePrefix is a DNS label's start, leaving room for the session id.
-var namespacePrefix = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,38}[-a-z0-9])?$|^[a-z0-9]$`)
-
-// namespaceName is a namespace name: a DNS label.
-var namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
-// CheckNamespacePrefix refuses a --namespace-prefix that cannot start a
-// namespace name, or that would name the cluster's own (kube-*).
-func CheckNamespacePrefix(p string) error {
-	if !namespacePrefix.MatchString(p) {
-		return fmt.Errorf("--namespace-prefix %q: want 1 to 40 lower-case letters, digits or '-', starting with a letter or digit", p)
-	}
-	if strings.HasPrefix(p+"-", "kube-") {
-		return fmt.Errorf("--namespace-prefix %q: kube- names the cluster's own namespaces", p)
-	}
-	return nil
-}
-
-// CheckNamespace refuses a session namespace (--namespace) that is not a
-// namespace name, or that is one the cluster or its users already rely
-// on: default and kube-*, whose pods the restricted Pod Security
-// Standard the session's namespace enforces would stop.
-func CheckNamespace(ns string) error {
-	switch {
-	case !namespaceName.MatchString(ns):
-		return fmt.Errorf("--namespace %q: want a namespace name: up to 63 lower-case letters, digits or '-'", ns)
-	case ns == "default" || strings.HasPrefix(ns, "kube-"):
-		return fmt.Errorf("--namespace %q: the cluster's own namespace: a session needs one of its own", ns)
-	}
-	return nil
-}
-
 // kubeSandbox is one run of the kubernetes backend: its objects are all
 // in the namespace <prefix><id>, labelled cork.session=<id>.
 type kubeSandbox struct {
@@ -146,6 +92,8 @@ type kubeSandbox struct {
 }
 
 func (*kubeSandbox) layout() layout { return layout{home: SandboxHome} }
+
+func (s *kubeSandbox) sessionID() string { return s.id }
 
 // preflight checks the spec and the cluster before anything is created,
 // then removes what this host's killed corks left behind.
@@ -285,18 +233,6 @@ func kubeProxySettings(p *settings.Proxy) (*settings.Sidecar, error) {
 	}
 	side.Publish = ""
 	return side, nil
-}
-
-// sidecarImageFor is the cork image: the backend's, else the host's
-// CORK_SIDECAR_IMAGE, else DefaultSidecarImage.
-func sidecarImageFor(configured string, spec *Spec) string {
-	if configured != "" {
-		return configured
-	}
-	if v := strings.TrimSpace(spec.HostEnv["CORK_SIDECAR_IMAGE"]); v != "" {
-		return v
-	}
-	return DefaultSidecarImage
 }
 
 // connect makes the client from the kubeconfig: k.Kubeconfig, else

@@ -18,5 +18,3 @@ func withSessionID(spec *Spec, sb sandbox) *Spec {
 }
 
 func (s *dockerSandbox) sessionID() string { return s.id }
-
-func (s *kubeSandbox) sessionID() string { return s.id }

@@ -203,7 +203,10 @@ func newDockerEnv(o options) (*dockerEnv, error) {
 			return nil, err
 		}
 	}
-	d.cork = filepath.Join(sideCtx, "bin", "cork")
+	// The host's cork (`cork run`) is the whole binary; the sidecar
+	// image's is built as `make image` builds it, without the kubernetes
+	// backend.
+	d.cork = filepath.Join(d.dir, "cork")
 	if o.corkBin != "" {
 		data, err := os.ReadFile(o.corkBin)
 		if err == nil {
@@ -214,12 +217,19 @@ func newDockerEnv(o options) (*dockerEnv, error) {
 			return nil, fmt.Errorf("-cork-bin: %w", err)
 		}
 	}
-	logf("building cork and mark (CGO_ENABLED=0) and the images %s, %s", d.sidecar, d.agent)
-	for _, b := range []struct{ out, pkg string }{{d.cork, "./cmd/cork"}, {filepath.Join(agentCtx, "mark"), "./cmd/corkbench/mark"}} {
-		if b.pkg == "./cmd/cork" && o.corkBin != "" {
+	logf("building cork, cork -tags nokube and mark (CGO_ENABLED=0) and the images %s, %s", d.sidecar, d.agent)
+	for _, b := range []struct {
+		out, pkg string
+		tags     []string
+	}{
+		{d.cork, "./cmd/cork", nil},
+		{filepath.Join(sideCtx, "bin", "cork-sidecar"), "./cmd/cork", []string{"-tags", "nokube"}},
+		{filepath.Join(agentCtx, "mark"), "./cmd/corkbench/mark", nil},
+	} {
+		if b.out == d.cork && o.corkBin != "" {
 			continue
 		}
-		build := exec.Command("go", "build", "-trimpath", "-o", b.out, b.pkg)
+		build := exec.Command("go", append(append([]string{"build"}, b.tags...), "-trimpath", "-o", b.out, b.pkg)...)
 		build.Dir = root
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
@@ -479,7 +489,7 @@ func (r *dockerReport) write(w io.Writer) {
 	fmt.Fprintf(w, "Machine: %s. Docker %s. Total time %s.\n", r.machine, r.engine, r.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "%d rounds after one warm-up round, the two variants interleaved (order rotated per round). Both run the same "+
 		"FROM-scratch image holding only `mark` (a static Go program that writes the wall clock as its first act); "+
-		"cork's sidecar image is the repository's Dockerfile around cork built with CGO_ENABLED=0. Figures are median / p90 "+
+		"cork's sidecar image is the repository's Dockerfile around cork built with CGO_ENABLED=0 and -tags nokube (as `make image`). Figures are median / p90 "+
 		"over rounds; \"added\" is taken per round, then the median / p90 of those differences.\n\n", r.rounds)
 	first := func(x dockerSample) time.Duration { return x.first }
 	whole := func(x dockerSample) time.Duration { return x.whole }

@@ -75,6 +75,7 @@ type options struct {
 	latencyRequests    int
 	latencyNewRequests int
 	scrubRef           string // scrubcost phase
+	corkTags           string // build tags of the cork the proxystart and memory phases build
 	// proxystart, memory and dockerstart phases
 	proxyStartRounds int
 	memoryProxies    int
@@ -199,7 +200,18 @@ func runPhases(o options) error {
 		name string
 		run  func(options, io.Writer) error
 	}{{"proxystart", runProxyStart}, {"memory", runMemory}, {"dockerstart", runDockerStart}, {"scrubcost", runScrubCost}} {
-		if o.phase(ph.name) {
+		if !o.phase(ph.name) {
+			continue
+		}
+		// proxystart and memory measure both builds of cork: the whole
+		// binary, and the sidecar image's (-tags nokube).
+		tags := []string{""}
+		if (ph.name == "proxystart" || ph.name == "memory") && o.corkBin == "" {
+			tags = append(tags, "nokube")
+		}
+		for _, t := range tags {
+			o := o
+			o.corkTags = t
 			fmt.Fprintln(out)
 			if err := ph.run(o, out); err != nil {
 				return err

@@ -94,6 +94,7 @@ type memoryReport struct {
 	elapsed    time.Duration
 	machine    string
 	logLevel   string
+	build      string // buildLabel
 	one, base  memSample
 	n          int
 	sum        memSample
@@ -121,7 +122,7 @@ func runMemory(o options, out io.Writer) error {
 	}
 	defer up.close()
 	res := up.resolveMap()
-	rep := &memoryReport{started: t0, machine: machineInfo(), logLevel: o.corkLogLevel, n: o.memoryProxies}
+	rep := &memoryReport{started: t0, machine: machineInfo(), logLevel: o.corkLogLevel, n: o.memoryProxies, build: buildLabel(o)}
 
 	// (a) One idle proxy and the baseline.
 	if err := corkDir(dir, up); err != nil {
@@ -201,7 +202,7 @@ func stopAll(procs []*proxyProc) {
 }
 
 func (r *memoryReport) write(w io.Writer) {
-	fmt.Fprintf(w, "### Memory of idle proxies, run %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "### Memory of idle proxies: %s, run %s\n\n", r.build, r.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Machine: %s. Total time %s.\n", r.machine, r.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "Each `cork proxy` is the built binary with the benchmark's environment (its own directory, policy file, "+
 		"token map on stdin, a session CA generated and written out, its own proxy and admin ports, `CORK_LOG_LEVEL=%s`), "+

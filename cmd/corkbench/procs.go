@@ -81,8 +81,18 @@ func (p *proxyProc) lastLines() string {
 
 // buildCork builds ./cmd/cork from the module root into dir.
 func buildCork(root, dir string) (string, error) {
+	return buildCorkTags(root, dir, "")
+}
+
+// buildCorkTags is buildCork with build tags ("nokube": the sidecar
+// image's cork, as `make image` builds it, static too).
+func buildCorkTags(root, dir, tags string) (string, error) {
 	bin := filepath.Join(dir, "cork")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/cork")
+	if tags != "" {
+		cmd = exec.Command("go", "build", "-tags", tags, "-trimpath", "-o", bin, "./cmd/cork")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

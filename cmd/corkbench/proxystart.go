@@ -236,6 +236,7 @@ type proxyStartReport struct {
 	machine  string
 	rounds   int
 	logLevel string
+	build    string // buildLabel
 	starts   []readyTimes
 	version  []time.Duration // `cork version`, whole run
 	inits    []initTrace
@@ -263,7 +264,7 @@ func runProxyStart(o options, out io.Writer) error {
 		return err
 	}
 	res := up.resolveMap()
-	rep := &proxyStartReport{started: t0, machine: machineInfo(), rounds: o.proxyStartRounds, logLevel: o.corkLogLevel}
+	rep := &proxyStartReport{started: t0, machine: machineInfo(), rounds: o.proxyStartRounds, logLevel: o.corkLogLevel, build: buildLabel(o)}
 	env := corkEnv(pdir, "127.0.0.1:0", res, o.corkLogLevel)
 	// One round not counted: the first starts fill the page cache.
 	for r := -1; r < o.proxyStartRounds; r++ {
@@ -303,8 +304,8 @@ func corkBinary(o options, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	logf("building cork (go build -o %s/cork ./cmd/cork)", dir)
-	bin, err := buildCork(root, dir)
+	logf("building cork (go build -o %s/cork ./cmd/cork%s)", dir, tagsNote(o.corkTags))
+	bin, err := buildCorkTags(root, dir, o.corkTags)
 	if err != nil {
 		return "", err
 	}
@@ -319,6 +320,28 @@ func corkBinary(o options, dir string) (string, error) {
 		return "", fmt.Errorf("sync %s: %w", bin, err)
 	}
 	return bin, nil
+}
+
+// tagsNote names the build tags of the cork measured, for the log and
+// the reports.
+func tagsNote(tags string) string {
+	if tags == "" {
+		return ""
+	}
+	return ", -tags " + tags
+}
+
+// buildLabel names the cork binary a phase measures, in its heading.
+func buildLabel(o options) string {
+	switch {
+	case o.corkBin != "":
+		return "`-cork-bin` " + o.corkBin
+	case o.corkTags == "nokube":
+		return "cork built with `-tags nokube` (the sidecar image's, as `make image` builds it)"
+	case o.corkTags != "":
+		return "cork built with `-tags " + o.corkTags + "`"
+	}
+	return "cork as `go build ./cmd/cork` builds it (every backend)"
 }
 
 // timeRun runs bin args to its end with env and times it.
@@ -368,7 +391,7 @@ func (r *proxyStartReport) write(w io.Writer) {
 	for _, t := range r.inits {
 		clock, end, bytesAlloc = append(clock, t.clock), append(end, t.end), append(bytesAlloc, t.bytes)
 	}
-	fmt.Fprintf(w, "### Proxy start-up, run %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "### Proxy start-up: %s, run %s\n\n", r.build, r.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Machine: %s. Total time %s.\n", r.machine, r.elapsed.Round(time.Second))
 	fmt.Fprintf(w, "%d rounds after one warm-up round. Each round starts `cork proxy` (the built binary) with the benchmark's "+
 		"environment (policy file, token map on stdin, a session CA generated and written to `CORK_CA_OUT`, "+

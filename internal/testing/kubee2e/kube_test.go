@@ -98,6 +98,14 @@ func setup(t *testing.T, ctx context.Context) *env {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// The image's cork as `make image` builds it: without the kubernetes
+	// backend.
+	sidecar := filepath.Join(bins, "cork-sidecar")
+	side := exec.CommandContext(ctx, "go", "build", "-tags", "nokube", "-trimpath", "-o", sidecar, "github.com/cork-sh/cork/cmd/cork")
+	side.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := side.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags nokube: %v\n%s", err, out)
+	}
 	start := time.Now()
 	c, err := kubecluster.Start(ctx, kubecluster.Options{Log: logWriter{t}})
 	if err != nil {
@@ -112,7 +120,7 @@ func setup(t *testing.T, ctx context.Context) *env {
 	e := &env{cluster: c, cork: filepath.Join(bins, "cork")}
 	// The cork image, as the repository's Dockerfile makes it.
 	if err := c.ImportImage(ctx, corkImage, kubecluster.Image{
-		Files:      map[string]kubecluster.File{"/cork": {Source: e.cork, Mode: 0o755}},
+		Files:      map[string]kubecluster.File{"/cork": {Source: sidecar, Mode: 0o755}},
 		Entrypoint: []string{"/cork", "proxy"},
 		Env:        []string{"CORK_LISTEN=0.0.0.0:3128"},
 		User:       "65532:65532",
