@@ -226,10 +226,10 @@ const afterReadyDelay = 100 * time.Millisecond
 // comes earlier waits at Accept while its own call loads them) and then
 // hands the start-up's garbage back to the kernel. Loading the system's
 // roots parses every certificate of /etc/ssl/certs (on Debian ~290: ~4 MB
-// allocated, 0.25 MB kept, 30–60 ms here): done here, the first
-// intercepted request does not wait for it, and the heap it grew does not
-// stay in the idle proxy's RSS (docs/PERFORMANCE.md, "cork proxy start-up
-// and idle memory").
+// allocated, 0.25 MB kept, 30–60 ms on the benchmark machine): done
+// here, the first intercepted request does not wait for it, and the heap
+// it grew does not stay in the idle proxy's RSS (docs/PERFORMANCE.md,
+// "cork proxy start-up and idle memory").
 func afterReady() {
 	upstreamRoots()
 	debug.FreeOSMemory()
