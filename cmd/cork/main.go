@@ -19,7 +19,9 @@ import (
 
 func main() {
 	confine.Main() // the local sandbox re-executes cork as its init
-	installFallbackRoots()
+	if len(os.Args) < 2 || os.Args[1] != "proxy" {
+		installFallbackRoots() // `cork proxy` loads roots once it is ready (upstreamRoots)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	ctx, stopInterrupt := interruptContext(ctx, os.Args[1:], os.Stdin)
 	err := run(ctx, os.Args[1:], environ(), os.Stdin, os.Stdout, os.Stderr)
