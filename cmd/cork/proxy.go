@@ -174,7 +174,7 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 	var readyOnce sync.Once
 	signalReady := func() {
 		readyOnce.Do(func() {
-			defer time.AfterFunc(afterReadyDelay, afterReady)
+			defer func() { go afterReady() }()
 			if ready == nil {
 				return
 			}
@@ -215,14 +215,8 @@ func serveProxy(ctx context.Context, p *proxy.Proxy, opts *settings.Proxy, stdin
 	return nil
 }
 
-// afterReadyDelay is how long after readiness afterReady starts: long
-// enough for whoever waits for it (the ready line's reader, a /readyz
-// poll) to see it before that work competes for the CPU, short beside the
-// start of a sandbox, whose agent is the proxy's first client.
-const afterReadyDelay = 100 * time.Millisecond
-
-// afterReady runs once, afterReadyDelay after the proxy is ready, off the
-// path to it: it loads the upstream roots (upstreamRoots; a client that
+// afterReady runs once, as soon as the proxy is ready, off the path to
+// it: it loads the upstream roots (upstreamRoots; a client that
 // comes earlier waits at Accept while its own call loads them) and then
 // hands the start-up's garbage back to the kernel. Loading the system's
 // roots parses every certificate of /etc/ssl/certs (on Debian ~290: ~4 MB

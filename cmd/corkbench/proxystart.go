@@ -86,7 +86,15 @@ func startReadyOnce(bin, dir string, res map[string]string, logLevel string) (*p
 		return nil, readyTimes{}, err
 	}
 	cmd := exec.Command(bin, "proxy")
-	cmd.Env = append(corkEnv(dir, listen, res, logLevel), "CORK_ADMIN_LISTEN="+admin)
+	// As a sidecar starts: no CORK_UPSTREAM_CA_FILE (these proxies make
+	// no request), so the upstream roots load once it is ready, not before.
+	var env []string
+	for _, kv := range corkEnv(dir, listen, res, logLevel) {
+		if !strings.HasPrefix(kv, "CORK_UPSTREAM_CA_FILE=") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "CORK_ADMIN_LISTEN="+admin)
 	p := &proxyProc{name: "cork", cmd: cmd, done: make(chan struct{})}
 	t0 := time.Now()
 	if err := p.start(nil); err != nil {
