@@ -52,7 +52,7 @@ func (p *Proxy) handleConnect(target string, ctx *goproxy.ProxyCtx) (*goproxy.Co
 		// intercepted, so nothing is injected into it.
 		st.asked = !rules.Allowed
 		// serveTunnel dials through the guard (p.dialer) and relays the
-		// two raw TCP connections (tunnel.go).
+		// two raw TCP connections (splice.go).
 		st.mode = modeTunnel
 		st.rule = ps.pol.AllowPlace(rules.AllowedBy)
 		return p.tunnelConnect, st.authority

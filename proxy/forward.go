@@ -55,7 +55,7 @@ func (p *Proxy) forward(w *respWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 
-	if isWebSocketHandshake(resp.Header) {
+	if resp.StatusCode == http.StatusSwitchingProtocols && isWebSocketHandshake(resp.Header) {
 		relayUpgraded(w, resp.Body)
 		return
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"testing"
 )
@@ -64,5 +65,23 @@ func TestIsWebSocketHandshake(t *testing.T) {
 				t.Errorf("isWebSocketHandshake(%v) = %v, want %v", tt.h, got, tt.want)
 			}
 		})
+	}
+}
+
+// An answer that is not 101 is passed on whole, whatever its Upgrade
+// headers say: only a 101 turns the connection into a WebSocket relay.
+func TestUpgradeHeadersWithout101(t *testing.T) {
+	e := newStdEnv(t)
+	e.apiSrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		_, _ = io.WriteString(w, "a whole answer")
+	})
+	resp, err := e.tp.client().Get("https://api.example.test/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readBody(t, resp); resp.StatusCode != 200 || got != "a whole answer" {
+		t.Errorf("got %d %q, want 200 and the whole body", resp.StatusCode, got)
 	}
 }

@@ -36,7 +36,7 @@ type reqState struct {
 	up, down atomic.Int64
 	busy     *trackedConn // intercepted connection kept busy until done
 	// abort, when set, makes serveRequest abort the client connection
-	// (panic(http.ErrAbortHandler)) once goproxy returns: a response body
+	// (panic(http.ErrAbortHandler)) once forward returns: a response body
 	// that fails midway sets it. goproxy ignores the copy error, and
 	// net/http would end a chunked body cleanly, so a cut stream would look
 	// complete to the client. Nil for a request without a respWriter.

@@ -50,6 +50,11 @@ func (p *Proxy) serveTunnel(r *http.Request, client net.Conn, ctx *goproxy.Proxy
 		_ = client.Close()
 		return
 	}
+	// The audit line is written once both directions have ended, with
+	// every byte of the copies counted (a copy cut by Close adds its bytes
+	// when it returns, after Close): Shutdown waits for it (inflight).
+	p.inflight.Add(1)
+	defer p.inflight.Done()
 	// Closing the client side (idle reaping, Close) also ends a relay
 	// stuck writing to an upstream that stopped reading.
 	st.setUpstream(func(string) { _ = up.Close() })
@@ -72,6 +77,7 @@ func (p *Proxy) serveTunnel(r *http.Request, client net.Conn, ctx *goproxy.Proxy
 			return
 		}
 	}
+	tc.relayed.Store(true)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -81,6 +87,7 @@ func (p *Proxy) serveTunnel(r *http.Request, client net.Conn, ctx *goproxy.Proxy
 	p.pipe(tc, raw, up, &tc.down)
 	wg.Wait()
 	_ = client.Close()
+	tc.report()
 }
 
 // pipe copies src to dst until src ends, adding the bytes to n. At src's
@@ -100,7 +107,7 @@ func (p *Proxy) pipe(tc *trackedConn, dst, src net.Conn, n *atomic.Int64) {
 		start := time.Now()
 		_ = src.SetReadDeadline(start.Add(p.reapEvery))
 		lr.N = chunk
-		w, err := io.Copy(dst, lr)
+		w, err := copyChunk(dst, lr)
 		if w > 0 {
 			n.Add(w)
 			tc.touch()
@@ -123,6 +130,19 @@ func (p *Proxy) pipe(tc *trackedConn, dst, src net.Conn, n *atomic.Int64) {
 			return
 		}
 	}
+}
+
+// copyChunk copies lr to dst: spliced when dst is a *net.TCPConn (its
+// ReadFrom splices from a TCP or Unix socket), else through a pooled buffer
+// (a Unix-socket client's download: io.Copy would allocate 32 KiB per
+// chunk, idle wake-ups included).
+func copyChunk(dst net.Conn, lr *io.LimitedReader) (int64, error) {
+	if rf, ok := dst.(io.ReaderFrom); ok {
+		return rf.ReadFrom(lr)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(dst, lr, *bp)
 }
 
 // rawConn unwraps the proxy's own wrappers (trackedConn, limitConn) down

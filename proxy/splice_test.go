@@ -296,3 +296,55 @@ func BenchmarkTunnelBulk(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// A tunnel cut by the proxy in the middle of a copy counts every byte the
+// client got: the audit line is written when the relay's copies have
+// returned, not when the connection was closed.
+func TestTunnelCutCountsEveryByte(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := bytes.Repeat([]byte("d"), 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": ln.Addr().String()})
+	resp, c, br := tp.connect(t, "b.example.test:443")
+	if resp.StatusCode != 200 {
+		t.Fatalf("CONNECT = %d", resp.StatusCode)
+	}
+	head := int64(len("HTTP/1.1 200 Connection established\r\n\r\n"))
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.CopyN(io.Discard, readerOnly{br}, 32<<20) // mid-stream: copies of 1 MiB by now
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.Copy(io.Discard, readerOnly{br}) // what was on its way when the proxy cut
+	got += rest
+	re := regexp.MustCompile(`"decision":"tunnel".*"bytes_down":(\d+)`)
+	var line string
+	if !eventually(t, func() bool {
+		line = grepLines(tp.logs.String(), `"decision":"tunnel"`)
+		return re.MatchString(line)
+	}) {
+		t.Fatalf("no tunnel audit line: %q", line)
+	}
+	down, _ := strconv.ParseInt(re.FindStringSubmatch(line)[1], 10, 64)
+	if down < got+head {
+		t.Errorf("bytes_down %d, but the client read %d bytes after the %d-byte CONNECT answer", down, got, head)
+	}
+}

@@ -21,7 +21,9 @@ type trackedConn struct {
 	relay    atomic.Bool            // an intercepted connection now relaying a WebSocket
 	reason   atomic.Pointer[string] // why the proxy closed it (idle reaping), for the audit
 	closed   atomic.Bool            // Close was called
+	relayed  atomic.Bool            // a blind tunnel's relay runs: it writes the audit line (splice.go)
 	once     sync.Once
+	reported sync.Once // the closing line is written once (Close, or the relay's end)
 }
 
 func (p *Proxy) track(c net.Conn, st *connState) *trackedConn {
@@ -89,7 +91,9 @@ func (c *trackedConn) Close() error {
 		if m := c.modeLabel(); m != "" {
 			c.p.metrics.tunnels.WithLabelValues(m).Dec()
 		}
-		c.report()
+		if !c.relayed.Load() {
+			c.report()
+		}
 	})
 	return err
 }
@@ -104,10 +108,12 @@ func (c *trackedConn) modeLabel() string {
 	return ""
 }
 
-// report writes the closing line: for a blind tunnel it is the egress
-// decision itself (with bytes and duration); for an intercepted connection
-// each request had its own line and this one only sums up.
-func (c *trackedConn) report() {
+// report writes the closing line, once: for a blind tunnel it is the
+// egress decision itself (with bytes and duration); for an intercepted
+// connection each request had its own line and this one only sums up.
+func (c *trackedConn) report() { c.reported.Do(c.writeReport) }
+
+func (c *trackedConn) writeReport() {
 	st := c.st
 	dur := time.Since(st.start)
 	switch c.mode {
