@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -44,7 +45,15 @@ func (p *Proxy) serveTunnel(r *http.Request, client net.Conn, ctx *goproxy.Proxy
 		_ = client.Close()
 		return
 	}
-	up, err := p.dialer.DialContext(r.Context(), "tcp", st.authority)
+	// Closing the client side while the dial runs (idle reaping, Close,
+	// Shutdown) cancels it.
+	dctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	st.setUpstream(func(string) { cancel() })
+	if tc.closed.Load() {
+		cancel()
+	}
+	up, err := p.dialer.DialContext(dctx, "tcp", st.authority)
 	if err != nil {
 		p.connectionError(client, ctx, err)
 		_ = client.Close()

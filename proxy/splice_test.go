@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -346,5 +347,36 @@ func TestTunnelCutCountsEveryByte(t *testing.T) {
 	down, _ := strconv.ParseInt(re.FindStringSubmatch(line)[1], 10, 64)
 	if down < got+head {
 		t.Errorf("bytes_down %d, but the client read %d bytes after the %d-byte CONNECT answer", down, got, head)
+	}
+}
+
+// Closing the proxy while a tunnel's dial runs cancels the dial: the relay
+// does not outlive Close by the dial timeout.
+func TestTunnelDialCancelledByClose(t *testing.T) {
+	tp := startProxy(t, testPolicy, testTokens(), nil, func(c *Config) { c.DialTimeout = 30 * time.Second })
+	started := make(chan struct{}, 1)
+	tp.dialer.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		started <- struct{}{}
+		<-ctx.Done() // a resolver that never answers
+		return nil, ctx.Err()
+	}
+	c, err := net.Dial("tcp", tp.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "CONNECT b.example.test:443 HTTP/1.1\r\nHost: b.example.test:443\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tunnel's dial did not start")
+	}
+	if err := tp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(t, func() bool { return !goroutinesWith("proxy.(*Proxy).serveTunnel") }) {
+		t.Error("the tunnel's dial still runs after Close")
 	}
 }
