@@ -105,16 +105,12 @@ func (p *Proxy) mitmTLSConfig(st *connState) *tls.Config {
 }
 
 // connectionError answers a blind tunnel whose dial failed (403/502/504,
-// never goproxy's raw error text); once the tunnel is up it writes nothing
-// (the stream belongs to the client's TLS). It is also goproxy's
-// ConnectionErrHandler, which no action cork returns reaches.
+// never goproxy's raw error text). It is also goproxy's
+// ConnectionErrHandler, which no action cork returns reaches (a tunnel's
+// relay is cork's own: splice.go).
 func (p *Proxy) connectionError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 	st, _ := ctx.UserData.(*connState)
 	if st == nil {
-		return
-	}
-	if st.conn != nil && st.conn.down.Load() > 0 {
-		p.log.Debug().Str(fieldError, p.scrubErr(err)).Str(fieldConnID, st.id).Msg("tunnel relay ended")
 		return
 	}
 	d := upstreamDeny(err, "CONNECT "+st.authority)

@@ -148,21 +148,11 @@ func TestHeaderTrickle(t *testing.T) {
 // A blind tunnel relays each direction to its end: a client that shuts
 // its sending side after the request still gets the whole answer.
 func TestTunnelHalfClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := serveOnce(t, func(c net.Conn) {
 		n, _ := io.Copy(io.Discard, c)
 		_, _ = io.WriteString(c, "got "+strconv.FormatInt(n, 10)+" bytes")
-	}()
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": ln.Addr().String()})
+	})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": addr})
 	resp, c, br := tp.connect(t, "b.example.test:443")
 	if resp.StatusCode != 200 {
 		t.Fatalf("CONNECT = %d", resp.StatusCode)

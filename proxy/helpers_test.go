@@ -336,3 +336,23 @@ func eventually(t *testing.T, cond func() bool) bool {
 	}
 	return cond()
 }
+
+// serveOnce listens on loopback and hands its first connection to serve,
+// closing it after; it returns the listener's address (a raw TCP upstream).
+func serveOnce(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+	return ln.Addr().String()
+}

@@ -41,20 +41,26 @@ type requestSeries struct {
 
 // seriesFor returns the cached children for (decision, slot).
 func (m *metrics) seriesFor(decision, slot string) *requestSeries {
-	k := [2]string{decision, slot}
-	m.mu.RLock()
-	s := m.series[k]
-	m.mu.RUnlock()
-	if s != nil {
-		return s
+	return cached(&m.mu, m.series, [2]string{decision, slot}, func() *requestSeries {
+		return &requestSeries{requests: m.requests.WithLabelValues(decision, slot)}
+	})
+}
+
+// cached returns c[k], made by mk on its first use; mu guards c.
+func cached[K comparable, V any](mu *sync.RWMutex, c map[K]V, k K, mk func() V) V {
+	mu.RLock()
+	v, ok := c[k]
+	mu.RUnlock()
+	if ok {
+		return v
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s = m.series[k]; s == nil {
-		s = &requestSeries{requests: m.requests.WithLabelValues(decision, slot)}
-		m.series[k] = s
+	mu.Lock()
+	defer mu.Unlock()
+	if v, ok = c[k]; !ok {
+		v = mk()
+		c[k] = v
 	}
-	return s
+	return v
 }
 
 // add adds n to the byte counter in p, made on first use for direction dir.
@@ -71,19 +77,9 @@ func (m *metrics) add(p *atomic.Pointer[prometheus.Counter], n int64, dir, decis
 
 // latencyFor returns the latency histogram's child for decision.
 func (m *metrics) latencyFor(decision string) prometheus.Observer {
-	m.mu.RLock()
-	o := m.latencyBy[decision]
-	m.mu.RUnlock()
-	if o != nil {
-		return o
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if o = m.latencyBy[decision]; o == nil {
-		o = m.latency.WithLabelValues(decision)
-		m.latencyBy[decision] = o
-	}
-	return o
+	return cached(&m.mu, m.latencyBy, decision, func() prometheus.Observer {
+		return m.latency.WithLabelValues(decision)
+	})
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

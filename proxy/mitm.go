@@ -110,7 +110,7 @@ func (p *Proxy) serveMITM(r *http.Request, client net.Conn, ctx *goproxy.ProxyCt
 		_ = client.Close()
 		return
 	}
-	if _, err := io.WriteString(client, connectOK(r)); err != nil {
+	if _, err := io.WriteString(client, connectOK(r, "OK")); err != nil {
 		_ = client.Close()
 		return
 	}
@@ -147,12 +147,13 @@ func (p *Proxy) serveMITM(r *http.Request, client net.Conn, ctx *goproxy.ProxyCt
 
 const recordTypeHandshake = 22 // TLS ContentType handshake: a ClientHello
 
-// connectOK is the CONNECT success line in the request's HTTP version.
-func connectOK(r *http.Request) string {
+// connectOK is the CONNECT success line in the request's HTTP version,
+// with reason as its reason phrase.
+func connectOK(r *http.Request, reason string) string {
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		return "HTTP/1.0 200 OK\r\n\r\n"
+		return "HTTP/1.0 200 " + reason + "\r\n\r\n"
 	}
-	return "HTTP/1.1 200 OK\r\n\r\n"
+	return "HTTP/1.1 200 " + reason + "\r\n\r\n"
 }
 
 // serveInner serves one request inside an intercepted connection through

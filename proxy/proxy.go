@@ -325,6 +325,12 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
+// newGoproxy is the goproxy server that parses and dispatches CONNECTs
+// (handleConnect). cork serves every other request itself (forward) and
+// relays tunnels itself (serveTunnel, serveMITM), so goproxy's request
+// path, transport and error handler are never reached; they stay wired to
+// cork's policy, guard and answers all the same, so that a goproxy path
+// reached by mistake is still decided, guarded and answered by cork.
 func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp := goproxy.NewProxyHttpServer()
 	// docs/DESIGN.md, trap 6: NewProxyHttpServer reads HTTPS_PROXY into
@@ -408,7 +414,7 @@ func (p *Proxy) serveRequest(w http.ResponseWriter, r *http.Request, st *connSta
 	p.forward(rw, r)
 
 	if rw.hijacked != nil {
-		// goproxy returns from a WebSocket relay when one side ends but
+		// forward returns from a WebSocket relay when one side ends but
 		// leaves the client connection open: close it so the client sees
 		// the end (docs/DESIGN.md, decision 5: then both are closed).
 		_ = rw.hijacked.Close()
@@ -633,7 +639,7 @@ type respWriter struct {
 	p        *Proxy
 	st       *connState
 	inner    bool                     // a request inside an intercepted connection
-	hijacked net.Conn                 // closed by the caller when goproxy returns
+	hijacked net.Conn                 // closed by the caller when forward returns
 	rc       *http.ResponseController // &ctl, or nil for a CONNECT
 	ctl      http.ResponseController
 	abort    atomic.Bool // set when the client connection must be aborted (reqState.abort)

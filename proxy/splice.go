@@ -71,7 +71,8 @@ func (p *Proxy) serveTunnel(r *http.Request, client net.Conn, ctx *goproxy.Proxy
 		_ = up.Close()
 		return
 	}
-	if _, err := io.WriteString(client, connectResponse(r)); err != nil {
+	// goproxy's wording for a tunnel.
+	if _, err := io.WriteString(client, connectOK(r, "Connection established")); err != nil {
 		_ = client.Close()
 		return
 	}
@@ -168,13 +169,4 @@ func rawConn(c net.Conn) net.Conn {
 			return c
 		}
 	}
-}
-
-// connectResponse is the CONNECT success line of a blind tunnel, in the
-// request's HTTP version (goproxy's wording).
-func connectResponse(r *http.Request) string {
-	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		return "HTTP/1.0 200 Connection established\r\n\r\n"
-	}
-	return "HTTP/1.1 200 Connection established\r\n\r\n"
 }

@@ -40,24 +40,13 @@ func TestTunnelSplices(t *testing.T) {
 		testenv.Missing(t, "attaching strace to the test process needs root (ptrace)")
 	}
 	const size = 16 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	got := make(chan int64, 1)
-	go func() { // reads what the client sends, then sends size bytes back
-		c, err := ln.Accept()
-		if err != nil {
-			got <- -1
-			return
-		}
-		defer c.Close()
+	addr := serveOnce(t, func(c net.Conn) { // reads what the client sends, then sends size bytes back
 		n, _ := io.Copy(io.Discard, readerOnly{c})
 		got <- n
 		_, _ = c.Write(bytes.Repeat([]byte("d"), size))
-	}()
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": ln.Addr().String()})
+	})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": addr})
 	resp, c, br := tp.connect(t, "b.example.test:443")
 	if resp.StatusCode != 200 {
 		t.Fatalf("CONNECT = %d", resp.StatusCode)
@@ -160,20 +149,8 @@ func TestTunnelSlowReaderNotReaped(t *testing.T) {
 		step  = 8 << 10
 		pause = 10 * time.Millisecond // ≤ 800 KiB/s: a 1 MiB copy would take 1.3 s
 	)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_, _ = c.Write(bytes.Repeat([]byte("d"), size))
-	}()
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": ln.Addr().String()},
+	addr := serveOnce(t, func(c net.Conn) { _, _ = c.Write(bytes.Repeat([]byte("d"), size)) })
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": addr},
 		func(c *Config) { c.TunnelIdleTimeout = idle })
 	// Small socket buffers on both ends of the client connection (set
 	// before connect and listen, which turns autotuning off): the proxy's
@@ -302,25 +279,15 @@ func BenchmarkTunnelBulk(b *testing.B) {
 // client got: the audit line is written when the relay's copies have
 // returned, not when the connection was closed.
 func TestTunnelCutCountsEveryByte(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr := serveOnce(t, func(c net.Conn) {
 		buf := bytes.Repeat([]byte("d"), 64<<10)
 		for {
 			if _, err := c.Write(buf); err != nil {
 				return
 			}
 		}
-	}()
-	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": ln.Addr().String()})
+	})
+	tp := startProxy(t, testPolicy, testTokens(), map[string]string{"b.example.test:443": addr})
 	resp, c, br := tp.connect(t, "b.example.test:443")
 	if resp.StatusCode != 200 {
 		t.Fatalf("CONNECT = %d", resp.StatusCode)
