@@ -463,21 +463,12 @@ func runDockerStart(o options, out io.Writer) error {
 }
 
 func (r *dockerReport) field(v string, f func(dockerSample) time.Duration) []time.Duration {
-	var out []time.Duration
-	for _, x := range r.samples[v] {
-		out = append(out, f(x))
-	}
-	return out
+	return pick(r.samples[v], f)
 }
 
 // added is, per round, cork − docker of one figure.
 func (r *dockerReport) added(f func(dockerSample) time.Duration) []time.Duration {
-	c, d := r.field("cork", f), r.field("docker", f)
-	var out []time.Duration
-	for i := range min(len(c), len(d)) {
-		out = append(out, c[i]-d[i])
-	}
-	return out
+	return diffs(r.field("cork", f), r.field("docker", f))
 }
 
 func (r *dockerReport) write(w io.Writer) {

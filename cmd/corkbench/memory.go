@@ -107,20 +107,11 @@ type memoryReport struct {
 // runMemory runs the memory phase and writes its report to out.
 func runMemory(o options, out io.Writer) error {
 	t0 := time.Now()
-	dir, err := os.MkdirTemp("", "cork-bench-memory-")
+	dir, bin, up, cleanup, err := proxyPhaseSetup(o, "memory")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := corkBinary(o, dir)
-	if err != nil {
-		return err
-	}
-	up, err := startUpstream(false)
-	if err != nil {
-		return err
-	}
-	defer up.close()
+	defer cleanup()
 	res := up.resolveMap()
 	rep := &memoryReport{started: t0, machine: machineInfo(), logLevel: o.corkLogLevel, n: o.memoryProxies, build: buildLabel(o)}
 

@@ -253,20 +253,11 @@ type proxyStartReport struct {
 // runProxyStart runs the proxystart phase and writes its report to out.
 func runProxyStart(o options, out io.Writer) error {
 	t0 := time.Now()
-	dir, err := os.MkdirTemp("", "cork-bench-proxystart-")
+	dir, bin, up, cleanup, err := proxyPhaseSetup(o, "proxystart")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := corkBinary(o, dir)
-	if err != nil {
-		return err
-	}
-	up, err := startUpstream(false)
-	if err != nil {
-		return err
-	}
-	defer up.close()
+	defer cleanup()
 	pdir := filepath.Join(dir, "proxy")
 	if err := corkDir(pdir, up); err != nil {
 		return err
@@ -301,6 +292,24 @@ func runProxyStart(o options, out io.Writer) error {
 	rep.elapsed = time.Since(t0)
 	rep.write(out)
 	return nil
+}
+
+// proxyPhaseSetup is what the proxystart and memory phases start from: a
+// temporary directory (cork-bench-NAME-*), the cork binary the phase
+// measures (corkBinary) and the fake upstream. cleanup stops and removes
+// them.
+func proxyPhaseSetup(o options, name string) (dir, bin string, up *upstream, cleanup func(), err error) {
+	if dir, err = os.MkdirTemp("", "cork-bench-"+name+"-"); err != nil {
+		return "", "", nil, nil, err
+	}
+	if bin, err = corkBinary(o, dir); err == nil {
+		up, err = startUpstream(false)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", "", nil, nil, err
+	}
+	return dir, bin, up, func() { up.close(); os.RemoveAll(dir) }, nil
 }
 
 // corkBinary is -cork-bin, or cork built into dir.
@@ -385,15 +394,8 @@ func traceInit(bin string, env []string) (initTrace, error) {
 }
 
 func (r *proxyStartReport) write(w io.Writer) {
-	pick := func(f func(readyTimes) time.Duration) []time.Duration {
-		var out []time.Duration
-		for _, x := range r.starts {
-			out = append(out, f(x))
-		}
-		return out
-	}
-	ready := pick(func(x readyTimes) time.Duration { return x.ready })
-	accept := pick(func(x readyTimes) time.Duration { return x.accept })
+	ready := pick(r.starts, func(x readyTimes) time.Duration { return x.ready })
+	accept := pick(r.starts, func(x readyTimes) time.Duration { return x.accept })
 	var clock, end []time.Duration
 	var bytesAlloc []int64
 	for _, t := range r.inits {

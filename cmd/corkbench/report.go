@@ -41,15 +41,20 @@ type bulkResult struct {
 // bulkRatio is the median over rounds of variant ÷ direct in the same
 // round, for down or up.
 func bulkRatio(v, direct *bulkResult, up bool) float64 {
+	return median(perRoundBulk(v, direct, up))
+}
+
+// perRoundBulk is v's bulk rate ÷ direct's, per round.
+func perRoundBulk(v, direct *bulkResult, up bool) []float64 {
 	vs, ds := v.down, direct.down
 	if up {
 		vs, ds = v.up, direct.up
 	}
-	var rs []float64
+	var out []float64
 	for i := range min(len(vs), len(ds)) {
-		rs = append(rs, vs[i]/ds[i])
+		out = append(out, vs[i]/ds[i])
 	}
-	return median(rs)
+	return out
 }
 
 // perRound formats rates as "a / b / c" MiB/s.

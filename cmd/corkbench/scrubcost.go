@@ -348,19 +348,6 @@ func (r *report) perRoundSSE(p, v string, first bool) []float64 {
 	}
 }
 
-// perRoundBulk is v's bulk rate ÷ direct's, per round.
-func perRoundBulk(v, direct *bulkResult, up bool) []float64 {
-	vs, ds := v.down, direct.down
-	if up {
-		vs, ds = v.up, direct.up
-	}
-	var out []float64
-	for i := range min(len(vs), len(ds)) {
-		out = append(out, vs[i]/ds[i])
-	}
-	return out
-}
-
 func (sr *scrubReport) rows() []scrubRow {
 	var rows []scrubRow
 	o := sr.opts

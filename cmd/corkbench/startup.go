@@ -359,23 +359,32 @@ func pct(xs []time.Duration, q float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
-// field picks one figure of each sample of v.
-func (r *startupReport) field(v string, f func(startupSample) time.Duration) []time.Duration {
-	var out []time.Duration
-	for _, x := range r.samples[v] {
+// pick is one figure, f, of each of samples.
+func pick[S any](samples []S, f func(S) time.Duration) []time.Duration {
+	out := make([]time.Duration, 0, len(samples))
+	for _, x := range samples {
 		out = append(out, f(x))
 	}
 	return out
 }
 
-// added is, per round, confined − unconfined of one figure.
-func (r *startupReport) added(f func(startupSample) time.Duration) []time.Duration {
-	c, u := r.field("confined", f), r.field("unconfined", f)
+// diffs is, per round, a − b.
+func diffs(a, b []time.Duration) []time.Duration {
 	var out []time.Duration
-	for i := range min(len(c), len(u)) {
-		out = append(out, c[i]-u[i])
+	for i := range min(len(a), len(b)) {
+		out = append(out, a[i]-b[i])
 	}
 	return out
+}
+
+// field picks one figure of each sample of v.
+func (r *startupReport) field(v string, f func(startupSample) time.Duration) []time.Duration {
+	return pick(r.samples[v], f)
+}
+
+// added is, per round, confined − unconfined of one figure.
+func (r *startupReport) added(f func(startupSample) time.Duration) []time.Duration {
+	return diffs(r.field("confined", f), r.field("unconfined", f))
 }
 
 func medP90(xs []time.Duration) string {
@@ -434,13 +443,6 @@ func (r *startupReport) write(w io.Writer) {
 		}
 		return
 	}
-	pick := func(f func(sandboxSample) time.Duration) []time.Duration {
-		var out []time.Duration
-		for _, x := range r.sandbox {
-			out = append(out, f(x))
-		}
-		return out
-	}
 	fmt.Fprintf(w, "\nWhere the sandbox's time goes: `confine.New` + `Start` + wait for `mark`, in the benchmark process "+
 		"(uid %d), without cork or its proxy, once per round (median / p90). Init is the benchmark's own "+
 		"binary re-executed here, not cork's, so its Go start-up differs from cork's:\n\n", os.Getuid())
@@ -456,7 +458,7 @@ func (r *startupReport) write(w io.Writer) {
 		{"the first instruction → init exited and waited for", func(x sandboxSample) time.Duration { return x.exit }},
 		{"total", func(x sandboxSample) time.Duration { return x.total }},
 	} {
-		fmt.Fprintf(w, "| %s | %s |\n", row.what, medP90(pick(row.f)))
+		fmt.Fprintf(w, "| %s | %s |\n", row.what, medP90(pick(r.sandbox, row.f)))
 	}
 }
 
