@@ -71,7 +71,13 @@ func cliVersion(t *testing.T, bin string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
+	cmd := exec.CommandContext(ctx, bin, "--version")
+	// A home of its own: the host user's config is not the client's to
+	// read here (other packages' tests plant credential fixtures in it,
+	// which gh refuses to start with).
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "GH_CONFIG_DIR="+filepath.Join(home, ".config", "gh"))
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s --version: %v\n%s", bin, err, out)
 	}
